@@ -1,0 +1,1 @@
+"""biaslab: audit image classifiers for shortcut learning and group unfairness."""

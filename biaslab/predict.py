@@ -1,0 +1,40 @@
+"""Scores of val and test rows, and the counterfactual scores with the bias forced off and on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from biaslab.train import TrainData, predict_logits
+
+
+def predict_scores(
+    model: torch.nn.Module,
+    pixels: np.ndarray,
+    table: pd.DataFrame,
+    bias_seed: int,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """Score the rows of ``table`` (``row``, ``split``, ``label`` and ``s`` when injected).
+
+    Returns ``row``, ``split``, ``score`` = P(y=1) and, when ``s`` is present, ``score_s0`` and
+    ``score_s1``: the same image scored with S forced to 0 and to 1.
+    """
+    rows = table["row"].to_numpy()
+    labels = table["label"].to_numpy()
+    has_s = "s" in table.columns
+    model = model.to(device)
+
+    def score(s):
+        data = TrainData(rows=rows, labels=labels, s=s)
+        logits = predict_logits(model, pixels, data, bias_seed, batch_size, device)
+        return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(np.float64)
+
+    out = pd.DataFrame({"row": rows, "split": table["split"].to_numpy()})
+    out["score"] = score(table["s"].to_numpy() if has_s else None)
+    if has_s:
+        out["score_s0"] = score(np.zeros(len(rows), dtype=np.int8))
+        out["score_s1"] = score(np.ones(len(rows), dtype=np.int8))
+    return out

@@ -1,0 +1,136 @@
+"""One self-contained HTML page: headline, grid, per-group table, training curves, the data audit.
+
+Figures are PNGs embedded as data URIs, so the page can be mailed or archived as a single file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+import pandas as pd
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+.note { color: #555; font-size: 0.9em; } h2 { border-bottom: 1px solid #ddd; margin-top: 2em; }
+.warn { color: #a40; }
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return '<img alt="figure" src="data:image/png;base64,' + base64.b64encode(
+        buf.getvalue()).decode() + '">'
+
+
+def _fmt(value, lo=None, hi=None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    text = f"{value:.3f}"
+    if lo is not None and not (np.isnan(lo) or np.isnan(hi)):
+        text += f" <small>[{lo:.3f}, {hi:.3f}]</small>"
+    return text
+
+
+def _table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in df.itertuples(False)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _with_ci(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Columns ``M`` (+ ``M_lo``/``M_hi``) of ``df`` rendered as 'value [lo, hi]' strings."""
+    out = df[keys].astype(str).copy()
+    for m in metrics:
+        if m in df.columns:
+            lo, hi = df.get(f"{m}_lo"), df.get(f"{m}_hi")
+            out[m] = [
+                _fmt(v, None if lo is None else lo.iloc[i], None if hi is None else hi.iloc[i])
+                for i, v in enumerate(df[m])
+            ]
+    return out
+
+
+def curves_figure(curves: dict[str, pd.DataFrame]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for scheme, df in curves.items():
+        axes[0].plot(df["epoch"], df["train_loss"], "--", label=f"{scheme} train")
+        axes[0].plot(df["epoch"], df["val_loss"], label=f"{scheme} val")
+        axes[1].plot(df["epoch"], df["val_acc"], label=f"{scheme} val acc")
+    axes[0].set(xlabel="epoch", ylabel="loss")
+    axes[1].set(xlabel="epoch", ylabel="validation accuracy")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    html_img = _png(fig)
+    plt.close(fig)
+    return html_img
+
+
+def examples_figure(images: np.ndarray, titles: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(1.4 * len(images), 1.7), squeeze=False)
+    for ax, img, title in zip(axes[0], images, titles, strict=True):
+        ax.imshow(img, cmap="gray")
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    html_img = _png(fig)
+    plt.close(fig)
+    return html_img
+
+
+def build_report(
+    *, grid: pd.DataFrame, per_group: pd.DataFrame, curves: dict[str, pd.DataFrame],
+    audit: dict, prevalence: pd.DataFrame, examples: str = "", groups: list[str],
+) -> str:
+    """Assemble the report page from the evaluate, train and audit outputs."""
+    gap_cols = [f"{a}.{m}" for a in groups for m in (
+        "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
+        "worst_group_balanced_accuracy")]
+    shifted = [c for c in ("shifted.accuracy", "shifted.balanced_accuracy") if c in grid]
+    headline = _with_ci(grid, ["scheme", "method"],
+                        ["accuracy", "balanced_accuracy", "flip_rate", *shifted, *gap_cols])
+    sizes = grid[["scheme", "method", *[f"{a}.groups" for a in groups]]]
+    groups_tbl = _with_ci(
+        per_group, ["scheme", "method", "set", "group", "n"],
+        ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "flip_rate"],
+    )
+    audit_rows = prevalence[prevalence["split"].isin(["all", "train", "val", "test"])]
+    audit_tbl = _with_ci(audit_rows, ["split", "attribute", "group", "n"], ["prevalence"])
+    warnings = "".join(f"<li class=warn>{html.escape(w)}</li>" for w in audit["warnings"])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>biaslab report</title>
+<style>{CSS}</style></head><body>
+<h1>biaslab report: can we trust this classifier?</h1>
+<p class="note">Test split, one row per weighting scheme and threshold method. Brackets are
+bootstrap confidence intervals (resampling within each group). <b>DI</b> =
+P(ŷ=1|g0)/P(ŷ=1|g1); <b>flip rate</b> = share of test images whose decision changes when the
+injected bias S is forced from 0 to 1; <b>shifted</b> = the same test images with S drawn
+independently of the label: a large drop from accuracy means the model learnt the shortcut.</p>
+<h2>Headline</h2>{_table(headline)}
+<p class="note">Group sizes behind the gaps:</p>{_table(sizes)}
+<h2>Training curves</h2>{curves_figure(curves) if curves else "<p>none</p>"}
+<h2>Per group</h2>{_table(groups_tbl)}
+<h2>Data audit</h2>
+<p>{audit["n"]} images, prevalence {audit["prevalence"]:.3f}; splits {audit["splits"]}.</p>
+<ul>{warnings}</ul>{_table(audit_tbl)}
+<h2>Examples</h2>{examples}
+<p class="note">Made by biaslab from the DVC pipeline's artifacts (metrics/*.json, *.csv).</p>
+</body></html>
+"""

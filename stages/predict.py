@@ -1,0 +1,32 @@
+"""predict@SCHEME: scores on val and test, and counterfactual scores with S forced to 0 and 1."""
+
+import argparse
+
+import numpy as np
+
+from biaslab import io
+from biaslab.config import load_section
+from biaslab.predict import predict_scores
+from biaslab.train import load_checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("model", "pixels", "index", "bias", "split", "out"):
+        parser.add_argument(f"--{name}", required=True)
+    args = parser.parse_args()
+    bias_cfg = load_section("bias")
+
+    model, _ = load_checkpoint(args.model)
+    pixels = np.load(args.pixels, mmap_mode="r")
+    table = io.read_table(args.index, required=("row", "label")).merge(
+        io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row")
+    table = table[table["split"].isin(["val", "test"])]
+    scores = predict_scores(model, pixels, table, bias_seed=bias_cfg.seed)
+    io.write_parquet(scores, args.out)
+    cols = ", ".join(c for c in scores.columns if c.startswith("score"))
+    print(f"predict: {len(scores)} val+test rows scored ({cols}) -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""weights@SCHEME: per-row sample weights of the training split under one scheme.
+
+One file per scheme (not one column per scheme in a shared table) so that adding a scheme
+leaves the other schemes' weights, and so their trained models, untouched.
+"""
+
+import argparse
+
+import numpy as np
+
+from biaslab import io
+from biaslab.config import load_section
+from biaslab.weights import compute_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scheme", required=True)
+    parser.add_argument("--index", required=True)
+    parser.add_argument("--bias", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    cfg = load_section("weights")
+
+    table = io.read_table(args.index, required=("row", "label")).merge(
+        io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row")
+    train = table[table["split"] == "train"]
+    weights = compute_weights(train, args.scheme, cfg.groups, all_rows=table)
+    out = table[["row"]].assign(weight=np.nan)
+    out.loc[train.index, "weight"] = weights
+    io.write_parquet(out, args.out)
+    print(f"weights@{args.scheme}: {len(train)} training rows, weight range "
+          f"[{weights.min():.3f}, {weights.max():.3f}] -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
