@@ -104,7 +104,8 @@ class SplitConfig:
                 _fail(f"split.fractions.{name}", frac, "a fraction in (0, 1)")
         total = sum(self.fractions.values())
         if abs(total - 1.0) > 1e-6:
-            _fail("split.fractions", self.fractions, f"fractions summing to 1 (they sum to {total:g})")
+            _fail("split.fractions", self.fractions,
+                  f"fractions summing to 1 (they sum to {total:g})")
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 
-def load_digits_source(negative: list[int], positive: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
-    """scikit-learn's bundled handwritten digits (1,797 real 8x8 scans, no download) as a binary task.
+def load_digits_source(
+    negative: list[int], positive: list[int]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """scikit-learn's bundled handwritten digits (1,797 real 8x8 scans, no download), binary.
 
     Parameters
     ----------

@@ -60,7 +60,9 @@ class YoudenThreshold(_Threshold):
         scores, labels = _check_scores(scores, labels)
         n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
         if n_pos == 0 or n_neg == 0:
-            raise ValueError("YoudenThreshold: the fit data need both classes (TPR or FPR undefined)")
+            raise ValueError(
+                "YoudenThreshold: the fit data need both classes (TPR or FPR is undefined)"
+            )
         order = np.argsort(-scores, kind="stable")
         s, y = scores[order], labels[order]
         last = np.r_[s[1:] != s[:-1], True]  # cut after the last copy of each distinct score
@@ -74,7 +76,10 @@ class YoudenThreshold(_Threshold):
         elif best == len(cuts):  # everybody positive: the lowest score
             self.threshold_ = float(cuts[-1])
         else:  # positive down to cuts[best - 1], negative from cuts[best]
-            self.threshold_ = float((cuts[best - 1] + cuts[best]) / 2)
+            mid = (cuts[best - 1] + cuts[best]) / 2
+            # between adjacent floats the half-way point rounds onto one of them: keep it
+            # above cuts[best], or that score would be predicted positive too
+            self.threshold_ = float(mid if mid > cuts[best] else cuts[best - 1])
         return self
 
 

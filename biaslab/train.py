@@ -74,7 +74,8 @@ def fit(
     """Train ``config.model`` on ``train``; keep the epoch with the lowest validation loss.
 
     Returns the model (on the CPU, eval mode) and the per-epoch curves: ``epoch``,
-    ``train_loss`` (weighted), ``train_acc``, ``val_loss``, ``val_acc``, ``val_bacc``, ``img_per_s``.
+    ``train_loss`` (weighted), ``train_acc``, ``val_loss``, ``val_acc``, ``val_bacc``,
+    ``img_per_s``.
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     torch.manual_seed(config.seed)

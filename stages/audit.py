@@ -6,6 +6,7 @@ from pathlib import Path
 from biaslab import io
 from biaslab.audit import audit_summary, prevalence_table
 from biaslab.config import load_section
+from stages import run
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
         io.read_table(args.split, required=("row", "split")), on="row")
     missing = [a for a in cfg.attributes if a not in table.columns]
     if missing:
-        raise SystemExit(f"audit.attributes: {missing} not found; available: {list(table.columns)}")
+        raise ValueError(f"audit.attributes: {missing} not found; available: {list(table.columns)}")
     prevalence = prevalence_table(table, cfg.attributes)
     summary = audit_summary(prevalence, cfg.min_group_size)
     io.write_csv(prevalence, Path(args.tables) / "prevalence.csv")
@@ -33,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "audit")

@@ -5,6 +5,7 @@ import argparse
 from biaslab import io
 from biaslab.bias import bias_table
 from biaslab.config import load_section
+from stages import run
 
 
 def main() -> None:
@@ -26,4 +27,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "bias")

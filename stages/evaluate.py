@@ -6,6 +6,7 @@ from pathlib import Path
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.evaluate import evaluate_decisions, headline
+from stages import run
 
 
 def main() -> None:
@@ -31,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "evaluate")

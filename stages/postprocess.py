@@ -7,6 +7,7 @@ import pandas as pd
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.thresholds import make_postprocessor
+from stages import run
 
 
 def main() -> None:
@@ -40,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "postprocess")

@@ -8,6 +8,7 @@ from biaslab import io
 from biaslab.config import load_section
 from biaslab.predict import predict_scores
 from biaslab.train import load_checkpoint
+from stages import run
 
 
 def main() -> None:
@@ -29,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "predict")

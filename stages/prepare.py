@@ -9,6 +9,7 @@ from biaslab import io
 from biaslab.config import load_section
 from biaslab.prepare import prepare_arrays
 from biaslab.sources import load_digits_source
+from stages import run
 
 
 def main() -> None:
@@ -32,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "prepare")

@@ -11,6 +11,7 @@ from biaslab import io
 from biaslab.bias import model_inputs
 from biaslab.config import load_section
 from biaslab.report import build_report, examples_figure
+from stages import run
 
 
 def main() -> None:
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "report")

@@ -5,6 +5,7 @@ import argparse
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.split import stratified_split
+from stages import run
 
 
 def main() -> None:
@@ -24,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "split")

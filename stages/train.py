@@ -8,6 +8,7 @@ import numpy as np
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.train import TrainData, fit, save_checkpoint
+from stages import run
 
 
 def main() -> None:
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "train")

@@ -11,6 +11,7 @@ import numpy as np
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.weights import compute_weights
+from stages import run
 
 
 def main() -> None:
@@ -35,4 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main, "weights")

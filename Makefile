@@ -1,0 +1,38 @@
+# Two commands for a fresh clone: `make repro` runs the pipeline, `make test` the test suite.
+# Both create the environment first when it is missing: uv (pinned, from PyPI) installs the
+# locked dependencies of uv.lock into .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: env repro test lint clean-env
+
+env: $(VENV)/.synced
+
+$(UV):
+	@echo "bootstrap: installing uv $(UV_VERSION) into .uv/"
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+repro: env
+	dvc repro
+	@echo
+	@echo "headline metrics: $(CURDIR)/metrics/fairness.json"
+	@echo "grid:             $(CURDIR)/metrics/grid.csv"
+	@echo "report:           $(CURDIR)/reports/index.html"
+
+test: env
+	python -m pytest
+
+lint: env
+	ruff check .
+
+clean-env:
+	rm -rf .uv $(VENV)

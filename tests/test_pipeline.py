@@ -1,0 +1,170 @@
+"""End-to-end: the DVC pipeline in a temporary git repo, on tiny params.
+
+One module-scoped repo goes through the story a user lives: a full `dvc repro`, a second one that
+runs nothing, an experiment on the bias, a post-processing change and a new weighting scheme,
+checking each time that exactly the stages that depend on the change ran.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT, VENV_BIN
+
+pytestmark = pytest.mark.slow
+
+TRACKED = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore"]
+TINY = {
+    "prepare": {"size": 12},
+    "train": {"epochs": 2, "width": 4, "batch_size": 64},
+    "evaluate": {"n_boot": 50},
+}
+ALL_STAGES = {
+    "prepare", "bias", "split", "audit", "evaluate", "report",
+    *(f"{stage}@{scheme}" for stage in ("weights", "train", "predict", "postprocess")
+      for scheme in ("none", "reweighing")),
+}
+
+
+def sh(repo, *args, check=True):
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def ran(proc) -> set[str]:
+    """Names of the stages a dvc command actually ran (not skipped)."""
+    return set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
+
+
+def edit_params(repo, **sections):
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("biaslab-repo")
+    for item in TRACKED:
+        src, dst = ROOT / item, repo / item
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
+    edit_params(repo, **TINY)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny biaslab")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo):
+    return sh(repo, "dvc", "repro")
+
+
+def test_full_repro_builds_every_artifact(repo, first_repro):
+    assert ran(first_repro) == ALL_STAGES
+    for path in ("metrics/fairness.json", "metrics/grid.csv", "reports/index.html",
+                 "data/prepared/pixels.npy", "metrics/train/none/curves.csv"):
+        assert (repo / path).is_file(), path
+    headline = json.loads((repo / "metrics/fairness.json").read_text())
+    assert set(headline) == {"none", "reweighing"}
+    assert set(headline["none"]) == {"fixed", "youden"}
+    assert {"accuracy", "s.disparate_impact", "flip_rate", "shifted.accuracy"} <= set(
+        headline["none"]["youden"])
+    grid = pd.read_csv(repo / "metrics/grid.csv")
+    assert len(grid) == 4 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
+    page = (repo / "reports/index.html").read_text()
+    assert "Headline" in page and "data:image/png;base64," in page
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "first run")
+
+
+def test_second_repro_runs_nothing(repo, first_repro):
+    assert ran(sh(repo, "dvc", "repro")) == set()
+
+
+def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo, first_repro):
+    proc = sh(repo, "dvc", "exp", "run", "-S", "bias.p0=0.4")
+    stages = ran(proc)
+    assert "prepare" not in stages
+    assert {"bias", "split", "train@none", "evaluate", "report"} <= stages
+    show = sh(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
+    header = show.splitlines()[0]
+    assert "bias.p0" in header and "none.youden.accuracy" in header
+    assert "0.4" in show
+    sh(repo, "dvc", "metrics", "diff")
+
+
+def test_postprocess_change_reruns_only_postprocess_evaluate_report(repo, first_repro):
+    edit_params(repo, postprocess={"fixed_threshold": 0.4})
+    assert ran(sh(repo, "dvc", "repro")) == {
+        "postprocess@none", "postprocess@reweighing", "evaluate", "report"}
+    thresholds = json.loads((repo / "metrics/thresholds/none.json").read_text())
+    assert thresholds["fixed"]["threshold"] == 0.4
+
+
+def test_new_scheme_trains_only_the_new_model(repo, first_repro):
+    edit_params(repo, weights={"schemes": ["none", "reweighing", "class_balanced"]})
+    assert ran(sh(repo, "dvc", "repro")) == {
+        "weights@class_balanced", "train@class_balanced", "predict@class_balanced",
+        "postprocess@class_balanced", "evaluate", "report"}
+    assert "class_balanced" in json.loads((repo / "metrics/fairness.json").read_text())
+
+
+def test_plots_render(repo, first_repro):
+    proc = sh(repo, "dvc", "plots", "show", "--out", "plots-out")
+    assert (repo / "plots-out" / "index.html").is_file(), proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "message"),
+    [
+        ("bias", {"p0": 1.5}, r"bias\.p0 = 1\.5 is not allowed; expected a probability in \[0, 1\]"),
+        ("bias", {"kind": "stripes"}, r"bias\.kind = 'stripes'.*one of none, noise_channel"),
+        ("bias", {"colour": 1}, r"bias\.colour = 1 is not allowed; expected a known key"),
+    ],
+)
+def test_bad_params_stop_the_stage_with_a_clear_message(repo, first_repro, section, values,
+                                                        message):
+    (repo / "data/bias.parquet").unlink(missing_ok=True)
+    backup = (repo / "params.yaml").read_text()
+    try:
+        edit_params(repo, **{section: values})
+        proc = sh(repo, "python", "-m", "stages.bias", "--index", "data/prepared/index.parquet",
+                  "--out", "data/bias.parquet", check=False)
+    finally:
+        (repo / "params.yaml").write_text(backup)
+    assert proc.returncode == 1
+    assert re.search(message, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (repo / "data/bias.parquet").exists()  # no partial artifact
+    assert not list((repo / "data").glob(".bias.parquet*"))  # no stray temp file
+
+
+def test_unknown_scheme_fails_the_repro_naming_it(repo, first_repro):
+    backup = (repo / "params.yaml").read_text()
+    try:
+        edit_params(repo, weights={"schemes": ["none", "magic"]})
+        proc = sh(repo, "dvc", "repro", "weights@magic", check=False)
+    finally:
+        (repo / "params.yaml").write_text(backup)
+    assert proc.returncode != 0
+    assert "weights.schemes = 'magic' is not allowed" in proc.stdout + proc.stderr
