@@ -104,8 +104,13 @@ def build_report(
         "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
         "worst_group_balanced_accuracy")]
     shifted = [c for c in ("shifted.accuracy", "shifted.balanced_accuracy") if c in grid]
-    headline = _with_ci(grid, ["scheme", "method"],
-                        ["accuracy", "balanced_accuracy", "flip_rate", *shifted, *gap_cols])
+    metrics = [m for m in ("accuracy", "balanced_accuracy", "flip_rate", *shifted, *gap_cols)
+               if m in grid.columns]
+    cells = _with_ci(grid, ["scheme", "method"], metrics)
+    # metrics as rows, one column per (scheme, method): stays readable as schemes are added
+    headline = cells[metrics].T
+    headline.columns = [f"{s} / {m}" for s, m in zip(cells["scheme"], cells["method"], strict=True)]
+    headline.insert(0, "metric", metrics)
     sizes = grid[["scheme", "method", *[f"{a}.groups" for a in groups]]]
     groups_tbl = _with_ci(
         per_group, ["scheme", "method", "set", "group", "n"],
@@ -118,7 +123,7 @@ def build_report(
 <html lang="en"><head><meta charset="utf-8"><title>biaslab report</title>
 <style>{CSS}</style></head><body>
 <h1>biaslab report: can we trust this classifier?</h1>
-<p class="note">Test split, one row per weighting scheme and threshold method. Brackets are
+<p class="note">Test split, one column per weighting scheme and threshold method. Brackets are
 bootstrap confidence intervals (resampling within each group). <b>DI</b> =
 P(ŷ=1|g0)/P(ŷ=1|g1); <b>flip rate</b> = share of test images whose decision changes when the
 injected bias S is forced from 0 to 1; <b>shifted</b> = the same test images with S drawn
