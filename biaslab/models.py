@@ -1,9 +1,18 @@
-"""Model architectures. Every model maps (B, C, H, W) float inputs to (B,) logits of P(y=1)."""
+"""Model architectures. Every model maps (B, C, H, W) float inputs to (B,) logits of P(y=1).
+
+``small_cnn`` is the CPU default. The torchvision models (``alexnet``, ``resnet18/34/50``) are
+for GPUs: their first convolution is rebuilt for 1 input channel (grayscale) or 2 (grayscale +
+bias channel) and their head for a single logit.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
+
+MODELS = ("small_cnn", "alexnet", "resnet18", "resnet34", "resnet50")
 
 
 class SmallCNN(nn.Module):
@@ -33,8 +42,80 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-def build_model(name: str, in_channels: int, width: int = 16) -> nn.Module:
-    """Build model ``name`` for ``in_channels`` input channels (1 gray, 2 with the bias channel)."""
+class _SingleLogit(nn.Module):
+    """Wrap a torchvision classifier whose head was replaced by a 1-output layer."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+def _first_conv(net: nn.Module, name: str) -> tuple[nn.Module, str, nn.Conv2d]:
+    """The module holding the first convolution, the attribute name, and the conv itself."""
+    if name == "alexnet":
+        return net.features, "0", net.features[0]
+    return net, "conv1", net.conv1
+
+
+def _rebuild_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """A copy of ``conv`` taking ``in_channels`` inputs.
+
+    Channel 0 (the image) gets the mean of the RGB filters, so pretrained filters still respond
+    to the same patterns in gray; the bias channel starts at zero, so it must be learnt.
+    """
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, :1] = conv.weight.mean(dim=1, keepdim=True)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Module:
+    import torchvision
+
+    net = getattr(torchvision.models, name)(weights=None)
+    if pretrained:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"train.pretrained: {path} not found. biaslab never downloads weights: fetch "
+                f"torchvision's ImageNet state dict for {name} on a machine with internet "
+                f"(e.g. torchvision.models.{name}(weights='DEFAULT').state_dict(), saved with "
+                f"torch.save) and put the file at {path}"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or len(missing) > 0:
+            raise ValueError(
+                f"train.pretrained: {path} does not fit {name}: missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}"
+            )
+    parent, attr, conv = _first_conv(net, name)
+    setattr(parent, attr, _rebuild_conv(conv, in_channels))
+    if name == "alexnet":
+        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, 1)
+    else:
+        net.fc = nn.Linear(net.fc.in_features, 1)
+    return _SingleLogit(net)
+
+
+def build_model(name: str, in_channels: int, width: int = 16,
+                pretrained: str | None = None) -> nn.Module:
+    """Build model ``name`` for ``in_channels`` input channels (1 gray, 2 with the bias channel).
+
+    ``width`` applies to ``small_cnn``; ``pretrained`` (a local state-dict file) to torchvision
+    models only.
+    """
     if name == "small_cnn":
+        if pretrained:
+            raise ValueError("train.pretrained: small_cnn has no pretrained weights; use null")
         return SmallCNN(in_channels=in_channels, width=width)
-    raise ValueError(f"train.model: unknown model {name!r}; allowed: small_cnn")
+    if name in MODELS:
+        return _torchvision(name, in_channels, pretrained)
+    raise ValueError(f"train.model: unknown model {name!r}; allowed: {', '.join(MODELS)}")

@@ -85,5 +85,6 @@ def test_training_is_deterministic_and_checkpoint_round_trips(digits, tmp_path):
     _, pixels = digits
     np.testing.assert_allclose(predict_scores(model_a, pixels, test, 0)["score"],
                                predict_scores(loaded, pixels, test, 0)["score"])
-    assert list(curves_a.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc",
-                                      "val_bacc", "img_per_s"]
+    assert list(curves_a.columns) == ["epoch", "lr", "train_loss", "train_acc", "val_loss",
+                                      "val_acc", "val_bacc", "val_acc_g0", "val_acc_g1",
+                                      "img_per_s"]
