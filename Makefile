@@ -7,8 +7,10 @@ UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# cache compiled bytecode: torch and pandas import 2-3x faster in every stage and test
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: env repro test lint clean-env
+.PHONY: env repro test lint clean-env image container-test
 
 env: $(VENV)/.synced
 
@@ -36,3 +38,12 @@ lint: env
 
 clean-env:
 	rm -rf .uv $(VENV)
+
+# The CUDA image (docker/Dockerfile); docker/run.sh runs the pipeline in it on the GPUs.
+image:
+	docker build -f docker/Dockerfile -t biaslab .
+
+# Builds the image with podman (no Docker engine, no registry) on a local Debian base and runs
+# `dvc repro` on tiny params inside it. Minutes; the test suite runs it when CI=true.
+container-test:
+	docker/container-test.sh

@@ -1,10 +1,18 @@
 """The data audit a careful student does first: who is in the data, with which labels, where.
 
-Counts and label prevalence of every group, overall and per split, with Wilson intervals, so a
-label that depends on a group (the door a shortcut walks through) is visible before training.
+- univariate: counts and shares of the label and of every attribute, with imbalance ratios;
+- bivariate: label prevalence per group and per intersection of two attributes, overall and
+  per split, with Wilson intervals, so a label that depends on a group (the door a shortcut
+  walks through) is visible before training;
+- balance: how far each split's shares and prevalences are from the whole;
+- Simpson's paradox: an association between an attribute and the label that changes sign or
+  vanishes within the strata of another attribute;
+- warnings for groups too small to evaluate.
 """
 
 from __future__ import annotations
+
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -12,9 +20,8 @@ import pandas as pd
 
 def wilson(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a proportion k/n (NaN where n = 0)."""
-    from scipy.stats import norm
-
-    z = norm.ppf(0.5 + level / 2)
+    # the standard library's normal quantile: importing scipy.stats costs seconds
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     k, n = np.asarray(k, float), np.asarray(n, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = k / n
@@ -23,7 +30,9 @@ def wilson(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarra
     return centre - half, centre + half
 
 
-def prevalence_table(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
+def prevalence_table(
+    table: pd.DataFrame, attributes: list[str], level: float = 0.95
+) -> pd.DataFrame:
     """Label prevalence per (split, attribute, group), with ``all`` rows for the whole data.
 
     Columns: ``split`` (train/val/test/all), ``attribute``, ``group``, ``n``, ``positives``,
@@ -40,7 +49,7 @@ def prevalence_table(table: pd.DataFrame, attributes: list[str]) -> pd.DataFrame
             }))
     out = pd.concat(frames, ignore_index=True)
     out["prevalence"] = out["positives"] / out["n"]
-    out["prevalence_lo"], out["prevalence_hi"] = wilson(out["positives"], out["n"])
+    out["prevalence_lo"], out["prevalence_hi"] = wilson(out["positives"], out["n"], level)
     totals = out[out["attribute"] == "all"].set_index("split")["n"]
     out["share"] = out["n"] / out["split"].map(totals)
     return out
@@ -62,10 +71,177 @@ def audit_summary(prevalence: pd.DataFrame, min_group_size: int) -> dict:
         summary["groups"].setdefault(row.attribute, {})[row.group] = {
             "n": int(row.n), "prevalence": round(float(row.prevalence), 4)
         }
-    small = prevalence[(prevalence["attribute"] != "all") & (prevalence["n"] < min_group_size)]
-    for row in small.itertuples():
+    # every group of the data in every split: a group with no row in a split has no line in
+    # ``prevalence`` for it, and is the smallest group of all
+    per_split = prevalence[prevalence["attribute"] != "all"].set_index(
+        ["split", "attribute", "group"])["n"]
+    every = pd.MultiIndex.from_tuples(
+        [(split, a, g) for split in prevalence["split"].unique()
+         for a, g in zip(whole["attribute"], whole["group"], strict=True) if a != "all"],
+        names=per_split.index.names)
+    sizes = per_split.reindex(every, fill_value=0)
+    for (split, attr, group), n in sizes[sizes < min_group_size].items():
         summary["warnings"].append(
-            f"{row.attribute}={row.group} has {row.n} rows in split {row.split} "
+            f"{attr}={group} has {n} rows in split {split} "
             f"(fewer than {min_group_size}): its metrics will be unreliable"
         )
     return summary
+
+
+INTERSECTION = "&"  # joins attribute names (sex&age_group) and groups (F&40-59)
+
+
+def _groups(column: pd.Series) -> pd.Series:
+    """Group labels as strings; a missing value is its own group, ``<NA>``."""
+    return column.astype("string").fillna("<NA>").astype(str)
+
+
+def with_intersections(table: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame, list]:
+    """Add a column per pair of attributes (``a&b``, values ``x&y``); returns the new names."""
+    pairs = [(a, b) for i, a in enumerate(attributes) for b in attributes[i + 1:]]
+    extra = {f"{a}{INTERSECTION}{b}": _groups(table[a]) + INTERSECTION + _groups(table[b])
+             for a, b in pairs}
+    return table.assign(**extra), list(extra)
+
+
+def univariate_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Counts and shares of every value of ``columns`` (the label first, then attributes).
+
+    Columns: ``attribute``, ``group``, ``n``, ``share``, ``imbalance`` (largest / smallest
+    group count of the attribute, the same on each of its rows).
+    """
+    frames = []
+    for col in columns:
+        counts = _groups(table[col]).value_counts().sort_index()
+        frames.append(pd.DataFrame({
+            "attribute": col, "group": counts.index.astype(str), "n": counts.to_numpy(),
+            "share": counts.to_numpy() / len(table),
+            "imbalance": counts.max() / counts.min() if len(counts) else np.nan,
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["attribute", "group", "n", "share", "imbalance"])
+
+
+def balance_table(prevalence: pd.DataFrame) -> pd.DataFrame:
+    """Each split against the whole: differences of group share and of label prevalence.
+
+    Columns: ``split``, ``attribute``, ``group``, ``share``, ``share_all``, ``share_diff``,
+    ``prevalence``, ``prevalence_all``, ``prevalence_diff``. A group of the whole that a split
+    lacks has share 0 there.
+    """
+    whole = prevalence[prevalence["split"] == "all"].set_index(["attribute", "group"])
+    frames = []
+    for split in sorted(set(prevalence["split"]) - {"all"}):
+        part = prevalence[prevalence["split"] == split].set_index(["attribute", "group"])
+        part = part.reindex(whole.index)
+        frames.append(pd.DataFrame({
+            "split": split, "share": part["share"].fillna(0.0), "share_all": whole["share"],
+            "prevalence": part["prevalence"], "prevalence_all": whole["prevalence"],
+        }, index=whole.index))
+    if not frames:
+        return pd.DataFrame(columns=["split", "attribute", "group", "share", "share_all",
+                                     "share_diff", "prevalence", "prevalence_all",
+                                     "prevalence_diff"])
+    out = pd.concat(frames).reset_index()
+    out["share_diff"] = out["share"] - out["share_all"]
+    out["prevalence_diff"] = out["prevalence"] - out["prevalence_all"]
+    return out[["split", "attribute", "group", "share", "share_all", "share_diff",
+                "prevalence", "prevalence_all", "prevalence_diff"]]
+
+
+def _simpson_row(y: pd.Series, inside: pd.Series, strata: pd.Series) -> dict:
+    """Crude and stratum-adjusted prevalence differences P(y|in) - P(y|out)."""
+    crude = y[inside].mean() - y[~inside].mean()
+    cells = pd.DataFrame({"b": strata, "in": inside, "y": y}).groupby(
+        ["b", "in"])["y"].agg(["mean", "size"]).unstack("in")
+    both = cells["size"].notna().all(axis=1)  # strata holding both sides can compare them
+    diff = (cells["mean"][True] - cells["mean"][False])[both]
+    weight = cells["size"].sum(axis=1)[both]
+    adjusted = float((diff * weight).sum() / weight.sum()) if weight.sum() else np.nan
+    text = "; ".join(f"{b}: {d:+.3f} (n={int(n)})" for b, d, n in zip(
+        diff.index, diff, weight, strict=True))
+    return {"n": int(inside.sum()), "crude_diff": float(crude), "adjusted_diff": adjusted,
+            "strata": text}
+
+
+def simpson_table(table: pd.DataFrame, attributes: list[str], min_effect: float) -> pd.DataFrame:
+    """Simpson's paradox check for every (attribute A, group a, other attribute B).
+
+    crude_diff = P(y=1 | A=a) - P(y=1 | A!=a); within each stratum b of B the same difference
+    d_b; adjusted_diff = sum_b n_b d_b / sum_b n_b over the strata holding both sides (a
+    Mantel-Haenszel-style weighted average). ``flag`` is ``reverses`` when both are at least
+    ``min_effect`` in size and of opposite signs, ``vanishes`` when the crude difference is at
+    least ``min_effect`` and the adjusted one below half of it, else empty. For a two-group
+    attribute only its second group is listed (the first is its mirror image).
+
+    Columns: ``attribute``, ``group``, ``stratified_by``, ``n``, ``crude_diff``,
+    ``adjusted_diff``, ``flag``, ``strata`` (each stratum's difference and size).
+    """
+    rows = []
+    y = table["label"].astype(float)
+    for a in attributes:
+        groups = _groups(table[a])
+        names = sorted(groups.unique())
+        for group in names[1:] if len(names) == 2 else names if len(names) > 2 else []:
+            inside = groups == group
+            for b in (b for b in attributes if b != a):
+                row = _simpson_row(y, inside, _groups(table[b]))
+                crude, adjusted = row["crude_diff"], row["adjusted_diff"]
+                flag = ""
+                if abs(crude) >= min_effect and abs(adjusted) >= min_effect and (
+                        np.sign(crude) != np.sign(adjusted)):
+                    flag = "reverses"
+                elif abs(crude) >= min_effect and abs(adjusted) < min_effect / 2:
+                    flag = "vanishes"
+                rows.append({"attribute": a, "group": group, "stratified_by": b, **row,
+                             "flag": flag})
+    columns = ["attribute", "group", "stratified_by", "n", "crude_diff", "adjusted_diff",
+               "flag", "strata"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_audit(
+    table: pd.DataFrame, attributes: list[str], *, min_group_size: int, level: float = 0.95,
+    min_effect: float = 0.02,
+) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The whole audit of ``table`` (``row``, ``label``, ``split`` and the ``attributes``).
+
+    Returns
+    -------
+    summary : dict
+        :func:`audit_summary` plus ``imbalance`` (per column), ``balance`` (per split, the
+        largest absolute share difference to the whole, per attribute) and ``simpson``
+        (flagged rows); Simpson flags are added to ``warnings``.
+    tables : dict of DataFrame
+        ``prevalence`` (with intersections), ``univariate``, ``balance``, ``simpson``.
+    """
+    missing = [a for a in attributes if a not in table.columns]
+    if missing:
+        raise ValueError(f"audit.attributes: {missing} not found; available: "
+                         f"{list(table.columns)}")
+    crossed, pairs = with_intersections(table, attributes)
+    prevalence = prevalence_table(crossed, [*attributes, *pairs], level)
+    tables = {
+        "prevalence": prevalence,
+        "univariate": univariate_table(table, ["label", *attributes]),
+        "balance": balance_table(prevalence[~prevalence["attribute"].isin(pairs)]),
+        "simpson": simpson_table(table, attributes, min_effect),
+    }
+    summary = audit_summary(prevalence[~prevalence["attribute"].isin(pairs)], min_group_size)
+    uni = tables["univariate"]
+    summary["imbalance"] = {a: round(float(r), 3) for a, r in
+                            uni.groupby("attribute", sort=False)["imbalance"].first().items()}
+    bal = tables["balance"].assign(gap=lambda d: d["share_diff"].abs())
+    bal = bal[bal["attribute"] != "all"]
+    summary["balance"] = {s: {a: round(float(g), 4) for a, g in part.groupby(
+        "attribute")["gap"].max().items()} for s, part in bal.groupby("split")}
+    flagged = tables["simpson"][tables["simpson"]["flag"] != ""]
+    summary["simpson"] = [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items() if k != "strata"}
+        for row in flagged.to_dict("records")]
+    for row in flagged.itertuples():
+        summary["warnings"].append(
+            f"Simpson: prevalence difference {row.attribute}={row.group} vs the rest is "
+            f"{row.crude_diff:+.3f} overall but {row.adjusted_diff:+.3f} within strata of "
+            f"{row.stratified_by} ({row.flag})")
+    return summary, tables

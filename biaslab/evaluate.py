@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from biaslab.metrics import GAPS, group_report
+from biaslab.metrics import group_report
 
-HEADLINE = ("accuracy", "balanced_accuracy", "flip_rate")
+HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
 
 
 def shifted_view(test: pd.DataFrame, shift_p: float, seed: int) -> pd.DataFrame:
@@ -30,21 +30,36 @@ def shifted_view(test: pd.DataFrame, shift_p: float, seed: int) -> pd.DataFrame:
     return out
 
 
-def _evaluate_one(test: pd.DataFrame, groups: list[str], n_boot, level, seed, prefix: str):
+def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
+    """Each attribute alone and, with ``intersect`` and two or more, all of them intersected."""
+    return [[g] for g in groups] + ([list(groups)] if intersect and len(groups) > 1 else [])
+
+
+def _values(test: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Group value of each row: the attribute's value, or ``v1&v2`` for an intersection."""
+    if len(cols) == 1:
+        return test[cols[0]].to_numpy()
+    return test[cols].astype(str).agg("&".join, axis=1).to_numpy()
+
+
+def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
+                  bins: int = 256):
     """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
     flip = None
     if "decision_s0" in test.columns:
         flip = (test["decision_s0"] != test["decision_s1"]).to_numpy()
+    scores = test["score"].to_numpy() if "score" in test.columns else None
     flat, tables = {}, []
-    for i, attr in enumerate(groups):
+    for i, cols in enumerate(groups):
+        attr = "&".join(cols)
         per_group, between = group_report(
-            test["label"], test["decision"], test[attr].to_numpy(), flip=flip, n_boot=n_boot,
-            level=level, seed=seed, name=attr,
+            test["label"], test["decision"], _values(test, cols), flip=flip, scores=scores,
+            n_boot=n_boot, level=level, seed=seed, name=attr, bins=bins,
         )
         if i == 0:  # overall figures do not depend on the attribute: take them once
             overall = per_group.iloc[-1]
             flat[f"{prefix}n"] = int(overall["n"])
-            for m in HEADLINE if flip is not None else HEADLINE[:2]:
+            for m in [h for h in HEADLINE if h != "flip_rate" or flip is not None]:
                 for suffix in ("", "_lo", "_hi"):
                     flat[f"{prefix}{m}{suffix}"] = float(overall[m + suffix])
         for row in between.itertuples():
@@ -67,6 +82,9 @@ def evaluate_decisions(
     level: float = 0.95,
     seed: int = 0,
     min_group_size: int = 1,
+    intersect: bool = True,
+    bins: int = 256,
+    pareto_gap: str = "disparate_impact",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the test decisions of each scheme.
 
@@ -78,14 +96,21 @@ def evaluate_decisions(
     attributes : DataFrame
         ``row``, ``label`` and the ``groups`` columns (e.g. ``s``, ``sex``) of every image.
     groups : list of str
-        Attributes to evaluate between groups, each on its own.
+        Attributes to evaluate between groups, each on its own and, with ``intersect``,
+        intersected (attribute ``s&sex``, groups ``s&sex=1&F``).
+    bins : int
+        Score bins of the bootstrap's AUC and calibration error.
+    pareto_gap : str
+        The gap of the first attribute traded against balanced accuracy in the ``pareto``
+        column (see :func:`pareto_front`).
 
     Returns
     -------
     grid : DataFrame
         One row per (scheme, method): test metrics with ``_lo``/``_hi`` intervals, gaps per
         attribute (``ATTR.METRIC``), group sizes (``ATTR.groups``) and, with an injected bias,
-        the same on the shifted test set (prefix ``shifted.``).
+        the same on the shifted test set (prefix ``shifted.``), ``fairness_cost`` and
+        ``pareto`` (on the Pareto front of balanced accuracy against the cost).
     per_group : DataFrame
         One row per (scheme, method, set, attribute, group) with every per-group metric.
     """
@@ -98,44 +123,83 @@ def evaluate_decisions(
     grid_rows, group_tables = [], []
     for scheme, table in decisions.items():
         test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
-        _check_group_sizes(test, groups, min_group_size, scheme)
+        # one row per image: the table repeats each test image once per method
+        _check_group_sizes(test.drop_duplicates("row"), attributes, groups, min_group_size, scheme)
         for method, part in test.groupby("method", sort=False):
             row = {"scheme": scheme, "method": method}
             sets = [("test", part, "")]
             if "decision_s0" in part.columns and "s" in part.columns:
                 sets.append(("shifted", shifted_view(part, shift_p, seed), "shifted."))
             for name, data, prefix in sets:
-                attrs = groups if name == "test" else ["s"]
-                flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix)
+                attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
+                if name == "shifted":  # the scores were not read under the drawn S
+                    data = data.drop(columns="score", errors="ignore")
+                flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins)
                 row.update(flat)
                 group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
             grid_rows.append(row)
     per_group = pd.concat(group_tables, ignore_index=True)
     lead = ["scheme", "method", "set", "attribute", "group"]
-    return pd.DataFrame(grid_rows), per_group[lead + [c for c in per_group if c not in lead]]
+    grid = pd.DataFrame(grid_rows)
+    grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
+    grid["pareto"] = pareto_front(grid["balanced_accuracy"], grid["fairness_cost"])
+    return grid, per_group[lead + [c for c in per_group if c not in lead]]
 
 
-def _check_group_sizes(test: pd.DataFrame, groups: list[str], min_size: int, scheme: str):
+def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:
+    """How far a gap is from parity: |1 - DI| for disparate impact, |value| for a difference."""
+    values = gap.to_numpy(dtype=float)
+    return np.abs(1 - values) if metric == "disparate_impact" else np.abs(values)
+
+
+def pareto_front(score, cost) -> np.ndarray:
+    """True for the rows no other row dominates (score >= and cost <=, one of them strictly).
+
+    Rows with a NaN score or cost are never on the front.
+    """
+    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
+    ok = ~(np.isnan(score) | np.isnan(cost))
+    better_eq = (score[None, :] >= score[:, None]) & (cost[None, :] <= cost[:, None])
+    strictly = (score[None, :] > score[:, None]) | (cost[None, :] < cost[:, None])
+    dominated = (better_eq & strictly & ok[None, :]).any(1)
+    return ok & ~dominated
+
+
+def _check_group_sizes(
+    test: pd.DataFrame, attributes: pd.DataFrame, groups: list[str], min_size: int, scheme: str
+):
     for attr in groups:
+        # count every group of the data, so one with no test row at all is not silently dropped
         sizes = test[attr].value_counts(dropna=False)
+        sizes = sizes.reindex(attributes[attr].unique(), fill_value=0)
         small = sizes[sizes < min_size]
         if len(small):
             raise ValueError(
                 f"evaluate.groups: in the test split of scheme {scheme!r}, group(s) "
-                f"{dict(small)} of {attr!r} have fewer than evaluate.min_group_size={min_size} rows"
+                f"{ {k: int(v) for k, v in small.items()} } of {attr!r} have fewer than "
+                f"evaluate.min_group_size={min_size} rows"
             )
 
 
 def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
-    """The nested dict for metrics/fairness.json: scheme -> method -> headline figures."""
+    """The nested dict for metrics/fairness.json: scheme -> method -> headline figures.
+
+    Six figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
+    its interval: balanced accuracy, flip rate, shifted accuracy, and for the first attribute
+    of ``groups`` disparate impact, equalized-odds difference and worst-group balanced accuracy.
+    """
     out: dict = {}
-    keys = [*HEADLINE, *[f"{a}.{m}" for a in groups for m in GAPS], "shifted.accuracy",
-            "shifted.balanced_accuracy"]
+    first = groups[0]
+    keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
+            f"{first}.equalized_odds_difference", f"{first}.worst_group_balanced_accuracy"]
     for row in grid.to_dict("records"):
         figures = {}
         for key in keys:
             if key in row:
                 value = row[key]
-                figures[key] = None if pd.isna(value) else round(float(value), 4)
+                if isinstance(value, bool | np.bool_):
+                    figures[key] = bool(value)
+                else:
+                    figures[key] = None if pd.isna(value) else round(float(value), 4)
         out.setdefault(row["scheme"], {})[row["method"]] = figures
     return out

@@ -1,9 +1,10 @@
 """Performance and fairness metrics per group, gaps between groups, with bootstrap intervals.
 
-Every metric here is a function of the counts of (flip, y, ŷ) cells in each group, so resampling
-rows within each group (a bootstrap stratified by group, which never leaves a group empty) is the
-same as drawing each group's cell counts from a multinomial with the observed cell shares. That
-makes 1,000 resamples of any number of rows cost a few array operations, not 1,000 passes.
+Every counting metric here is a function of the counts of (flip, y, ŷ) cells in each group, so
+resampling rows within each group (a bootstrap stratified by group, which never leaves a group
+empty) is the same as drawing each group's cell counts from a multinomial with the observed cell
+shares. That makes 1,000 resamples of any number of rows cost a few array operations, not 1,000
+passes. AUC and calibration error join them through binned scores (:mod:`biaslab.bootstrap`).
 
 Cells: ``index = 4 * flip + 2 * y + ŷ``; ``flip`` marks a row whose decision changes when the
 injected bias S is forced from 0 to 1 (the counterfactual flip rate), and is 0 when unknown.
@@ -15,14 +16,26 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from biaslab.bootstrap import (
+    ECE_BINS,
+    auc_from_bins,
+    binned_resamples,
+    ece_from_bins,
+    score_bins,
+)
 
 RATES = (
     "prevalence", "accuracy", "balanced_accuracy", "tpr", "fpr", "ppv", "selection_rate",
     "flip_rate",
 )
+SCORE_METRICS = ("auc", "calibration_error")  # need the scores; NaN without them
+PER_GROUP = RATES + SCORE_METRICS
 GAPS = (
     "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
     "average_odds_difference", "equalized_odds_difference", "worst_group_balanced_accuracy",
+    "auc_gap",
 )
 
 
@@ -74,9 +87,11 @@ def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     DI = P(ŷ=1|g0) / P(ŷ=1|g1), SPD = P(ŷ=1|g0) - P(ŷ=1|g1), EOD = TPR(g0) - TPR(g1),
     AOD = ((FPR(g0) - FPR(g1)) + (TPR(g0) - TPR(g1))) / 2. With more groups: DI = min/max
     selection rate and the differences are max - min. Equalized-odds difference =
-    max(TPR range, FPR range); worst-group balanced accuracy = min over groups.
+    max(TPR range, FPR range); worst-group balanced accuracy = min over groups; AUC gap =
+    max - min AUC (NaN when ``r`` has no ``auc``).
     """
     sel, tpr, fpr = r["selection_rate"], r["tpr"], r["fpr"]
+    auc = r.get("auc", np.full(sel.shape, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
         if sel.shape[-1] == 2:
             di = sel[..., 0] / sel[..., 1]
@@ -96,6 +111,7 @@ def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "average_odds_difference": aod,
         "equalized_odds_difference": eqodds,
         "worst_group_balanced_accuracy": r["balanced_accuracy"].min(-1),
+        "auc_gap": auc.max(-1) - auc.min(-1),
     }
 
 
@@ -119,9 +135,45 @@ def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _score_point(y, scores, codes, n_groups, n_bins, bins) -> dict[str, np.ndarray]:
+    """Exact AUC and binned ECE of each group (then of all rows, last), NaN without scores."""
+    auc, ece = np.full(n_groups + 1, np.nan), np.full(n_groups + 1, np.nan)
+    if scores is None:
+        return {"auc": auc, "calibration_error": ece}
+    coarse = bins * ECE_BINS // n_bins
+    for g in range(n_groups + 1):
+        m = codes == g if g < n_groups else np.ones(len(y), bool)
+        if 0 < y[m].sum() < m.sum():
+            auc[g] = roc_auc_score(y[m], scores[m])
+        n_k = np.bincount(coarse[m], minlength=ECE_BINS)
+        pos_k = np.bincount(coarse[m], weights=y[m], minlength=ECE_BINS)
+        ece[g] = ece_from_bins(n_k, pos_k, np.bincount(coarse[m], weights=scores[m],
+                                                       minlength=ECE_BINS))
+    return {"auc": auc, "calibration_error": ece}
+
+
+def _boot_rates(res: dict, overall: bool, with_scores: bool) -> dict[str, np.ndarray]:
+    """Per-group (or, summed over groups, overall) metrics of every resample."""
+    res = {k: v.sum(1) if overall else v for k, v in res.items()}
+    out = rates(res["counts"])
+    nan = np.full(out["n"].shape, np.nan)
+    out["auc"] = auc_from_bins(res["pos"], res["neg"]) if with_scores else nan
+    out["calibration_error"] = (ece_from_bins(res["ece_n"], res["ece_pos"], res["ece_score"])
+                                if with_scores else nan)
+    return out
+
+
+def _warn_undefined(point_r: dict, labels_g: list[str]) -> None:
+    for m in ("accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc"):
+        for g, value in zip(labels_g, point_r[m], strict=True):
+            if np.isnan(value) and not (m == "auc" and np.isnan(point_r[m]).all()):
+                warnings.warn(f"{m} is undefined for group {g} (no rows of the class it needs)",
+                              stacklevel=3)
+
+
 def group_report(
-    labels, decisions, groups, *, flip=None, n_boot: int = 1000, level: float = 0.95,
-    seed: int = 0, name: str = "group",
+    labels, decisions, groups, *, flip=None, scores=None, n_boot: int = 1000,
+    level: float = 0.95, seed: int = 0, name: str = "group", bins: int = 256,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics and between-group gaps, with percentile bootstrap intervals.
 
@@ -132,15 +184,19 @@ def group_report(
         Group value of each row (e.g. S, sex); at least two distinct values.
     flip : array of 0/1, optional
         1 where forcing the bias S from 0 to 1 changes the decision.
+    scores : array of float, optional
+        P(y=1) of each row, for AUC and calibration error (NaN without them).
     n_boot, level, seed : bootstrap resamples (0 for none), confidence level, seed.
     name : str
         Attribute name, used in messages and in the ``group`` column (``name=value``).
+    bins : int
+        Quantile bins of the scores in the bootstrap (see :mod:`biaslab.bootstrap`).
 
     Returns
     -------
     per_group : DataFrame
         One row per group plus ``all``: ``group``, ``n`` and, for each metric M of
-        :data:`RATES`, ``M``, ``M_lo``, ``M_hi``.
+        :data:`PER_GROUP`, ``M``, ``M_lo``, ``M_hi``.
     between : DataFrame
         One row per gap of :data:`GAPS`: ``metric``, ``value``, ``lo``, ``hi``, ``groups`` (the
         group sizes behind it, e.g. ``s=0:120;s=1:95``).
@@ -152,25 +208,30 @@ def group_report(
             f"evaluate.groups: attribute {name!r} has a single group ({list(values)}) in these "
             "rows; between-group gaps need at least two"
         )
+    score_arr = None if scores is None else np.asarray(scores, dtype=float)
+    if score_arr is not None and (score_arr.shape != y.shape or np.isnan(score_arr).any()):
+        raise ValueError(f"scores: expected {len(y)} values without NaN, like labels")
     cells = 4 * flip + 2 * y + d
+    bin_of, n_bins = (np.zeros(len(y), int), 1) if score_arr is None else score_bins(score_arr,
+                                                                                      bins)
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
-    boot = bootstrap_counts(counts, n_boot, seed)
+    res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
+                           else score_arr, len(values), n_bins, n_boot, seed)
     labels_g = [f"{name}={v}" for v in values]
 
     # per group and overall ("all" sums the stratified resamples)
-    point_r, boot_r = rates(counts), rates(boot)
-    point_all, boot_all = rates(counts.sum(0)), rates(boot.sum(1))
+    sp = _score_point(y, score_arr, codes, len(values), n_bins, bin_of)
+    point_r = {**rates(counts), **{k: v[:-1] for k, v in sp.items()}}
+    point_all = {**rates(counts.sum(0)), **{k: v[-1] for k, v in sp.items()}}
+    boot_r = _boot_rates(res, False, score_arr is not None)
+    boot_all = _boot_rates(res, True, score_arr is not None)
     table = pd.DataFrame({"group": labels_g + ["all"], "n": np.r_[counts.sum(1), len(y)]})
-    for m in RATES:
+    for m in PER_GROUP:
         lo, hi = _interval(boot_r[m], level)
         lo_all, hi_all = _interval(boot_all[m], level)
         table[m] = np.r_[point_r[m], point_all[m]]
         table[f"{m}_lo"], table[f"{m}_hi"] = np.r_[lo, lo_all], np.r_[hi, hi_all]
-    for m in ("accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate"):
-        for g, value in zip(labels_g, point_r[m], strict=True):
-            if np.isnan(value):
-                warnings.warn(f"{m} is undefined for group {g} (no rows of the class it needs)",
-                              stacklevel=2)
+    _warn_undefined(point_r, labels_g)
 
     # between groups
     point_g, boot_g = gaps(point_r), gaps(boot_r)

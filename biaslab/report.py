@@ -95,6 +95,24 @@ def examples_figure(images: np.ndarray, titles: list[str]):
     return html_img
 
 
+def _audit_extras(audit: dict) -> str:
+    """Imbalance ratios, split balance and Simpson flags of the audit summary, if present."""
+    parts = []
+    if audit.get("imbalance"):
+        ratios = ", ".join(f"{a} {r:.2f}" for a, r in audit["imbalance"].items())
+        parts.append(f"<p>Imbalance (largest / smallest group): {html.escape(ratios)}.</p>")
+    if audit.get("balance"):
+        gaps = "; ".join(f"{s}: " + ", ".join(f"{a} {g:.3f}" for a, g in by.items())
+                         for s, by in audit["balance"].items())
+        parts.append("<p>Largest share difference between each split and the whole: "
+                     f"{html.escape(gaps)}.</p>")
+    if audit.get("simpson"):
+        parts.append("<p>Simpson's paradox check (prevalence difference of a group vs the "
+                     "rest, overall and within strata of another attribute):</p>"
+                     + _table(pd.DataFrame(audit["simpson"])))
+    return "".join(parts)
+
+
 def build_report(
     *, grid: pd.DataFrame, per_group: pd.DataFrame, curves: dict[str, pd.DataFrame],
     audit: dict, prevalence: pd.DataFrame, examples: str = "", groups: list[str],
@@ -102,9 +120,10 @@ def build_report(
     """Assemble the report page from the evaluate, train and audit outputs."""
     gap_cols = [f"{a}.{m}" for a in groups for m in (
         "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
-        "worst_group_balanced_accuracy")]
+        "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap")]
     shifted = [c for c in ("shifted.accuracy", "shifted.balanced_accuracy") if c in grid]
-    metrics = [m for m in ("accuracy", "balanced_accuracy", "flip_rate", *shifted, *gap_cols)
+    metrics = [m for m in ("accuracy", "balanced_accuracy", "auc", "flip_rate", *shifted,
+                           *gap_cols, "fairness_cost", "pareto")
                if m in grid.columns]
     cells = _with_ci(grid, ["scheme", "method"], metrics)
     # metrics as rows, one column per (scheme, method): stays readable as schemes are added
@@ -114,11 +133,16 @@ def build_report(
     sizes = grid[["scheme", "method", *[f"{a}.groups" for a in groups]]]
     groups_tbl = _with_ci(
         per_group, ["scheme", "method", "set", "group", "n"],
-        ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "flip_rate"],
+        ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
+         "calibration_error", "flip_rate"],
     )
     audit_rows = prevalence[prevalence["split"].isin(["all", "train", "val", "test"])]
+    # intersections (a&b) only over the whole data: per split they would swamp the table
+    audit_rows = audit_rows[(audit_rows["split"] == "all")
+                            | ~audit_rows["attribute"].str.contains("&", regex=False)]
     audit_tbl = _with_ci(audit_rows, ["split", "attribute", "group", "n"], ["prevalence"])
     warnings = "".join(f"<li class=warn>{html.escape(w)}</li>" for w in audit["warnings"])
+    audit_more = _audit_extras(audit)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>biaslab report</title>
 <style>{CSS}</style></head><body>
@@ -134,7 +158,7 @@ independently of the label: a large drop from accuracy means the model learnt th
 <h2>Per group</h2>{_table(groups_tbl)}
 <h2>Data audit</h2>
 <p>{audit["n"]} images, prevalence {audit["prevalence"]:.3f}; splits {audit["splits"]}.</p>
-<ul>{warnings}</ul>{_table(audit_tbl)}
+{audit_more}<ul>{warnings}</ul>{_table(audit_tbl)}
 <h2>Examples</h2>{examples}
 <p class="note">Made by biaslab from the DVC pipeline's artifacts (metrics/*.json, *.csv).</p>
 </body></html>

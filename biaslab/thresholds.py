@@ -1,8 +1,10 @@
 """Decision-threshold post-processing, scikit-learn shaped: fit on validation, predict on test.
 
-Each post-processor's ``fit(scores, labels)`` stores fitted attributes ending in ``_`` and returns
-``self``; ``predict(scores)`` gives 0/1 decisions; ``params_()`` gives what to save so that the
-decisions can be reproduced from the scores alone.
+Each post-processor's ``fit(scores, labels, groups=None)`` stores fitted attributes ending in
+``_`` and returns ``self``; ``predict(scores, groups=None)`` gives 0/1 decisions; ``params_()``
+gives what to save so that the decisions can be reproduced from the scores (and groups) alone.
+The per-group methods (demographic parity, equal opportunity, equalized odds) live in
+:mod:`biaslab.group_thresholds`; ``fixed`` and ``youden`` ignore the groups.
 """
 
 from __future__ import annotations
@@ -24,10 +26,31 @@ def _check_scores(scores, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
     return scores, labels
 
 
+def cut_table(scores: np.ndarray, labels: np.ndarray):
+    """Every distinct cut of the scores, from "nobody positive" to "everybody positive".
+
+    Returns ``thresholds``, ``tp``, ``fp`` of length K + 1 (K distinct scores): cut k predicts
+    positive the k highest distinct scores. Its threshold (ŷ = 1 when score >= threshold) lies
+    half-way between the last score kept and the next one, just above the highest score for
+    k = 0 and at the lowest score for k = K.
+    """
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order].astype(np.int64)
+    last = np.r_[s[1:] != s[:-1], True]  # cut after the last copy of each distinct score
+    cuts = s[last]
+    tp, fp = np.r_[0, np.cumsum(y)[last]], np.r_[0, np.cumsum(1 - y)[last]]
+    mid = (cuts[:-1] + cuts[1:]) / 2
+    # between adjacent floats the half-way point rounds onto one of them: keep it above the
+    # next lower score, or that score would be predicted positive too
+    mid = np.where(mid > cuts[1:], mid, cuts[:-1])
+    thresholds = np.r_[np.nextafter(cuts[0], np.inf), mid, cuts[-1]] if len(cuts) else np.r_[0.5]
+    return thresholds, tp, fp
+
+
 class _Threshold:
     threshold_: float
 
-    def predict(self, scores) -> np.ndarray:
+    def predict(self, scores, groups=None) -> np.ndarray:
         if not hasattr(self, "threshold_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
         scores, _ = _check_scores(scores)
@@ -43,7 +66,7 @@ class FixedThreshold(_Threshold):
     def __init__(self, *, threshold: float = 0.5):
         self.threshold = threshold
 
-    def fit(self, scores, labels):
+    def fit(self, scores, labels, groups=None):
         _check_scores(scores, labels)
         self.threshold_ = float(self.threshold)
         return self
@@ -56,37 +79,42 @@ class YoudenThreshold(_Threshold):
     new score equal to neither falls on the side it is closest to.
     """
 
-    def fit(self, scores, labels):
+    def fit(self, scores, labels, groups=None):
         scores, labels = _check_scores(scores, labels)
         n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
         if n_pos == 0 or n_neg == 0:
             raise ValueError(
                 "YoudenThreshold: the fit data need both classes (TPR or FPR is undefined)"
             )
-        order = np.argsort(-scores, kind="stable")
-        s, y = scores[order], labels[order]
-        last = np.r_[s[1:] != s[:-1], True]  # cut after the last copy of each distinct score
-        tpr = np.cumsum(y)[last] / n_pos
-        fpr = np.cumsum(1 - y)[last] / n_neg
-        cuts = s[last]
-        j = np.r_[0.0, tpr - fpr]  # index 0: predict nobody positive
-        best = int(np.argmax(j))
-        if best == 0:  # nobody positive: just above the highest score
-            self.threshold_ = float(np.nextafter(cuts[0], np.inf))
-        elif best == len(cuts):  # everybody positive: the lowest score
-            self.threshold_ = float(cuts[-1])
-        else:  # positive down to cuts[best - 1], negative from cuts[best]
-            mid = (cuts[best - 1] + cuts[best]) / 2
-            # between adjacent floats the half-way point rounds onto one of them: keep it
-            # above cuts[best], or that score would be predicted positive too
-            self.threshold_ = float(mid if mid > cuts[best] else cuts[best - 1])
+        thresholds, tp, fp = cut_table(scores, labels)
+        best = int(np.argmax(tp / n_pos - fp / n_neg))  # first best: "nobody positive" on ties
+        self.threshold_ = float(thresholds[best])
         return self
 
 
-def make_postprocessor(method: str, *, fixed_threshold: float = 0.5):
-    """Build the post-processor named ``method`` (``fixed`` or ``youden``)."""
+def make_postprocessor(
+    method: str, *, fixed_threshold: float = 0.5, tolerance: float = 0.0, seed: int = 0
+):
+    """Build the post-processor named ``method``.
+
+    ``fixed`` and ``youden`` use one threshold for everybody; ``demographic_parity``,
+    ``equal_opportunity`` and ``equalized_odds`` fit one per group (see
+    :mod:`biaslab.group_thresholds`), with the constrained rates equal up to ``tolerance``.
+    """
+    from biaslab import group_thresholds as gt  # imports this module: import it late
+
     if method == "fixed":
         return FixedThreshold(threshold=fixed_threshold)
     if method == "youden":
         return YoudenThreshold()
-    raise ValueError(f"postprocess.methods: unknown method {method!r}; allowed: fixed, youden")
+    if method == "demographic_parity":
+        return gt.DemographicParityThresholds(tolerance=tolerance)
+    if method == "equal_opportunity":
+        return gt.EqualOpportunityThresholds(tolerance=tolerance)
+    if method == "equalized_odds":
+        return gt.EqualizedOddsThresholds(tolerance=tolerance, seed=seed)
+    raise ValueError(f"postprocess.methods: unknown method {method!r}; allowed: "
+                     + ", ".join(METHODS))
+
+
+METHODS = ("fixed", "youden", "demographic_parity", "equal_opportunity", "equalized_odds")

@@ -87,12 +87,31 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
     return focal
 
 
-def _batches(pixels, data: TrainData, bias_seed: int, size: int, order: np.ndarray, device):
+CACHE_BYTES = 1 << 30  # build a split's model inputs once when they fit in this many bytes
+
+
+def cached_inputs(pixels, data: TrainData, bias_seed: int) -> torch.Tensor | None:
+    """All model inputs of ``data`` as one float tensor, or None when above CACHE_BYTES.
+
+    Drawing each image's seeded noise costs more than a small model's step on a CPU, so small
+    datasets draw it once per run; large ones assemble every batch from the uint8 pixels.
+    """
+    channels = 1 if data.s is None else 2
+    if len(data.rows) * channels * pixels[0].size * 4 > CACHE_BYTES:
+        return None
+    return torch.from_numpy(model_inputs(pixels, data.rows, data.s, bias_seed))
+
+
+def _batches(pixels, data: TrainData, bias_seed: int, size: int, order: np.ndarray, device,
+             cache: torch.Tensor | None = None):
     pin = device.type == "cuda"
     for start in range(0, len(order), size):
         idx = order[start : start + size]
-        s = None if data.s is None else data.s[idx]
-        x = torch.from_numpy(model_inputs(pixels, data.rows[idx], s, bias_seed))
+        if cache is not None:
+            x = cache[torch.from_numpy(idx)]
+        else:
+            s = None if data.s is None else data.s[idx]
+            x = torch.from_numpy(model_inputs(pixels, data.rows[idx], s, bias_seed))
         yield idx, (x.pin_memory() if pin else x).to(device, non_blocking=True)
 
 
@@ -229,6 +248,7 @@ def fit(
     loss_fn = per_sample_loss(config)
     weights = np.ones(len(train.rows)) if train.weights is None else train.weights
     use_amp = config.amp and device.type == "cuda"
+    cache = cached_inputs(pixels, train, bias_seed)
 
     def stalled() -> bool:
         return bool(config.patience) and run.bad_epochs >= config.patience
@@ -239,7 +259,7 @@ def fit(
         order = np.resize(order, -(-len(order) // world) * world)[rank::world]
         net.train()
         t0, total, n_seen = time.perf_counter(), 0.0, 0
-        for idx, x in _batches(pixels, train, bias_seed, config.batch_size, order, device):
+        for idx, x in _batches(pixels, train, bias_seed, config.batch_size, order, device, cache):
             if config.augment:
                 x = augment(x, run.gen)
             if device.type == "cuda" and config.channels_last:

@@ -1,7 +1,9 @@
 """Per-row sample weights for the training split, one scheme at a time.
 
 All schemes return weights normalised to mean 1 on the rows given (the training rows), so the
-learning rate means the same thing whatever the scheme.
+learning rate means the same thing whatever the scheme. ``g`` is the joint value of the
+``groups`` columns (their intersection, e.g. ``s`` x ``sex``). The weights are used either in the
+loss or, with :func:`sample_order`, to draw the training rows (a weighted sampler).
 """
 
 from __future__ import annotations
@@ -9,32 +11,61 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+GROUP_SCHEMES = ("group_balanced", "group_class_balanced", "reweighing", "undersample",
+                 "oversample")
+
+
+def _cells(keys: pd.DataFrame) -> np.ndarray:
+    """Cell code (0..K-1) of each row: the joint value of the columns of ``keys``."""
+    return keys.groupby(list(keys.columns), dropna=False, sort=True).ngroup().to_numpy()
+
 
 def _inverse_frequency(keys: pd.DataFrame) -> np.ndarray:
     """w = 1 / (share of the row's cell), i.e. every cell gets the same total weight."""
-    cell = keys.groupby(list(keys.columns), dropna=False).ngroup().to_numpy()
+    cell = _cells(keys)
     counts = np.bincount(cell)
     return len(cell) / (len(counts) * counts[cell])
 
 
-def compute_weights(
-    train: pd.DataFrame, scheme: str, groups: list[str], all_rows: pd.DataFrame | None = None
-) -> np.ndarray:
-    """Weights of the training rows under ``scheme``.
+def _reweighing(g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """w = P(g) P(y) / P(g, y) (Kamiran & Calders 2012), any number of groups."""
+    n = len(g)
+    p_g = np.bincount(g) / n
+    p_y = np.bincount(y, minlength=2) / n
+    p_gy = np.zeros((len(p_g), 2))
+    np.add.at(p_gy, (g, y), 1.0 / n)
+    return p_g[g] * p_y[y] / p_gy[g, y]
 
-    Schemes
-    -------
-    none : w = 1.
-    class_balanced : w ∝ 1 / P(y): both classes weigh the same in total.
-    group_balanced : w ∝ 1 / P(g): every group weighs the same in total.
-    group_class_balanced : w ∝ 1 / P(g, y): every (group, class) cell weighs the same.
-    reweighing : w = P(g) P(y) / P(g, y) (Kamiran & Calders 2012): label and group become
-        independent under the weights.
 
-    ``g`` is the joint value of the ``groups`` columns (their intersection). When ``all_rows``
-    (the whole dataset) is given, a group-based scheme fails if a group of the data has no
-    training row, since no weight could make up for it.
+def _resample(cell: np.ndarray, rng: np.random.Generator, down: bool) -> np.ndarray:
+    """Copies of each row after sampling every cell to the smallest (down) or largest size.
+
+    Undersampling keeps a random subset of ``min`` rows of each cell (the others get 0 copies);
+    oversampling gives every row ``target // n_c`` copies and ``target % n_c`` random rows one
+    more, so every cell ends with exactly ``target`` rows.
     """
+    counts = np.bincount(cell)
+    target = counts.min() if down else counts.max()
+    copies = np.zeros(len(cell))
+    for c, n_c in enumerate(counts):
+        idx = np.flatnonzero(cell == c)
+        copies[idx] = target // n_c
+        copies[rng.choice(idx, size=target % n_c, replace=False)] += 1
+    return copies
+
+
+def _column(train: pd.DataFrame, column: str | None) -> np.ndarray:
+    if not column or column not in train.columns:
+        raise ValueError(f"weights.column: column {column!r} not found; available: "
+                         f"{list(train.columns)}")
+    w = pd.to_numeric(train[column], errors="coerce").to_numpy(dtype=float)
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
+        raise ValueError(f"weights.column: column {column!r} needs finite weights >= 0, not all "
+                         "0, on every training row")
+    return w
+
+
+def _check(train: pd.DataFrame, scheme: str, groups: list[str], all_rows) -> None:
     if "label" not in train.columns:
         raise ValueError("weights: the training table has no 'label' column")
     missing = [g for g in groups if g not in train.columns]
@@ -44,7 +75,7 @@ def compute_weights(
         )
     if len(train) == 0:
         raise ValueError("weights: the training split is empty")
-    if all_rows is not None and scheme != "none" and scheme != "class_balanced":
+    if all_rows is not None and scheme in GROUP_SCHEMES:
         present = set(train[groups].drop_duplicates().itertuples(index=False, name=None))
         absent = set(all_rows[groups].drop_duplicates().itertuples(index=False, name=None))
         absent -= present
@@ -53,6 +84,40 @@ def compute_weights(
                 f"weights.schemes: scheme {scheme!r} needs every group of {groups} in the "
                 f"training split, but {sorted(absent)} has no training row"
             )
+
+
+def compute_weights(
+    train: pd.DataFrame, scheme: str, groups: list[str], all_rows: pd.DataFrame | None = None,
+    *, sample_by: str = "group", column: str | None = None, seed: int = 0,
+) -> np.ndarray:
+    """Weights of the training rows under ``scheme``, normalised to mean 1.
+
+    Schemes
+    -------
+    none : w = 1.
+    class_balanced : w ∝ 1 / P(y): both classes weigh the same in total.
+    group_balanced : w ∝ 1 / P(g): every group weighs the same in total.
+    group_class_balanced : w ∝ 1 / P(g, y): every (group, class) cell weighs the same.
+    reweighing : w = P(g) P(y) / P(g, y) (Kamiran & Calders 2012): label and group become
+        independent under the weights.
+    undersample : every cell (``g``, or ``(g, y)`` with ``sample_by="group_class"``) keeps a
+        random subset of min_c n_c rows: w = 1 kept, 0 dropped (before normalising).
+    oversample : every cell is drawn up to max_c n_c rows: w = number of copies of the row.
+    column : w = the metadata column ``column`` (finite, >= 0).
+
+    Parameters
+    ----------
+    train : DataFrame
+        The training rows: ``label`` and the ``groups`` columns.
+    all_rows : DataFrame, optional
+        The whole dataset: a group scheme fails if a group of the data has no training row,
+        since no weight could make up for it.
+    seed : int
+        Seed of the undersample / oversample draws.
+    """
+    _check(train, scheme, groups, all_rows)
+    y = train["label"].to_numpy().astype(int)
+    cell_cols = groups + ["label"] if sample_by == "group_class" else groups
     if scheme == "none":
         w = np.ones(len(train))
     elif scheme == "class_balanced":
@@ -62,14 +127,25 @@ def compute_weights(
     elif scheme == "group_class_balanced":
         w = _inverse_frequency(train[groups + ["label"]])
     elif scheme == "reweighing":
-        g = train.groupby(groups, dropna=False).ngroup().to_numpy()
-        y = train["label"].to_numpy().astype(int)
-        n = len(train)
-        p_g = np.bincount(g) / n
-        p_y = np.bincount(y, minlength=2) / n
-        p_gy = np.zeros((len(p_g), 2))
-        np.add.at(p_gy, (g, y), 1.0 / n)
-        w = p_g[g] * p_y[y] / p_gy[g, y]
+        w = _reweighing(_cells(train[groups]), y)
+    elif scheme in ("undersample", "oversample"):
+        w = _resample(_cells(train[cell_cols]), np.random.default_rng(seed),
+                      down=scheme == "undersample")
+    elif scheme == "column":
+        w = _column(train, column)
     else:
         raise ValueError(f"weights.schemes: unknown scheme {scheme!r}")
     return w / w.mean()
+
+
+def sample_order(weights, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Row positions of a weighted sampler's draw: ``n`` draws with replacement, P(i) ∝ w_i.
+
+    The expected number of copies of row i is n w_i / Σ w, so training on the drawn rows with
+    unit weights matches, in expectation, training on all rows with loss weights w.
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1 or len(w) == 0 or not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
+        raise ValueError("weights: the sampler needs a non-empty 1-D array of finite weights "
+                         ">= 0, not all 0")
+    return rng.choice(len(w), size=n, replace=True, p=w / w.sum())

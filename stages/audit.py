@@ -1,10 +1,12 @@
-"""audit: counts and label prevalence of every group, overall and per split."""
+"""audit: counts, shares, label prevalence of every group and intersection, split balance,
+Simpson's paradox check, small-group warnings."""
 
 import argparse
+import sys
 from pathlib import Path
 
 from biaslab import io
-from biaslab.audit import audit_summary, prevalence_table
+from biaslab.audit import run_audit
 from biaslab.config import load_section
 from stages import run
 
@@ -22,15 +24,18 @@ def main() -> None:
     table = io.read_table(args.index, required=("row", "label"))
     table = table.merge(io.read_table(args.bias), on="row").merge(
         io.read_table(args.split, required=("row", "split")), on="row")
-    missing = [a for a in cfg.attributes if a not in table.columns]
-    if missing:
-        raise ValueError(f"audit.attributes: {missing} not found; available: {list(table.columns)}")
-    prevalence = prevalence_table(table, cfg.attributes)
-    summary = audit_summary(prevalence, cfg.min_group_size)
-    io.write_csv(prevalence, Path(args.tables) / "prevalence.csv")
+    attributes = list(cfg.attributes)
+    if "s" in attributes and "s" not in table.columns:  # bias.kind: none draws no s
+        attributes.remove("s")
+        print("audit: note: no injected bias s (bias.kind: none): not audited", file=sys.stderr)
+    summary, tables = run_audit(table, attributes, min_group_size=cfg.min_group_size,
+                                level=cfg.level, min_effect=cfg.simpson_min_effect)
+    for name, frame in tables.items():
+        io.write_csv(frame, Path(args.tables) / f"{name}.csv")
     io.write_json(summary, args.summary)
     print(f"audit: {summary['n']} images, prevalence {summary['prevalence']:.3f}, "
-          f"{len(summary['warnings'])} warning(s) -> {args.summary}")
+          f"{len(summary['simpson'])} Simpson flag(s), {len(summary['warnings'])} warning(s) "
+          f"-> {args.summary}")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,15 @@ def main() -> None:
     decisions = {s: io.read_table(Path(args.decisions) / f"{s}.parquet") for s in schemes}
     grid, per_group = evaluate_decisions(
         decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
-        level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size)
+        level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
+        intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap)
     io.write_json(headline(grid, cfg.groups), args.headline)
     io.write_csv(grid, args.grid)
     io.write_csv(per_group, args.groups)
     best = grid.loc[grid["balanced_accuracy"].idxmax()]
-    print(f"evaluate: {len(grid)} (scheme, method) pairs; best balanced accuracy "
-          f"{best['balanced_accuracy']:.3f} ({best['scheme']}/{best['method']}) -> {args.headline}")
+    print(f"evaluate: {len(grid)} (scheme, method) pairs, {int(grid['pareto'].sum())} on the "
+          f"Pareto front; best balanced accuracy {best['balanced_accuracy']:.3f} "
+          f"({best['scheme']}/{best['method']}) -> {args.headline}")
 
 
 if __name__ == "__main__":

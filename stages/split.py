@@ -1,10 +1,12 @@
-"""split: stratified, patient-grouped train/val/test assignment."""
+"""split: stratified, patient-grouped train/val/test assignment (or the source's own split)."""
 
 import argparse
+import sys
+import warnings
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.split import stratified_split
+from biaslab.split import SplitWarning, source_split, stratified_split, subsample_train
 from stages import run
 
 
@@ -18,10 +20,24 @@ def main() -> None:
 
     table = io.read_table(args.index, required=("row", "label")).merge(
         io.read_table(args.bias, required=("row",)), on="row", how="left")
-    split = stratified_split(table, cfg.fractions, cfg.stratify, cfg.seed)
+    stratify = list(cfg.stratify)
+    if "s" in stratify and "s" not in table.columns:  # bias.kind: none draws no s
+        stratify.remove("s")
+        print("split: note: no injected bias s (bias.kind: none): not stratified on it",
+              file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SplitWarning)
+        split = source_split(table) if cfg.use_source else stratified_split(
+            table, cfg.fractions, stratify, cfg.seed, min_stratum=cfg.min_stratum)
+    for warning in caught:
+        print(f"split: warning: {warning.message}", file=sys.stderr)
+    if cfg.train_size:
+        split["split"] = subsample_train(table, split["split"], size=cfg.train_size,
+                                         composition=cfg.train_composition, seed=cfg.seed)
     io.write_parquet(split, args.out)
-    counts = split["split"].value_counts().reindex(["train", "val", "test"]).to_dict()
-    print(f"split: {counts} stratified on {cfg.stratify} -> {args.out}")
+    counts = split["split"].value_counts().to_dict()
+    how = "the source's split" if cfg.use_source else f"stratified on {stratify}"
+    print(f"split: {counts} ({how}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """train@SCHEME: train the model on the training split with the scheme's sample weights."""
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.train import TrainData, fit, save_checkpoint
+from biaslab.weights import sample_order
 from stages import run
 
 
@@ -32,12 +34,24 @@ def main() -> None:
                          weights=rows["weight"].to_numpy())
 
     train, val = part("train"), part("val")
+    # weights.mode travels in the weights file (a dep of this stage), so changing it retrains
+    if "mode" in table and (table["mode"] == "sampler").any():
+        # a weighted sampler: rows drawn in proportion to weight, trained with unit weights
+        pick = sample_order(train.weights, len(train.rows), np.random.default_rng(cfg.seed))
+        train = TrainData(rows=train.rows[pick], labels=train.labels[pick],
+                          s=None if train.s is None else train.s[pick],
+                          weights=np.ones(len(pick)))
     print(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
-    model, curves = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed)
-    Path(args.model).parent.mkdir(parents=True, exist_ok=True)
+    # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
+    # run is started again): training resumes from it, and it is removed once the model is saved
+    resume = Path(args.model).with_name("resume.pt")
+    model, curves = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed, checkpoint=resume)
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process writes
+        return
     with io.atomic_path(args.model) as tmp:
         save_checkpoint(model, cfg, 2 if has_s else 1, tmp)
     io.write_csv(curves, args.curves)
+    resume.unlink(missing_ok=True)
     best = curves.loc[curves["val_loss"].idxmin()]
     print(f"train@{args.scheme}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "
           f"{best['val_loss']:.4f}, val_acc {best['val_acc']:.3f}, "

@@ -27,12 +27,13 @@ def main() -> None:
     table = io.read_table(args.index, required=("row", "label")).merge(
         io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row")
     train = table[table["split"] == "train"]
-    weights = compute_weights(train, args.scheme, cfg.groups, all_rows=table)
-    out = table[["row"]].assign(weight=np.nan)
+    weights = compute_weights(train, args.scheme, cfg.groups, all_rows=table,
+                              sample_by=cfg.sample_by, column=cfg.column, seed=cfg.seed)
+    out = table[["row"]].assign(weight=np.nan, mode=cfg.mode)
     out.loc[train.index, "weight"] = weights
     io.write_parquet(out, args.out)
     print(f"weights@{args.scheme}: {len(train)} training rows, weight range "
-          f"[{weights.min():.3f}, {weights.max():.3f}] -> {args.out}")
+          f"[{weights.min():.3f}, {weights.max():.3f}], mode {cfg.mode} -> {args.out}")
 
 
 if __name__ == "__main__":

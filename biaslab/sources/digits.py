@@ -1,8 +1,4 @@
-"""Image sources: each yields the same thing, an index table and a stack of raw images.
-
-The index has the columns of DESIGN.md (``image_id``, ``label``, ``patient_id``, ``source`` plus
-metadata attributes); ``prepare`` adds ``row`` once the pixels are stored.
-"""
+"""The embedded default source: scikit-learn's bundled handwritten digits (no download)."""
 
 from __future__ import annotations
 

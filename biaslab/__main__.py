@@ -1,0 +1,7 @@
+"""``python -m biaslab``: see biaslab.cli."""
+
+import sys
+
+from biaslab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,210 @@
+"""biaslab.evaluate: the grid of (scheme, method) test metrics, the shifted test set, headline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biaslab.evaluate import HEADLINE, evaluate_decisions, headline, shifted_view
+from biaslab.metrics import GAPS, RATES
+
+N = 400  # images; the first 300 are test rows, the rest validation
+
+
+@pytest.fixture
+def attributes():
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, N)
+    s = (rng.random(N) < np.where(label == 1, 0.8, 0.2)).astype(np.int8)
+    return pd.DataFrame({
+        "row": np.arange(N),
+        "label": label.astype(np.int8),
+        "s": s,
+        "sex": rng.choice(["F", "M"], N),
+    })
+
+
+def _decisions(attributes, seed, shortcut):
+    """A decisions table for methods fixed and youden; ``shortcut`` = how much S drives ŷ."""
+    rng = np.random.default_rng(seed)
+    y = attributes["label"].to_numpy()
+    frames = []
+    for method in ("fixed", "youden"):
+        base = rng.random(N)
+        # the decision the model takes with S forced to 0 and to 1
+        d0 = (base < np.where(y == 1, 0.8 - shortcut, 0.2)).astype(np.int8)
+        d1 = (base < np.where(y == 1, 0.8, 0.2 + shortcut)).astype(np.int8)
+        s = attributes["s"].to_numpy()
+        frames.append(pd.DataFrame({
+            "row": attributes["row"],
+            "split": np.where(np.arange(N) < 300, "test", "val"),
+            "method": method,
+            "threshold": 0.5,
+            "score": np.clip(0.6 * y + 0.4 * base, 0, 1),
+            "decision": np.where(s == 1, d1, d0),
+            "decision_s0": d0,
+            "decision_s1": d1,
+        }))
+    # shuffle rows: the evaluation must not depend on the table order
+    return pd.concat(frames, ignore_index=True).sample(frac=1.0, random_state=seed)
+
+
+@pytest.fixture
+def decisions(attributes):
+    return {"none": _decisions(attributes, 1, 0.5), "reweighing": _decisions(attributes, 2, 0.1)}
+
+
+def test_shifted_view_draws_s_independent_of_label_and_picks_the_decision():
+    n = 20_000
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, n)
+    test = pd.DataFrame({
+        "row": np.arange(n),
+        "label": label,
+        "s": label,  # in the test set S is the label: the shifted view must break that
+        "decision": label,
+        "decision_s0": np.zeros(n, np.int8) + 10,  # impossible values to tell them apart
+        "decision_s1": np.zeros(n, np.int8) + 20,
+    })
+    out = shifted_view(test, shift_p=0.3, seed=0)
+    assert out["s"].mean() == pytest.approx(0.3, abs=0.02)
+    for y in (0, 1):  # P(S=1 | y) = shift_p for both labels
+        assert out.loc[out["label"] == y, "s"].mean() == pytest.approx(0.3, abs=0.025)
+    np.testing.assert_array_equal(out["decision"], np.where(out["s"] == 1, 20, 10))
+    # the input is untouched and the other columns are kept
+    assert (test["s"] == label).all() and (test["decision"] == label).all()
+    assert out.columns.tolist() == test.columns.tolist()
+    pd.testing.assert_frame_equal(out, shifted_view(test, shift_p=0.3, seed=0))
+    assert not out["s"].equals(shifted_view(test, shift_p=0.3, seed=1)["s"])
+
+
+@pytest.mark.parametrize(("p", "value"), [(0.0, 0), (1.0, 1)])
+def test_shifted_view_extremes(p, value):
+    test = pd.DataFrame({"label": [0, 1, 1], "s": [1, 0, 1], "decision": [0, 0, 0],
+                         "decision_s0": [0, 0, 0], "decision_s1": [1, 1, 1]})
+    out = shifted_view(test, p, seed=0)
+    assert (out["s"] == value).all() and (out["decision"] == value).all()
+
+
+def test_grid_has_one_row_per_scheme_and_method(attributes, decisions):
+    grid, per_group = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0)
+    assert list(zip(grid["scheme"], grid["method"], strict=True)) == [
+        ("none", "fixed"), ("none", "youden"), ("reweighing", "fixed"), ("reweighing", "youden"),
+    ]
+    for col in ("n", *HEADLINE, "accuracy_lo", "accuracy_hi", "flip_rate_hi"):
+        assert col in grid.columns
+    for attr in ("s", "sex"):
+        for m in GAPS:
+            assert {f"{attr}.{m}", f"{attr}.{m}_lo", f"{attr}.{m}_hi"} <= set(grid.columns)
+        assert f"{attr}.groups" in grid.columns
+    for col in ("shifted.n", "shifted.accuracy", "shifted.balanced_accuracy",
+                "shifted.flip_rate", "shifted.s.disparate_impact"):
+        assert col in grid.columns
+    assert "shifted.sex.disparate_impact" not in grid.columns  # the shifted set is about S
+    assert (grid["n"] == 300).all() and (grid["shifted.n"] == 300).all()
+
+
+def test_grid_values_match_a_direct_computation(attributes, decisions):
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    row = grid.set_index(["scheme", "method"]).loc[("none", "youden")]
+    test = decisions["none"].query("split == 'test' and method == 'youden'").merge(
+        attributes, on="row")
+    y, d, s = test["label"], test["decision"], test["s"]
+    assert row["accuracy"] == pytest.approx((y == d).mean())
+    sel0, sel1 = d[s == 0].mean(), d[s == 1].mean()
+    assert row["s.disparate_impact"] == pytest.approx(sel0 / sel1)
+    assert row["flip_rate"] == pytest.approx((test["decision_s0"] != test["decision_s1"]).mean())
+    sizes = s.value_counts()
+    assert row["s.groups"] == f"s=0:{sizes[0]};s=1:{sizes[1]}"
+    assert np.isnan(row["accuracy_lo"])  # n_boot=0: no intervals
+
+
+def test_shortcut_shows_on_the_shifted_set(attributes, decisions):
+    """A model that leans on S loses accuracy once S no longer follows the label."""
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    g = grid.set_index(["scheme", "method"])
+    assert (g.loc["none", "shifted.accuracy"] < g.loc["none", "accuracy"] - 0.05).all()
+    assert (g.loc["none", "flip_rate"] > g.loc["reweighing", "flip_rate"]).all()
+
+
+def test_per_group_table(attributes, decisions):
+    _, per_group = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0)
+    assert per_group.columns[:5].tolist() == ["scheme", "method", "set", "attribute", "group"]
+    assert set(RATES) <= set(per_group.columns)
+    one = per_group.query("scheme == 'none' and method == 'fixed'")
+    assert one.query("set == 'test'")["group"].tolist() == [
+        "s=0", "s=1", "sex=F", "sex=M", "s&sex=0&F", "s&sex=0&M", "s&sex=1&F", "s&sex=1&M", "all"]
+    assert one.query("set == 'shifted'")["group"].tolist() == ["s=0", "s=1", "all"]
+    assert len(per_group) == 4 * (9 + 3)
+    _, no_inter = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0,
+                                     intersect=False)
+    assert len(no_inter) == 4 * (5 + 3)
+
+
+def test_without_an_injected_bias_there_is_no_shifted_set(attributes, decisions):
+    plain = {k: v.drop(columns=["decision_s0", "decision_s1"]) for k, v in decisions.items()}
+    grid, per_group = evaluate_decisions(plain, attributes.drop(columns="s"), ["sex"], n_boot=0)
+    assert not any(c.startswith("shifted.") for c in grid.columns)
+    assert "flip_rate" not in grid.columns
+    assert set(per_group["set"]) == {"test"}
+
+
+def test_results_do_not_depend_on_row_order(attributes, decisions):
+    a, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=10)
+    shuffled = {k: v.sample(frac=1.0, random_state=9) for k, v in decisions.items()}
+    b, _ = evaluate_decisions(shuffled, attributes.sample(frac=1.0, random_state=3), ["s"],
+                              n_boot=10)
+    shifted = [c for c in a.columns if c.startswith("shifted.")]
+    # the test-set figures are order-free; the shifted set draws S row by row in table order
+    pd.testing.assert_frame_equal(a.drop(columns=shifted), b.drop(columns=shifted))
+
+
+def test_missing_group_attribute_is_named(attributes, decisions):
+    with pytest.raises(ValueError, match=r"evaluate\.groups: attribute\(s\) \['age_group'\] not "
+                                         r"found; available: \['label', 's', 'sex'\]"):
+        evaluate_decisions(decisions, attributes, ["s", "age_group"], n_boot=0)
+
+
+def test_min_group_size_violation_raises(attributes, decisions):
+    attributes = attributes.copy()
+    # four test rows in group X, one per (s, label) cell, so that every rate is defined,
+    # for X alone and intersected with s; each image is counted once, not once per method
+    rows = [attributes.query(f"row < 300 and s == {s} and label == {y}")["row"].iloc[0]
+            for s in (0, 1) for y in (0, 1)]
+    attributes.loc[attributes["row"].isin(rows), "sex"] = "X"
+    with pytest.raises(ValueError, match=r"scheme 'none'.*\{'X': 4\} of 'sex' have fewer than "
+                                         r"evaluate\.min_group_size=5 rows"):
+        evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0, min_group_size=5)
+    grid, _ = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0, min_group_size=4)
+    assert len(grid) == 4
+
+
+def test_group_absent_from_the_test_split_raises(attributes, decisions):
+    """A group of the data with no test row is not silently left out of the report."""
+    attributes = attributes.copy()
+    attributes.loc[350:, "sex"] = "X"  # validation rows only
+    with pytest.raises(ValueError, match=r"\{'X': 0\} of 'sex' have fewer than "
+                                         r"evaluate\.min_group_size=1"):
+        evaluate_decisions(decisions, attributes, ["sex"], n_boot=0)
+
+
+def test_headline_nests_scheme_method_metric(attributes, decisions):
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    out = headline(grid, ["s"])
+    assert set(out) == {"none", "reweighing"}
+    assert set(out["none"]) == {"fixed", "youden"}
+    figures = out["reweighing"]["youden"]
+    assert set(figures) == {"balanced_accuracy", "flip_rate", "shifted.accuracy",
+                            "s.disparate_impact", "s.equalized_odds_difference",
+                            "s.worst_group_balanced_accuracy"}
+    row = grid.set_index(["scheme", "method"]).loc[("reweighing", "youden")]
+    assert figures["balanced_accuracy"] == round(float(row["balanced_accuracy"]), 4)
+    assert figures["s.disparate_impact"] == round(float(row["s.disparate_impact"]), 4)
+    assert all(isinstance(v, float) for v in figures.values())
+
+
+def test_headline_writes_nan_as_none_and_skips_absent_figures():
+    grid = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "balanced_accuracy": [0.91234],
+                         "s.disparate_impact": [np.nan]})
+    assert headline(grid, ["s"]) == {
+        "none": {"fixed": {"balanced_accuracy": 0.9123, "s.disparate_impact": None}}
+    }

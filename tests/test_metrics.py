@@ -1,0 +1,293 @@
+"""biaslab.metrics: per-group rates, between-group gaps and stratified bootstrap intervals."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_score,
+    recall_score,
+)
+
+from biaslab.metrics import GAPS, PER_GROUP, RATES, bootstrap_counts, gaps, group_report, rates
+
+
+def _counts(y, d, flip=None):
+    flip = np.zeros_like(y) if flip is None else flip
+    return np.bincount(4 * flip + 2 * y + d, minlength=8)
+
+
+def _data(n=2000, seed=0, groups=("a", "b")):
+    """Labels, decisions (noisy, group-dependent) and groups, every cell populated."""
+    rng = np.random.default_rng(seed)
+    g = rng.choice(np.array(groups), n)
+    y = rng.integers(0, 2, n)
+    bump = (g == groups[0]) * 0.15
+    d = (rng.random(n) < np.where(y == 1, 0.7 + bump, 0.25 + bump)).astype(int)
+    flip = (rng.random(n) < 0.1).astype(int)
+    return y, d, g, flip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rates_match_sklearn_per_group(seed):
+    y, d, g, flip = _data(n=500, seed=seed, groups=("a", "b", "c"))
+    for group in ("a", "b", "c"):
+        m = g == group
+        r = rates(_counts(y[m], d[m], flip[m]))
+        tn, fp, fn, tp = confusion_matrix(y[m], d[m], labels=[0, 1]).ravel()
+        assert r["n"] == m.sum()
+        assert r["accuracy"] == pytest.approx(accuracy_score(y[m], d[m]))
+        assert r["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y[m], d[m]))
+        assert r["tpr"] == pytest.approx(recall_score(y[m], d[m]))
+        assert r["fpr"] == pytest.approx(fp / (fp + tn))
+        assert r["ppv"] == pytest.approx(precision_score(y[m], d[m]))
+        assert r["selection_rate"] == pytest.approx(d[m].mean())
+        assert r["prevalence"] == pytest.approx(y[m].mean())
+        assert r["flip_rate"] == pytest.approx(flip[m].mean())
+
+
+def test_rates_are_vectorised_over_leading_axes():
+    y, d, g, flip = _data(n=300)
+    per_group = np.stack([_counts(y[g == k], d[g == k], flip[g == k]) for k in ("a", "b")])
+    stacked = np.stack([per_group, per_group[::-1]])  # (2, 2, 8)
+    r = rates(stacked)
+    for m in RATES:
+        assert r[m].shape == (2, 2)
+        np.testing.assert_allclose(r[m][0], r[m][1][::-1])
+        assert r[m][0, 0] == pytest.approx(rates(per_group[0])[m])
+
+
+def test_rates_undefined_ratios_are_nan():
+    r = rates(_counts(np.array([0, 0]), np.array([0, 0])))  # no positives, no decisions
+    assert np.isnan(r["tpr"]) and np.isnan(r["ppv"]) and np.isnan(r["balanced_accuracy"])
+    assert r["fpr"] == 0 and r["accuracy"] == 1 and r["selection_rate"] == 0
+
+
+def _rates_of(sel, tpr, fpr, bacc=None):
+    sel, tpr, fpr = map(np.asarray, (sel, tpr, fpr))
+    bacc = (tpr + 1 - fpr) / 2 if bacc is None else np.asarray(bacc)
+    return {"selection_rate": sel, "tpr": tpr, "fpr": fpr, "balanced_accuracy": bacc}
+
+
+def test_gaps_two_groups_signed_by_hand():
+    r = _rates_of(sel=[0.2, 0.5], tpr=[0.6, 0.9], fpr=[0.1, 0.4])
+    out = gaps(r)
+    assert set(out) == set(GAPS)
+    assert out["disparate_impact"] == pytest.approx(0.2 / 0.5)
+    assert out["statistical_parity_difference"] == pytest.approx(0.2 - 0.5)
+    assert out["equal_opportunity_difference"] == pytest.approx(0.6 - 0.9)
+    assert out["average_odds_difference"] == pytest.approx(((0.1 - 0.4) + (0.6 - 0.9)) / 2)
+    assert out["equalized_odds_difference"] == pytest.approx(max(0.3, 0.3))
+    assert out["worst_group_balanced_accuracy"] == pytest.approx(min(0.75, 0.75))
+
+
+def test_gaps_two_groups_equalized_odds_takes_the_larger_gap():
+    out = gaps(_rates_of(sel=[0.4, 0.4], tpr=[0.8, 0.7], fpr=[0.05, 0.35]))
+    assert out["equalized_odds_difference"] == pytest.approx(0.3)
+    assert out["worst_group_balanced_accuracy"] == pytest.approx((0.7 + 1 - 0.35) / 2)
+
+
+def test_gaps_three_groups_use_min_and_max():
+    r = _rates_of(sel=[0.3, 0.6, 0.45], tpr=[0.7, 0.9, 0.5], fpr=[0.2, 0.1, 0.3],
+                  bacc=[0.75, 0.9, 0.6])
+    out = gaps(r)
+    assert out["disparate_impact"] == pytest.approx(0.3 / 0.6)
+    assert out["statistical_parity_difference"] == pytest.approx(0.6 - 0.3)
+    assert out["equal_opportunity_difference"] == pytest.approx(0.9 - 0.5)
+    assert out["average_odds_difference"] == pytest.approx(((0.3 - 0.1) + (0.9 - 0.5)) / 2)
+    assert out["equalized_odds_difference"] == pytest.approx(0.4)
+    assert out["worst_group_balanced_accuracy"] == pytest.approx(0.6)
+    # with more than two groups the gaps do not depend on the order of the groups
+    perm = [2, 0, 1]
+    shuffled = gaps({k: v[perm] for k, v in r.items()})
+    for m in GAPS:
+        assert shuffled[m] == pytest.approx(out[m], nan_ok=True)
+
+
+def test_gaps_are_vectorised_over_resamples():
+    r = _rates_of(sel=[[0.2, 0.5], [0.3, 0.3]], tpr=[[0.6, 0.9], [0.5, 0.5]],
+                  fpr=[[0.1, 0.4], [0.2, 0.2]])
+    out = gaps(r)
+    np.testing.assert_allclose(out["disparate_impact"], [0.4, 1.0])
+    np.testing.assert_allclose(out["statistical_parity_difference"], [-0.3, 0.0], atol=1e-12)
+
+
+def test_gaps_disparate_impact_with_zero_selection_is_inf_or_nan_not_an_error():
+    out = gaps(_rates_of(sel=[0.2, 0.0], tpr=[0.5, 0.0], fpr=[0.1, 0.0]))
+    assert np.isinf(out["disparate_impact"])
+    out = gaps(_rates_of(sel=[0.0, 0.0], tpr=[0.5, 0.0], fpr=[0.1, 0.0]))
+    assert np.isnan(out["disparate_impact"])
+
+
+def test_bootstrap_counts_keeps_group_totals():
+    counts = np.array([[10, 3, 0, 7, 1, 0, 2, 0], [50, 5, 5, 40, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0,
+                                                                              0, 0]])
+    boot = bootstrap_counts(counts, n_boot=300, seed=0)
+    assert boot.shape == (300, 3, 8) and boot.dtype == np.int64
+    np.testing.assert_array_equal(boot.sum(-1), np.broadcast_to(counts.sum(-1), (300, 3)))
+    # an empty cell stays empty, and the resampled cells average to the observed ones
+    assert (boot[:, counts == 0] == 0).all()
+    np.testing.assert_allclose(boot.mean(0), counts, atol=1.0)
+    np.testing.assert_array_equal(boot, bootstrap_counts(counts, 300, seed=0))
+    assert not np.array_equal(boot, bootstrap_counts(counts, 300, seed=1))
+
+
+def test_bootstrap_counts_zero_resamples():
+    assert bootstrap_counts(np.ones((2, 8), int), 0, seed=0).shape == (0, 2, 8)
+
+
+def test_group_report_matches_sklearn_and_overall():
+    y, d, g, flip = _data()
+    per_group, between = group_report(y, d, g, flip=flip, n_boot=200, seed=0, name="sex")
+    assert per_group["group"].tolist() == ["sex=a", "sex=b", "all"]
+    for label, m in (("sex=a", g == "a"), ("sex=b", g == "b"), ("all", np.ones(len(y), bool))):
+        row = per_group.set_index("group").loc[label]
+        assert row["n"] == m.sum()
+        assert row["accuracy"] == pytest.approx(accuracy_score(y[m], d[m]))
+        assert row["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y[m], d[m]))
+        assert row["tpr"] == pytest.approx(recall_score(y[m], d[m]))
+        assert row["ppv"] == pytest.approx(precision_score(y[m], d[m]))
+        assert row["selection_rate"] == pytest.approx(d[m].mean())
+        assert row["flip_rate"] == pytest.approx(flip[m].mean())
+    sel = [d[g == k].mean() for k in ("a", "b")]
+    value = between.set_index("metric")["value"]
+    assert value["disparate_impact"] == pytest.approx(sel[0] / sel[1])
+    assert value["statistical_parity_difference"] == pytest.approx(sel[0] - sel[1])
+    tpr = [recall_score(y[g == k], d[g == k]) for k in ("a", "b")]
+    assert value["equal_opportunity_difference"] == pytest.approx(tpr[0] - tpr[1])
+    sizes = f"sex=a:{(g == 'a').sum()};sex=b:{(g == 'b').sum()}"
+    assert (between["groups"] == sizes).all()
+
+
+def _expected_columns():
+    return ["group", "n"] + [c for m in PER_GROUP for c in (m, f"{m}_lo", f"{m}_hi")]
+
+
+@pytest.mark.parametrize("n_boot", [0, 50])
+@pytest.mark.parametrize("groups", [("a", "b"), ("x", "y", "z")])
+def test_group_report_has_the_same_shape_every_time(n_boot, groups):
+    y, d, g, _ = _data(n=600, groups=groups)
+    per_group, between = group_report(y, d, g, n_boot=n_boot)
+    assert per_group.columns.tolist() == _expected_columns()
+    assert len(per_group) == len(groups) + 1
+    assert between.columns.tolist() == ["metric", "value", "lo", "hi", "groups"]
+    assert between["metric"].tolist() == list(GAPS)
+    if n_boot == 0:
+        assert per_group.filter(regex="_(lo|hi)$").isna().all().all()
+        assert between[["lo", "hi"]].isna().all().all()
+    else:
+        assert per_group[["accuracy_lo", "accuracy_hi"]].notna().all().all()
+
+
+def test_group_report_without_flip_has_zero_flip_rate():
+    y, d, g, _ = _data(n=300)
+    per_group, _ = group_report(y, d, g, n_boot=10)
+    assert (per_group["flip_rate"] == 0).all()
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "tpr", "fpr", "ppv",
+                                    "selection_rate", "prevalence"])
+def test_intervals_contain_the_estimate_and_shrink_with_data(metric):
+    widths = []
+    for n in (400, 4000):
+        y, d, g, flip = _data(n=n, seed=1)
+        per_group, between = group_report(y, d, g, flip=flip, n_boot=400, seed=0)
+        assert (per_group[f"{metric}_lo"] <= per_group[metric]).all()
+        assert (per_group[metric] <= per_group[f"{metric}_hi"]).all()
+        widths.append((per_group[f"{metric}_hi"] - per_group[f"{metric}_lo"]).to_numpy())
+    # ten times the data: about sqrt(10) ~ 3.2 times narrower; ask for a clear 2x
+    assert (widths[1] * 2 < widths[0]).all()
+
+
+def test_gap_intervals_contain_the_estimate():
+    y, d, g, flip = _data(n=4000, seed=2)
+    _, between = group_report(y, d, g, flip=flip, n_boot=400, seed=0)
+    between = between[between["metric"] != "auc_gap"]  # NaN: no scores given
+    assert (between["lo"] <= between["value"]).all() and (between["value"] <= between["hi"]).all()
+
+
+def test_higher_level_gives_wider_intervals():
+    y, d, g, _ = _data(n=1000)
+    narrow, _ = group_report(y, d, g, n_boot=300, level=0.8, seed=0)
+    wide, _ = group_report(y, d, g, n_boot=300, level=0.99, seed=0)
+    assert (wide["accuracy_hi"] - wide["accuracy_lo"] > narrow["accuracy_hi"]
+            - narrow["accuracy_lo"]).all()
+
+
+def test_group_report_is_invariant_to_row_order():
+    y, d, g, flip = _data(n=800)
+    perm = np.random.default_rng(5).permutation(len(y))
+    a = group_report(y, d, g, flip=flip, n_boot=100, seed=3)
+    b = group_report(y[perm], d[perm], g[perm], flip=flip[perm], n_boot=100, seed=3)
+    pd.testing.assert_frame_equal(a[0], b[0])
+    pd.testing.assert_frame_equal(a[1], b[1])
+
+
+def test_group_report_is_deterministic_for_a_seed():
+    y, d, g, _ = _data(n=500)
+    a, _ = group_report(y, d, g, n_boot=100, seed=1)
+    pd.testing.assert_frame_equal(a, group_report(y, d, g, n_boot=100, seed=1)[0])
+    b, _ = group_report(y, d, g, n_boot=100, seed=2)
+    assert not a["accuracy_lo"].equals(b["accuracy_lo"])
+
+
+def test_group_report_accepts_pandas_inputs():
+    y, d, g, flip = _data(n=300)
+    a = group_report(y, d, g, flip=flip, n_boot=20)
+    b = group_report(pd.Series(y, index=np.arange(300) + 50), pd.Series(d), pd.Series(g),
+                     flip=pd.Series(flip.astype(bool)), n_boot=20)
+    pd.testing.assert_frame_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("groups", [np.zeros(50, int), np.full(50, "F")])
+def test_single_group_raises(groups):
+    y, d, _, _ = _data(n=50)
+    with pytest.raises(ValueError, match=r"attribute 'sex' has a single group.*at least two"):
+        group_report(y, d, groups, n_boot=10, name="sex")
+
+
+def test_group_without_positives_gives_nan_and_a_warning():
+    y, d, g, _ = _data(n=400)
+    y = np.where(g == "b", 0, y)  # group b has no positive labels
+    pattern = r"(tpr|balanced_accuracy) is undefined for group s=b"
+    with pytest.warns(UserWarning, match=pattern) as record:
+        per_group, between = group_report(y, d, g, n_boot=50, name="s")
+    messages = {str(w.message).split(" (")[0] for w in record}
+    assert messages == {"tpr is undefined for group s=b",
+                        "balanced_accuracy is undefined for group s=b"}
+    row = per_group.set_index("group")
+    assert np.isnan(row.loc["s=b", "tpr"]) and np.isnan(row.loc["s=b", "balanced_accuracy"])
+    assert np.isnan(row.loc["s=b", "tpr_lo"]) and np.isnan(row.loc["s=b", "tpr_hi"])
+    assert not np.isnan(row.loc["s=a", "tpr"]) and not np.isnan(row.loc["all", "tpr"])
+    value = between.set_index("metric")["value"]
+    assert np.isnan(value["equal_opportunity_difference"])
+    assert not np.isnan(value["disparate_impact"])
+
+
+def test_fully_defined_groups_do_not_warn():
+    y, d, g, _ = _data(n=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        group_report(y, d, g, n_boot=50)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": [0, 1, 2]}, r"labels: expected 3 values in \{0, 1\}"),
+        ({"decisions": [0, 1]}, r"decisions: expected 3 values in \{0, 1\}, got shape \(2,\)"),
+        ({"decisions": [0.5, 1, 0]}, r"decisions: expected 3 values in \{0, 1\}"),
+        ({"groups": ["a", "b"]}, r"flip and groups: expected 3 values each"),
+        ({"flip": [0, 1]}, r"flip and groups: expected 3 values each"),
+        ({"groups": ["a", None, "b"]}, r"groups: missing values; every row needs a group"),
+    ],
+)
+def test_group_report_input_errors(kwargs, message):
+    args = {"labels": [0, 1, 1], "decisions": [0, 1, 0], "groups": ["a", "b", "b"]}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        group_report(n_boot=0, **args)

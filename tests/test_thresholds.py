@@ -1,0 +1,275 @@
+"""biaslab.thresholds: fixed and Youden thresholds, fit on validation, predict on test."""
+
+import numpy as np
+import pytest
+
+from biaslab.thresholds import FixedThreshold, YoudenThreshold, make_postprocessor
+
+
+def _youden_j(scores, labels, threshold):
+    pred = scores >= threshold
+    return pred[labels == 1].mean() - pred[labels == 0].mean()
+
+
+def _brute_force_best_j(scores, labels):
+    """Max J over every distinct cut: each distinct score and 'nobody positive'."""
+    candidates = np.r_[np.unique(scores), np.inf]
+    return max(_youden_j(scores, labels, t) for t in candidates)
+
+
+def test_fixed_threshold_uses_greater_or_equal():
+    post = FixedThreshold(threshold=0.5).fit([0.1, 0.9], [0, 1])
+    assert post.threshold_ == 0.5
+    out = post.predict([0.4999, 0.5, 0.5001, 0.0, 1.0])
+    np.testing.assert_array_equal(out, [0, 1, 1, 0, 1])
+    assert out.dtype == np.int8
+    assert post.params_() == {"threshold": 0.5}
+
+
+def test_fixed_fit_returns_self_and_init_only_stores():
+    post = FixedThreshold(threshold=0.3)
+    assert post.threshold == 0.3 and not hasattr(post, "threshold_")
+    assert post.fit([0.2, 0.4], [0, 1]) is post
+
+
+def test_fixed_threshold_fit_accepts_one_class():
+    """A fixed threshold learns nothing, so one-class validation data is fine."""
+    post = FixedThreshold(threshold=0.5).fit([0.2, 0.7], [1, 1])
+    np.testing.assert_array_equal(post.predict([0.2, 0.7]), [0, 1])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_youden_on_separable_data_is_perfect(seed):
+    rng = np.random.default_rng(seed)
+    neg, pos = rng.uniform(0.0, 0.4, 50), rng.uniform(0.6, 1.0, 30)
+    scores, labels = np.r_[neg, pos], np.r_[np.zeros(50, int), np.ones(30, int)]
+    perm = rng.permutation(80)
+    post = YoudenThreshold().fit(scores[perm], labels[perm])
+    assert neg.max() < post.threshold_ < pos.min()
+    assert post.threshold_ == pytest.approx((neg.max() + pos.min()) / 2)  # half-way
+    np.testing.assert_array_equal(post.predict(scores), labels)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_youden_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    labels = rng.integers(0, 2, n)
+    labels[:2] = [0, 1]  # both classes
+    shift = rng.uniform(-0.5, 1.5)
+    scores = rng.normal(shift * labels, 1.0)
+    if seed % 3 == 0:  # coarse scores: many ties
+        scores = np.round(scores, 0)
+    post = YoudenThreshold().fit(scores, labels)
+    best = _brute_force_best_j(scores, labels)
+    assert _youden_j(scores, labels, post.threshold_) == pytest.approx(best, abs=1e-12)
+    # the decisions on the fit data are those of the best cut: J read from predict agrees
+    pred = post.predict(scores).astype(bool)
+    assert pred[labels == 1].mean() - pred[labels == 0].mean() == pytest.approx(best, abs=1e-12)
+
+
+def test_youden_ties_are_kept_together():
+    # 0.5 is scored for two negatives and two positives: they fall on the same side
+    scores = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1])
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    post = YoudenThreshold().fit(scores, labels)
+    out = post.predict(scores)
+    assert len(set(out[1:5])) == 1
+    assert _youden_j(scores, labels, post.threshold_) == pytest.approx(
+        _brute_force_best_j(scores, labels))
+
+
+def test_youden_all_scores_tied():
+    post = YoudenThreshold().fit([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 1])
+    out = post.predict([0.5, 0.5])
+    assert out[0] == out[1]  # J = 0 either way; a tie cannot be split
+
+
+def test_youden_no_cut_better_than_chance_predicts_nobody_positive():
+    # positives score lower: every cut has J <= 0, and "nobody positive" (J = 0) comes first
+    scores, labels = np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])
+    post = YoudenThreshold().fit(scores, labels)
+    assert post.threshold_ > scores.max()
+    np.testing.assert_array_equal(post.predict(scores), 0)
+
+
+@pytest.mark.parametrize("upper", [0.1, 0.3, 0.5, 0.6, 0.7, 0.30000000000000004])
+def test_youden_cut_between_adjacent_floats(upper):
+    """Half-way between two adjacent floats rounds onto one of them; the cut must still hold."""
+    lower = np.nextafter(upper, 0.0)
+    post = YoudenThreshold().fit([upper, lower], [1, 0])
+    assert lower < post.threshold_ <= upper
+    np.testing.assert_array_equal(post.predict([upper, lower]), [1, 0])
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 0], [1, 1, 1]])
+def test_youden_one_class_raises(labels):
+    with pytest.raises(ValueError, match=r"YoudenThreshold: the fit data need both classes"):
+        YoudenThreshold().fit([0.1, 0.5, 0.9], labels)
+
+
+@pytest.mark.parametrize("cls", [FixedThreshold, YoudenThreshold])
+def test_predict_before_fit_raises(cls):
+    with pytest.raises(RuntimeError, match=rf"{cls.__name__} is not fitted; call fit\(\) first"):
+        cls().predict([0.5])
+
+
+@pytest.mark.parametrize("cls", [FixedThreshold, YoudenThreshold])
+def test_nan_scores_raise_in_fit_and_predict(cls):
+    with pytest.raises(ValueError, match=r"scores: expected a 1-D array without NaN"):
+        cls().fit([0.1, np.nan, 0.9], [0, 1, 1])
+    post = cls().fit([0.1, 0.9], [0, 1])
+    with pytest.raises(ValueError, match=r"scores: expected a 1-D array without NaN"):
+        post.predict([0.2, np.nan])
+
+
+@pytest.mark.parametrize("cls", [FixedThreshold, YoudenThreshold])
+def test_bad_shapes_and_labels_raise(cls):
+    with pytest.raises(ValueError, match=r"got shape \(2, 2\)"):
+        cls().fit([[0.1, 0.2], [0.3, 0.4]], [0, 1])
+    with pytest.raises(ValueError, match=r"labels: shape \(2,\) does not match scores \(3,\)"):
+        cls().fit([0.1, 0.2, 0.3], [0, 1])
+    with pytest.raises(ValueError, match=r"labels: expected 0/1, got values \[0, 2\]"):
+        cls().fit([0.1, 0.2, 0.3], [0, 2, 0])
+
+
+def test_youden_params_reproduce_decisions():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.normal(labels, 1.0)
+    post = YoudenThreshold().fit(scores, labels)
+    test = rng.normal(0.5, 1.0, 100)
+    fixed = FixedThreshold(threshold=post.params_()["threshold"]).fit(scores, labels)
+    np.testing.assert_array_equal(post.predict(test), fixed.predict(test))
+
+
+def test_make_postprocessor():
+    fixed = make_postprocessor("fixed", fixed_threshold=0.7)
+    assert isinstance(fixed, FixedThreshold) and fixed.threshold == 0.7
+    assert isinstance(make_postprocessor("youden"), YoudenThreshold)
+    with pytest.raises(ValueError, match=r"unknown method .hardt.; allowed: fixed, youden, "):
+        make_postprocessor("hardt")
+
+
+# --- per-group methods ---------------------------------------------------------------------
+
+from biaslab.group_thresholds import (  # noqa: E402
+    DemographicParityThresholds,
+    EqualizedOddsThresholds,
+    EqualOpportunityThresholds,
+)
+
+GROUP_METHODS = [DemographicParityThresholds, EqualOpportunityThresholds, EqualizedOddsThresholds]
+
+
+def _grouped(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.choice(np.array(["a", "b", "c"], dtype=object), n)
+    y = (rng.random(n) < np.where(g == "a", 0.3, 0.6)).astype(int)
+    scores = 1 / (1 + np.exp(-(rng.normal(0, 1, n) + (1.5 + (g == "b")) * y - (g == "c") * 0.5)))
+    return scores, y, g
+
+
+def _rate(d, m):
+    return d[m].mean()
+
+
+def test_demographic_parity_equalises_selection_rates():
+    scores, y, g = _grouped()
+    post = DemographicParityThresholds().fit(scores, y, g)
+    d = post.predict(scores, g)
+    sel = [_rate(d, g == k) for k in "abc"]
+    assert max(sel) - min(sel) <= 2 / min((g == k).sum() for k in "abc")
+    assert set(post.thresholds_) == {"a", "b", "c"}
+    np.testing.assert_allclose(sorted(post.rates_.values()), sorted(sel))
+
+
+def test_equal_opportunity_equalises_tpr():
+    scores, y, g = _grouped()
+    d = EqualOpportunityThresholds().fit(scores, y, g).predict(scores, g)
+    tpr = [_rate(d, (g == k) & (y == 1)) for k in "abc"]
+    assert max(tpr) - min(tpr) <= 2 / min(((g == k) & (y == 1)).sum() for k in "abc")
+
+
+def test_equalized_odds_expected_rates_are_equal():
+    scores, y, g = _grouped()
+    post = EqualizedOddsThresholds(seed=3).fit(scores, y, g)
+    # expected decision of each row under the randomised rule
+    p = post._group_params(g, len(g))
+    hi = scores >= p["t_high"]
+    mid = (scores >= p["t_low"]) & ~hi
+    e = (1 - p["p_ignore"]) * (hi + p["p_low"] * mid) + p["p_ignore"] * p["p_constant"]
+    for label in (0, 1):
+        rates = [e[(g == k) & (y == label)].mean() for k in "abc"]
+        assert max(rates) - min(rates) < 1e-9
+    d = post.predict(scores, g)
+    np.testing.assert_array_equal(d, post.predict(scores, g))  # seeded: reproducible
+    assert not np.array_equal(d, EqualizedOddsThresholds(seed=4).fit(scores, y, g)
+                              .predict(scores, g))
+
+
+@pytest.mark.parametrize("tol", [0.05, 0.2])
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_tolerance_bounds_the_gap_and_never_lowers_balanced_accuracy(cls, tol):
+    scores, y, g = _grouped(seed=1)
+    exact, loose = cls().fit(scores, y, g), cls(tolerance=tol).fit(scores, y, g)
+    if cls is EqualizedOddsThresholds:
+        tprs = [v["tpr"] for v in loose.params_()["groups"].values()]
+        assert max(tprs) - min(tprs) <= tol + 1e-9
+        gain = [np.mean(tprs), np.mean([v["tpr"] for v in exact.params_()["groups"].values()])]
+        assert gain[0] >= gain[1] - 1e-9
+        return
+    rates = list(loose.rates_.values())
+    assert max(rates) - min(rates) <= tol + 1e-9
+
+    def bacc(post):
+        d = post.predict(scores, g)
+        return (d[y == 1].mean() + 1 - d[y == 0].mean()) / 2
+
+    assert bacc(loose) >= bacc(exact) - 1e-9
+
+
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_group_methods_need_groups_and_known_groups(cls):
+    scores, y, g = _grouped(300)
+    with pytest.raises(ValueError, match=r"groups: per-group thresholds need the group"):
+        cls().fit(scores, y, None)
+    post = cls().fit(scores, y, g)
+    with pytest.raises(ValueError, match=r"groups: \['z'\] were not seen in fit"):
+        post.predict(scores[:2], np.array(["a", "z"], dtype=object))
+    with pytest.raises(RuntimeError, match=rf"{cls.__name__} is not fitted"):
+        cls().predict(scores, g)
+    assert cls().fit(scores, y, g) is not None and "groups" in post.params_()
+
+
+@pytest.mark.parametrize("cls", [EqualOpportunityThresholds, EqualizedOddsThresholds])
+def test_group_without_positives_raises_naming_it(cls):
+    scores, y, g = _grouped(300)
+    y = np.where(g == "b", 0, y)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: group b "):
+        cls().fit(scores, y, g)
+
+
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_group_params_reproduce_decisions(cls):
+    """Decisions follow from the saved params alone (thresholds, probabilities, seed)."""
+    scores, y, g = _grouped(500)
+    post = cls().fit(scores, y, g)
+    params = post.params_()["groups"]
+    test = np.random.default_rng(9).random(200)
+    tg = np.random.default_rng(8).choice(np.array(["a", "b", "c"], dtype=object), 200)
+    if cls is EqualizedOddsThresholds:
+        u_mix, u_ign, u_const = np.random.default_rng(post.seed).random((3, 200))
+        p = {k: np.array([params[x][k] for x in tg]) for k in next(iter(params.values()))}
+        thr = (test >= p["t_high"]) | ((test >= p["t_low"]) & (u_mix < p["p_low"]))
+        expected = np.where(u_ign < p["p_ignore"], u_const < p["p_constant"], thr)
+    else:
+        expected = test >= np.array([params[x]["threshold"] for x in tg])
+    np.testing.assert_array_equal(post.predict(test, tg), expected.astype(np.int8))
+
+
+def test_make_postprocessor_group_methods():
+    post = make_postprocessor("equalized_odds", tolerance=0.1, seed=7)
+    assert isinstance(post, EqualizedOddsThresholds) and post.seed == 7 and post.tolerance == 0.1
+    assert isinstance(make_postprocessor("demographic_parity"), DemographicParityThresholds)
+    assert isinstance(make_postprocessor("equal_opportunity"), EqualOpportunityThresholds)
