@@ -69,3 +69,20 @@ def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame
             f"{path}: missing column(s) {missing}; found {list(df.columns)}"
         )
     return df
+
+
+def read_rows(index: str | Path, *others: str | Path) -> pd.DataFrame:
+    """The index joined on ``row`` with per-row artifacts (bias, split, weights, ...).
+
+    Every table must hold each row once; a row missing from one of them is an error, not a
+    silent drop, since the artifacts of one run always cover the same rows.
+    """
+    table = read_table(index, required=("row", "label"))
+    for path in others:
+        other = read_table(path, required=("row",))
+        joined = table.merge(other, on="row", how="inner", validate="one_to_one")
+        if len(joined) != len(table):
+            raise ValueError(f"{path}: covers {len(other)} rows, the index {len(table)}; "
+                             "rerun the stages that write them (dvc repro)")
+        table = joined
+    return table

@@ -21,9 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("audit")
 
-    table = io.read_table(args.index, required=("row", "label"))
-    table = table.merge(io.read_table(args.bias), on="row").merge(
-        io.read_table(args.split, required=("row", "split")), on="row")
+    table = io.read_rows(args.index, args.bias, args.split)
     attributes = list(cfg.attributes)
     if "s" in attributes and "s" not in table.columns:  # bias.kind: none draws no s
         attributes.remove("s")

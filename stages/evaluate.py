@@ -16,8 +16,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg, schemes = load_section("evaluate"), load_section("weights").schemes
 
-    attributes = io.read_table(args.index, required=("row", "label")).merge(
-        io.read_table(args.bias), on="row")
+    attributes = io.read_rows(args.index, args.bias)
     # read only the schemes asked for: a stale file of a removed scheme is ignored
     decisions = {s: io.read_table(Path(args.decisions) / f"{s}.parquet") for s in schemes}
     grid, per_group = evaluate_decisions(

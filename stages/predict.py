@@ -20,8 +20,7 @@ def main() -> None:
 
     model, _ = load_checkpoint(args.model)
     pixels = np.load(args.pixels, mmap_mode="r")
-    table = io.read_table(args.index, required=("row", "label")).merge(
-        io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row")
+    table = io.read_rows(args.index, args.bias, args.split)
     table = table[table["split"].isin(["val", "test"])]
     scores = predict_scores(model, pixels, table, bias_seed=bias_cfg.seed)
     io.write_parquet(scores, args.out)

@@ -25,7 +25,7 @@ def main() -> None:
 
     curves = {s: pd.read_csv(Path(args.curves) / s / "curves.csv") for s in schemes}
     # a few images as the model sees them: the image and, with S=1, the noise channel
-    table = io.read_table(args.index).merge(io.read_table(args.bias), on="row")
+    table = io.read_rows(args.index, args.bias)
     pick = table.groupby(["label", "s"] if "s" in table else ["label"]).head(1).head(6)
     pixels = np.load(args.pixels, mmap_mode="r")
     s = pick["s"].to_numpy() if "s" in pick else None

@@ -18,8 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("split")
 
-    table = io.read_table(args.index, required=("row", "label")).merge(
-        io.read_table(args.bias, required=("row",)), on="row", how="left")
+    table = io.read_rows(args.index, args.bias)
     stratify = list(cfg.stratify)
     if "s" in stratify and "s" not in table.columns:  # bias.kind: none draws no s
         stratify.remove("s")

@@ -22,9 +22,7 @@ def main() -> None:
     cfg, bias_cfg = load_section("train"), load_section("bias")
 
     pixels = np.load(args.pixels, mmap_mode="r")
-    table = io.read_table(args.index, required=("row", "label")).merge(
-        io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row").merge(
-        io.read_table(args.weights, required=("row", "weight")), on="row")
+    table = io.read_rows(args.index, args.bias, args.split, args.weights)
     has_s = "s" in table.columns
 
     def part(name):

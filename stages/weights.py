@@ -24,8 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("weights")
 
-    table = io.read_table(args.index, required=("row", "label")).merge(
-        io.read_table(args.bias), on="row").merge(io.read_table(args.split), on="row")
+    table = io.read_rows(args.index, args.bias, args.split)
     train = table[table["split"] == "train"]
     weights = compute_weights(train, args.scheme, cfg.groups, all_rows=table,
                               sample_by=cfg.sample_by, column=cfg.column, seed=cfg.seed)

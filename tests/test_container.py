@@ -2,7 +2,7 @@
 
 podman builds docker/Dockerfile on a local Debian base (no Docker engine, no registry needed),
 then docker/Dockerfile.test, whose build runs `dvc repro` on tiny params in the image as a
-non-root user. It takes minutes (about 10 the first time on a 2-core machine, about 1.5 once the
+non-root user. It takes minutes (about 7 the first time on a 2-core machine, under 1 once the
 base and the image are cached), so it runs in CI (CI=true) or on request
 (BIASLAB_CONTAINER_TEST=1), and is skipped by a developer's quick `make test`.
 """
