@@ -18,7 +18,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 .note { color: #555; font-size: 0.9em; } h2 { border-bottom: 1px solid #ddd; margin-top: 2em; }
-.warn { color: #a40; }
+.warn { color: #a40; } td small { display: block; color: #666; white-space: nowrap; }
 """
 
 
@@ -32,6 +32,8 @@ def _png(fig) -> str:
 def _fmt(value, lo=None, hi=None) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "n/a"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
     text = f"{value:.3f}"
     if lo is not None and not (np.isnan(lo) or np.isnan(hi)):
         text += f" <small>[{lo:.3f}, {hi:.3f}]</small>"
