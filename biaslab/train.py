@@ -26,19 +26,23 @@ from torch import nn
 from biaslab.bias import model_inputs
 from biaslab.config import TrainConfig
 from biaslab.models import build_model
+from biaslab.weights import sample_order
 
 
 @dataclass
 class TrainData:
     """One split as the loop sees it: rows of pixels.npy, 0/1 labels, the bias S (or None),
-    sample weights (None: all 1) and a group per row for per-group validation accuracy
-    (None: S when there is one)."""
+    sample weights (None: all 1), a group per row for per-group validation accuracy (None: S
+    when there is one), and ``sampler``: use the weights through a weighted sampler (each epoch
+    draws len(rows) rows with replacement, P(i) ∝ w_i, trained with unit weights) instead of
+    as loss weights."""
 
     rows: np.ndarray
     labels: np.ndarray
     s: np.ndarray | None
     weights: np.ndarray | None = None
     groups: np.ndarray | None = None
+    sampler: bool = False
 
 
 def pick_device(device: str, local_rank: int = 0) -> torch.device:
@@ -247,6 +251,8 @@ def fit(
     compiled = torch.compile(net) if config.compile else net
     loss_fn = per_sample_loss(config)
     weights = np.ones(len(train.rows)) if train.weights is None else train.weights
+    if train.sampler:  # the weights decide which rows are drawn, not what each row counts
+        draw_p, weights = weights / weights.sum(), np.ones(len(train.rows))
     use_amp = config.amp and device.type == "cuda"
     cache = cached_inputs(pixels, train, bias_seed)
 
@@ -255,7 +261,10 @@ def fit(
 
     while run.epoch < config.epochs and not stalled():
         # shuffle (same permutation on every process), then take this process's shard
-        order = run.rng.permutation(len(train.rows))
+        if train.sampler:
+            order = sample_order(draw_p, len(train.rows), run.rng)
+        else:
+            order = run.rng.permutation(len(train.rows))
         order = np.resize(order, -(-len(order) // world) * world)[rank::world]
         net.train()
         t0, total, n_seen = time.perf_counter(), 0.0, 0

@@ -9,7 +9,6 @@ import numpy as np
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.train import TrainData, fit, save_checkpoint
-from biaslab.weights import sample_order
 from stages import run
 
 
@@ -33,12 +32,8 @@ def main() -> None:
 
     train, val = part("train"), part("val")
     # weights.mode travels in the weights file (a dep of this stage), so changing it retrains
-    if "mode" in table and (table["mode"] == "sampler").any():
-        # a weighted sampler: rows drawn in proportion to weight, trained with unit weights
-        pick = sample_order(train.weights, len(train.rows), np.random.default_rng(cfg.seed))
-        train = TrainData(rows=train.rows[pick], labels=train.labels[pick],
-                          s=None if train.s is None else train.s[pick],
-                          weights=np.ones(len(pick)))
+    # a weighted sampler redraws the training rows in proportion to weight at every epoch
+    train.sampler = "mode" in table and bool((table["mode"] == "sampler").any())
     print(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
     # run is started again): training resumes from it, and it is removed once the model is saved
