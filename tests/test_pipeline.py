@@ -130,9 +130,18 @@ def test_new_scheme_trains_only_the_new_model(repo, first_repro):
     assert "class_balanced" in json.loads((repo / "metrics/fairness.json").read_text())
 
 
-def test_plots_render(repo, first_repro):
+def test_plots_render_every_schemes_curves(repo, first_repro):
     proc = sh(repo, "dvc", "plots", "show", "--out", "plots-out")
-    assert (repo / "plots-out" / "index.html").is_file(), proc.stdout
+    assert "failed to load" not in proc.stdout + proc.stderr
+    page = (repo / "plots-out" / "index.html").read_text()
+    for scheme in ("none", "reweighing", "class_balanced"):
+        assert f"metrics/train/{scheme}/curves.csv" in page
+
+
+def test_exp_show_and_metrics_diff_list_only_the_headline(repo, first_repro):
+    proc = sh(repo, "dvc", "metrics", "show", "--json")
+    (workspace,) = json.loads(proc.stdout).values()
+    assert set(workspace["data"]) == {"metrics/fairness.json"}
 
 
 @pytest.mark.parametrize(
