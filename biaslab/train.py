@@ -10,6 +10,7 @@ each process trains on its shard of every epoch's shuffle; on one process that i
 from __future__ import annotations
 
 import copy
+import io
 import os
 import sys
 import time
@@ -329,7 +330,11 @@ def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, pat
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     # the pretrained file is only needed to initialise training, not to rebuild the model
     config_dict = {**asdict(config), "pretrained": None}
-    torch.save({"model": state, "config": config_dict, "in_channels": in_channels}, path)
+    # through a buffer: torch.save names the archive's folder after the file, and the atomic
+    # writer's temporary name is random, so saving to the path directly changes the bytes
+    buffer = io.BytesIO()
+    torch.save({"model": state, "config": config_dict, "in_channels": in_channels}, buffer)
+    Path(path).write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:

@@ -43,7 +43,8 @@ def main() -> None:
         return
     with io.atomic_path(args.model) as tmp:
         save_checkpoint(model, cfg, 2 if has_s else 1, tmp)
-    io.write_csv(curves, args.curves)
+    # speed goes to the summary line, not the artifact: same params and seed, same file
+    io.write_csv(curves.drop(columns="img_per_s"), args.curves)
     resume.unlink(missing_ok=True)
     best = curves.loc[curves["val_loss"].idxmin()]
     print(f"train@{args.scheme}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "

@@ -102,6 +102,14 @@ def test_second_repro_runs_nothing(repo, first_repro):
     assert ran(sh(repo, "dvc", "repro")) == set()
 
 
+def test_retraining_gives_the_same_bytes_so_nothing_downstream_reruns(repo, first_repro):
+    model = repo / "models/none/model.pt"
+    before = model.read_bytes()
+    assert ran(sh(repo, "dvc", "repro", "-f", "-s", "train@none")) == {"train@none"}
+    assert model.read_bytes() == before  # same params and seed, same artifact
+    assert ran(sh(repo, "dvc", "repro")) == set()
+
+
 def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo, first_repro):
     proc = sh(repo, "dvc", "exp", "run", "-S", "bias.p0=0.4")
     stages = ran(proc)
