@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
 from biaslab.bias import model_inputs
 from biaslab.config import TrainConfig
@@ -269,6 +270,9 @@ def fit(
         order = np.resize(order, -(-len(order) // world) * world)[rank::world]
         net.train()
         t0, total, n_seen = time.perf_counter(), 0.0, 0
+        quiet = True if rank != 0 else None  # None: a bar with img/s on a terminal only
+        bar = tqdm(total=len(order), unit="img", file=sys.stderr, leave=False, disable=quiet,
+                   desc=f"epoch {run.epoch + 1}/{config.epochs}")
         for idx, x in _batches(pixels, train, bias_seed, config.batch_size, order, device, cache):
             if config.augment:
                 x = augment(x, run.gen)
@@ -284,6 +288,8 @@ def fit(
             run.optimizer.step()
             total += loss.item() * len(idx)  # a CPU-GPU sync point, once per batch
             n_seen += len(idx)
+            bar.update(len(idx))
+        bar.close()
         speed = n_seen * world / (time.perf_counter() - t0)
         lr = run.optimizer.param_groups[0]["lr"]
         if run.scheduler:
@@ -293,7 +299,8 @@ def fit(
             for buffer in run.model.buffers():
                 dist.broadcast(buffer, src=0)
             # the weighted training loss over all processes
-            sums = torch.tensor([total, float(n_seen)], dtype=torch.float64)
+            # on the training device: NCCL reduces CUDA tensors only (gloo takes CPU ones)
+            sums = torch.tensor([total, float(n_seen)], dtype=torch.float64, device=device)
             dist.all_reduce(sums)
             total, n_seen = sums[0].item(), int(sums[1].item())
 
