@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -291,7 +292,8 @@ class EvaluateConfig:
         if not 10 <= self.bins <= 4096:
             _fail("evaluate.bins", self.bins, "an integer in [10, 4096]")
         _check_choice("evaluate.pareto_gap", self.pareto_gap, PARETO_GAPS)
-        _check_unit("evaluate.shift_p", self.shift_p)
+        if not 0.0 < self.shift_p < 1.0:  # 0 or 1 would leave the shifted set one group
+            _fail("evaluate.shift_p", self.shift_p, "a probability in (0, 1)")
         if not 0.5 <= self.level < 1.0:
             _fail("evaluate.level", self.level, "a confidence level in [0.5, 1)")
         if self.n_boot < 0:
@@ -360,11 +362,25 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", None) or str(annotation)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader reading floats as YAML 1.2 does: PyYAML (YAML 1.1) reads ``1e-3`` as a
+    string, and ``dvc exp run -S train.lr=1e-3`` writes exactly that."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+               re.VERBOSE),
+    list("-+0123456789."),
+)
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read params.yaml into a dict of raw sections, with a clear error when it is unreadable."""
     path = Path(path)
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        params = yaml.load(path.read_text(), Loader=_Loader) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; run from the repository root") from None
     except yaml.YAMLError as exc:

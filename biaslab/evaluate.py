@@ -19,11 +19,13 @@ HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
 def shifted_view(test: pd.DataFrame, shift_p: float, seed: int) -> pd.DataFrame:
     """The test rows under S ~ Bernoulli(shift_p) drawn independently of the label.
 
-    ``test`` needs ``decision_s0`` and ``decision_s1``; the result has ``s`` and ``decision``
-    replaced by the drawn S and the decision the model takes under it.
+    ``test`` needs ``row``, ``decision_s0`` and ``decision_s1``; the result has ``s`` and
+    ``decision`` replaced by the drawn S and the decision the model takes under it.
     """
-    rng = np.random.default_rng(seed)
-    s = (rng.random(len(test)) < shift_p).astype(np.int8)
+    # one uniform per image, indexed by its row: the draw does not depend on the table's order
+    rows = test["row"].to_numpy()
+    uniform = np.random.default_rng(seed).random(int(rows.max()) + 1 if len(rows) else 0)
+    s = (uniform[rows] < shift_p).astype(np.int8)
     out = test.copy()
     out["s"] = s
     out["decision"] = np.where(s == 1, test["decision_s1"], test["decision_s0"]).astype(np.int8)

@@ -71,7 +71,7 @@ def test_section_that_is_not_a_mapping():
         ("train", "epochs", 1.5, "int"),
         ("train", "epochs", True, "int"),
         ("train", "batch_size", "64", "int"),
-        ("train", "lr", "1e-3", "float"),  # YAML 1.1 reads 1e-3 as a string: caught here
+        ("train", "lr", "1e-3", "float"),  # a quoted string stays a string
         ("train", "device", 0, "str"),
         ("prepare", "size", False, "int"),
         ("data", "negative", 1, "list"),
@@ -276,3 +276,19 @@ def test_load_section_reports_bad_value_from_file(tmp_path):
     path.write_text("train:\n  epochs: 1.5\n")
     with pytest.raises(ConfigError, match=r"train\.epochs = 1\.5"):
         load_section("train", path)
+
+
+def test_params_yaml_reads_exponent_floats_as_dvc_writes_them(tmp_path):
+    # `dvc exp run -S train.lr=1e-3` writes 1e-3, which plain PyYAML (YAML 1.1) reads as a str
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  epochs: 3\nbias:\n  p0: 2E-1\n")
+    params = load_params(path)
+    assert params["train"]["lr"] == 0.001 and params["bias"]["p0"] == 0.2
+    assert parse_section("train", params["train"]).lr == 0.001
+    assert isinstance(params["train"]["epochs"], int)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_shift_p_must_leave_two_groups(p):
+    with pytest.raises(ConfigError, match=r"evaluate\.shift_p = .* a probability in \(0, 1\)"):
+        parse_section("evaluate", {"shift_p": p})

@@ -77,10 +77,22 @@ def test_shifted_view_draws_s_independent_of_label_and_picks_the_decision():
     assert not out["s"].equals(shifted_view(test, shift_p=0.3, seed=1)["s"])
 
 
+def test_shifted_view_does_not_depend_on_row_order():
+    n = 500
+    rng = np.random.default_rng(1)
+    test = pd.DataFrame({"row": np.arange(n) * 3, "label": rng.integers(0, 2, n),
+                         "decision_s0": np.zeros(n, np.int8), "decision_s1": np.ones(n, np.int8)})
+    shuffled = test.sample(frac=1, random_state=0)
+    a = shifted_view(test, 0.5, seed=0).set_index("row")["s"]
+    b = shifted_view(shuffled, 0.5, seed=0).set_index("row")["s"]
+    pd.testing.assert_series_equal(a, b.loc[a.index])
+
+
 @pytest.mark.parametrize(("p", "value"), [(0.0, 0), (1.0, 1)])
 def test_shifted_view_extremes(p, value):
-    test = pd.DataFrame({"label": [0, 1, 1], "s": [1, 0, 1], "decision": [0, 0, 0],
-                         "decision_s0": [0, 0, 0], "decision_s1": [1, 1, 1]})
+    test = pd.DataFrame({"row": [0, 1, 2], "label": [0, 1, 1], "s": [1, 0, 1],
+                         "decision": [0, 0, 0], "decision_s0": [0, 0, 0],
+                         "decision_s1": [1, 1, 1]})
     out = shifted_view(test, p, seed=0)
     assert (out["s"] == value).all() and (out["decision"] == value).all()
 
