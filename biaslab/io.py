@@ -52,6 +52,11 @@ def write_text(text: str, path: str | Path) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_npy(array: np.ndarray, path: str | Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, array)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from biaslab.bias import model_inputs
 from biaslab.config import TrainConfig
+from biaslab.io import write_bytes
 from biaslab.models import build_model
 from biaslab.weights import sample_order
 
@@ -123,14 +124,17 @@ def _batches(pixels, data: TrainData, bias_seed: int, size: int, order: np.ndarr
 
 @torch.no_grad()
 def predict_logits(model, pixels, data: TrainData, bias_seed: int, batch_size: int, device,
-                   amp: bool = False):
-    """Logits of every row of ``data``, in order, with the model in eval mode."""
+                   amp: bool = False, cache: torch.Tensor | None = None):
+    """Logits of every row of ``data``, in order, with the model in eval mode.
+
+    ``cache``: the inputs of ``data`` from :func:`cached_inputs`, when already built.
+    """
     device = torch.device(device)
     model.eval()
     out = []
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
         for _, x in _batches(pixels, data, bias_seed, batch_size, np.arange(len(data.rows)),
-                             device):
+                             device, cache):
             out.append(model(x).float().cpu())
     return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
 
@@ -170,10 +174,7 @@ class _Run:
                 "history": self.history, "config": asdict(self.config)}
 
     def save(self, path: Path) -> None:
-        from biaslab.io import atomic_path
-
-        with atomic_path(path) as tmp:
-            torch.save(self.state(), tmp)
+        _save(self.state(), path)
 
     def restore(self, path: Path, log) -> None:
         if not path.is_file():
@@ -195,7 +196,7 @@ class _Run:
         log(f"resuming from {path} after epoch {self.epoch}")
 
 
-def _setup(config: TrainConfig, in_channels: int, device: torch.device, world: int):
+def _setup(config: TrainConfig, in_channels: int, device: torch.device):
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
@@ -243,7 +244,7 @@ def fit(
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     log = log if rank == 0 else (lambda msg: None)
-    run = _setup(config, 1 if train.s is None else 2, device, world)
+    run = _setup(config, 1 if train.s is None else 2, device)
     if checkpoint is not None:
         run.restore(Path(checkpoint), log)
     net = run.model
@@ -256,7 +257,9 @@ def fit(
     if train.sampler:  # the weights decide which rows are drawn, not what each row counts
         draw_p, weights = weights / weights.sum(), np.ones(len(train.rows))
     use_amp = config.amp and device.type == "cuda"
+    # inputs built once per run, for training and for every epoch's evaluation passes
     cache = cached_inputs(pixels, train, bias_seed)
+    val_cache = cached_inputs(pixels, val, bias_seed)
 
     def stalled() -> bool:
         return bool(config.patience) and run.bad_epochs >= config.patience
@@ -306,9 +309,10 @@ def fit(
 
         # evaluate on train and val; keep the best model on validation loss
         run.epoch += 1
-        tr = _scores(predict_logits(run.model, pixels, train, bias_seed, 256, device, use_amp),
-                     train)
-        va = _scores(predict_logits(run.model, pixels, val, bias_seed, 256, device, use_amp), val)
+        tr = _scores(predict_logits(run.model, pixels, train, bias_seed, 256, device, use_amp,
+                                    cache), train)
+        va = _scores(predict_logits(run.model, pixels, val, bias_seed, 256, device, use_amp,
+                                    val_cache), val)
         row = {"epoch": run.epoch, "lr": lr, "train_loss": total / n_seen, "train_acc": tr["acc"],
                "val_loss": va["loss"], "val_acc": va["acc"], "val_bacc": va["bacc"],
                **{f"val_{k}": v for k, v in va.items() if k.startswith("acc_g")},
@@ -332,16 +336,23 @@ def fit(
     return run.model.cpu().eval(), pd.DataFrame(run.history)
 
 
+def _save(obj, path) -> None:
+    """torch.save ``obj`` to ``path`` atomically, the same bytes for the same ``obj``.
+
+    Through a buffer: torch.save names the archive's folder after the file it writes, and the
+    atomic writer's temporary name is random.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(buffer.getvalue(), path)
+
+
 def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, path) -> None:
     """Save the final model with the config that built it, so predict needs nothing else."""
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     # the pretrained file is only needed to initialise training, not to rebuild the model
     config_dict = {**asdict(config), "pretrained": None}
-    # through a buffer: torch.save names the archive's folder after the file, and the atomic
-    # writer's temporary name is random, so saving to the path directly changes the bytes
-    buffer = io.BytesIO()
-    torch.save({"model": state, "config": config_dict, "in_channels": in_channels}, buffer)
-    Path(path).write_bytes(buffer.getvalue())
+    _save({"model": state, "config": config_dict, "in_channels": in_channels}, path)
 
 
 def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:

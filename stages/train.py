@@ -31,7 +31,7 @@ def main() -> None:
                          weights=rows["weight"].to_numpy())
 
     train, val = part("train"), part("val")
-    # weights.mode travels in the weights file (a dep of this stage), so changing it retrains
+    # weights.mode travels in the weights file (a dep of this stage), so changing it retrains;
     # a weighted sampler redraws the training rows in proportion to weight at every epoch
     train.sampler = "mode" in table and bool((table["mode"] == "sampler").any())
     print(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
@@ -41,8 +41,7 @@ def main() -> None:
     model, curves = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed, checkpoint=resume)
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process writes
         return
-    with io.atomic_path(args.model) as tmp:
-        save_checkpoint(model, cfg, 2 if has_s else 1, tmp)
+    save_checkpoint(model, cfg, 2 if has_s else 1, args.model)  # atomic
     # speed goes to the summary line, not the artifact: same params and seed, same file
     io.write_csv(curves.drop(columns="img_per_s"), args.curves)
     resume.unlink(missing_ok=True)
