@@ -56,6 +56,7 @@ def model_inputs(
     image = pixels[rows].astype(np.float32) * (2.0 / 255.0) - 1.0  # (B, H, W)
     if s is None:
         return image[:, None]
-    s = np.asarray(s)
-    channel = noise(rows, image.shape[1:], seed) * s[:, None, None].astype(np.float32)
+    on = np.asarray(s) == 1
+    channel = np.zeros_like(image)
+    channel[on] = noise(rows[on], image.shape[1:], seed)  # draw only the noise that is used
     return np.stack([image, channel], axis=1)
