@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MODELS = ("small_cnn", "alexnet", "resnet18", "resnet34", "resnet50")
+from biaslab.config import MODELS
 
 
 class SmallCNN(nn.Module):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from biaslab.config import METHODS
+
 
 def _check_scores(scores, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
     scores = np.asarray(scores, dtype=float)
@@ -115,6 +117,3 @@ def make_postprocessor(
         return gt.EqualizedOddsThresholds(tolerance=tolerance, seed=seed)
     raise ValueError(f"postprocess.methods: unknown method {method!r}; allowed: "
                      + ", ".join(METHODS))
-
-
-METHODS = ("fixed", "youden", "demographic_parity", "equal_opportunity", "equalized_odds")
