@@ -115,15 +115,6 @@ def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def bootstrap_counts(counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Resample rows within each group: (G, 8) counts -> (n_boot, G, 8) counts."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, *counts.shape), dtype=np.int64)
-    for g, row in enumerate(counts):
-        out[:, g] = rng.multinomial(row.sum(), row / row.sum(), size=n_boot)
-    return out
-
-
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     if boot.shape[0] == 0:
         nan = np.full(boot.shape[1:], np.nan)
