@@ -24,7 +24,7 @@ from biaslab.config import ConfigError, DataConfig, TrainConfig
 
 def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
     """The table's usable rows and their prepared pixels; rejected images are reported."""
-    from biaslab.prepare import prepare_files
+    from biaslab.prepare import decode_source
     from biaslab.sources import load_source
 
     header = pd.read_csv(Path(args.datadir) / args.csv, nrows=0).columns
@@ -33,12 +33,9 @@ def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
                       path_column=args.path_col, label_column=args.label_col, attributes=keep)
     src = load_source(data, Path(args.datadir))
     pixels = np.zeros((len(src.paths), args.size, args.size), dtype=np.uint8)
-    reasons = pd.Series(prepare_files(src.paths, args.size, pixels, workers=args.workers))
-    for row in src.rejected.itertuples():
+    keep, rejected = decode_source(src, args.size, pixels, workers=args.workers)
+    for row in rejected.itertuples():
         print(f"rejected: {row.path}: {row.reason}", file=sys.stderr)
-    keep = reasons.isna().to_numpy()
-    for path, reason in zip(src.index["source"][~keep], reasons[~keep], strict=True):
-        print(f"rejected: {path}: {reason}", file=sys.stderr)
     index = src.index[keep].reset_index(drop=True)
     index.insert(0, "row", np.arange(len(index)))
     return index, pixels[keep]

@@ -13,6 +13,7 @@ import os
 import sys
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps
 
 # 16-bit and float modes: scaled to 8 bits by their range, not clipped
@@ -128,6 +129,21 @@ def prepare_files(
             with ctx.Pool(workers) as pool:
                 _collect(pool.imap(_decode_chunk, tasks), out, reasons, bar)
     return reasons
+
+
+def decode_source(src, size: int, out: np.ndarray, *, workers: int = 0):
+    """Decode the image files of a file source (:class:`biaslab.sources.Source`) into ``out``.
+
+    Returns the mask of the rows decoded, and every rejected image: the source's own rejects
+    (missing files, paths out of the root, ...) then the files that failed to decode.
+    """
+    from biaslab.sources._files import rejected_frame
+
+    reasons = pd.Series(prepare_files(src.paths, size, out, workers=workers), dtype=object)
+    bad = reasons.notna().to_numpy()
+    rejected = pd.concat([src.rejected, rejected_frame(src.index["source"][bad], reasons[bad])],
+                         ignore_index=True)
+    return ~bad, rejected
 
 
 def _collect(results, out, reasons, bar) -> None:

@@ -2,13 +2,12 @@
 Simpson's paradox check, small-group warnings."""
 
 import argparse
-import sys
 from pathlib import Path
 
 from biaslab import io
 from biaslab.audit import run_audit
 from biaslab.config import load_section
-from stages import run
+from stages import present_columns, run
 
 
 def main() -> None:
@@ -22,10 +21,7 @@ def main() -> None:
     cfg = load_section("audit")
 
     table = io.read_rows(args.index, args.bias, args.split)
-    attributes = list(cfg.attributes)
-    if "s" in attributes and "s" not in table.columns:  # bias.kind: none draws no s
-        attributes.remove("s")
-        print("audit: note: no injected bias s (bias.kind: none): not audited", file=sys.stderr)
+    attributes = present_columns(cfg.attributes, table, "audit", "not audited")
     summary, tables = run_audit(table, attributes, min_group_size=cfg.min_group_size,
                                 level=cfg.level, min_effect=cfg.simpson_min_effect)
     for name, frame in tables.items():

@@ -44,8 +44,7 @@ def main() -> None:
     cfg = load_section("postprocess")
 
     preds = io.read_table(args.predictions, required=("row", "split", "score")).merge(
-        io.read_table(args.index, required=("row", "label")), on="row").merge(
-        io.read_table(args.bias), on="row", how="left")
+        io.read_rows(args.index, args.bias), on="row")
     val, test = preds[preds["split"] == "val"], preds[preds["split"] == "test"]
     frames, fitted = [], {}
     for method in cfg.methods:

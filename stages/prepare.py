@@ -6,13 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.prepare import check_rejected, copy_rows, prepare_arrays, prepare_files
+from biaslab.prepare import check_rejected, copy_rows, decode_source, prepare_arrays
 from biaslab.sources import load_source
-from biaslab.sources._files import rejected_frame
 from stages import run
 
 
@@ -24,23 +22,20 @@ def write_pixels(src, size: int, workers: int, max_rejected: float, path: str):
     n = len(src.paths)
     with io.atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size))
-        reasons = pd.Series(prepare_files(src.paths, size, out, workers=workers), dtype=object)
-        bad = reasons.notna().to_numpy()
-        rejected = pd.concat([src.rejected, rejected_frame(src.index["source"][bad],
-                                                           reasons[bad])], ignore_index=True)
+        keep, rejected = decode_source(src, size, out, workers=workers)
         check_rejected(rejected, n + len(src.rejected), max_rejected)
         out.flush()
-        if bad.any():  # rows stay contiguous: copy the kept ones into a file of the right size
+        if not keep.all():  # rows stay contiguous: copy the kept ones into a file of the right size
             raw = tmp.with_suffix(".raw")
             os.replace(tmp, raw)
             try:
                 kept = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                                 shape=(n - int(bad.sum()), size, size))
-                copy_rows(out, ~bad, kept)
+                                                 shape=(int(keep.sum()), size, size))
+                copy_rows(out, keep, kept)
                 kept.flush()
             finally:
                 raw.unlink()
-    return src.index[~bad].reset_index(drop=True), rejected
+    return src.index[keep].reset_index(drop=True), rejected
 
 
 def main() -> None:

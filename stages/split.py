@@ -7,7 +7,7 @@ import warnings
 from biaslab import io
 from biaslab.config import load_section
 from biaslab.split import SplitWarning, source_split, stratified_split, subsample_train
-from stages import run
+from stages import present_columns, run
 
 
 def main() -> None:
@@ -19,11 +19,7 @@ def main() -> None:
     cfg = load_section("split")
 
     table = io.read_rows(args.index, args.bias)
-    stratify = list(cfg.stratify)
-    if "s" in stratify and "s" not in table.columns:  # bias.kind: none draws no s
-        stratify.remove("s")
-        print("split: note: no injected bias s (bias.kind: none): not stratified on it",
-              file=sys.stderr)
+    stratify = present_columns(cfg.stratify, table, "split", "not stratified on it")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SplitWarning)
         split = source_split(table) if cfg.use_source else stratified_split(
