@@ -257,17 +257,17 @@ def test_load_params_missing_file(tmp_path):
         load_params(path)
 
 
-def test_load_params_invalid_yaml(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bias: {p0: 0.1\nsplit: [\n", r"params\.yaml: not valid YAML"),
+        ("- a\n- b\n", r"expected a mapping of sections, got list"),
+    ],
+)
+def test_load_params_rejects_what_is_not_a_mapping_of_sections(tmp_path, text, message):
     path = tmp_path / "params.yaml"
-    path.write_text("bias: {p0: 0.1\nsplit: [\n")
-    with pytest.raises(ConfigError, match=r"params\.yaml: not valid YAML"):
-        load_params(path)
-
-
-def test_load_params_not_a_mapping(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match=r"expected a mapping of sections, got list"):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_params(path)
 
 
