@@ -37,6 +37,11 @@ OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def as_dict(config) -> dict:
+    """A section's values as a plain dict (what checkpoints store and compare)."""
+    return dataclasses.asdict(config)
+
+
 class ConfigError(ValueError):
     """A params.yaml value that is missing, unknown, of the wrong type or out of range."""
 
