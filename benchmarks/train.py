@@ -19,10 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from biaslab.batches import TrainData  # noqa: E402
 from biaslab.bias import model_inputs  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
 from biaslab.models import build_model  # noqa: E402
-from biaslab.train import TrainData, fit  # noqa: E402
+from biaslab.train import fit  # noqa: E402
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}  # dense
 
@@ -111,8 +112,7 @@ def main():
     roof = ceiling(pixels, rows, s, labels, config, device, args.epochs)
     train = TrainData(rows, labels, s, weights=rng.random(args.n) + 0.5)
     val = TrainData(rows[:64], labels[:64], s[:64])
-    _, curves = fit(pixels, train, val, config, log=lambda m: None)
-    ours = curves["img_per_s"].to_numpy()
+    ours = fit(pixels, train, val, config).curves["img_per_s"].to_numpy()
     # the first epoch warms up allocators and caches in both: compare the best of the rest
     best_ours, best_roof = ours[1:].max(), max(roof[1:])
     print(f"{device.type} small_cnn {args.size}x{args.size}, batch {config.batch_size}, "

@@ -2,6 +2,6 @@
 
 import sys
 
-from biaslab.cli import main
+from biaslab.cli.commands import main
 
 sys.exit(main())

@@ -7,15 +7,21 @@
 - balance: how far each split's shares and prevalences are from the whole;
 - Simpson's paradox: an association between an attribute and the label that changes sign or
   vanishes within the strata of another attribute;
-- warnings for groups too small to evaluate.
+- warnings for groups too small to evaluate;
+- the images prepare left out (``rejected.csv``) counted by kind, duplicates first: what the
+  index does not show.
 """
 
 from __future__ import annotations
 
+import re
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
+
+from biaslab.columns import require_columns
+from biaslab.groups import MISSING, SEP, group_keys
 
 
 def wilson(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +47,7 @@ def prevalence_table(
     frames = []
     for split, part in [("all", table), *table.groupby("split", sort=True)]:
         for attr in ["all", *attributes]:
-            keys = pd.Series("all", index=part.index) if attr == "all" else part[attr].astype(str)
+            keys = pd.Series("all", index=part.index) if attr == "all" else _groups(part, [attr])
             agg = part.groupby(keys, sort=True)["label"].agg(["size", "sum"])
             frames.append(pd.DataFrame({
                 "split": split, "attribute": attr, "group": agg.index.astype(str),
@@ -88,19 +94,18 @@ def audit_summary(prevalence: pd.DataFrame, min_group_size: int) -> dict:
     return summary
 
 
-INTERSECTION = "&"  # joins attribute names (sex&age_group) and groups (F&40-59)
-
-
-def _groups(column: pd.Series) -> pd.Series:
-    """Group labels as strings; a missing value is its own group, ``<NA>``."""
-    return column.astype("string").fillna("<NA>").astype(str)
+def _groups(table: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Group of each row, as the audit's tables spell it: the values alone (``F``, ``1&F``),
+    since the ``attribute`` column names the attribute; a missing value is its own group,
+    ``<NA>``."""
+    keys = group_keys(table, columns, what="audit.attributes", named=False, missing=MISSING)
+    return pd.Series(keys, index=table.index, dtype=object)
 
 
 def with_intersections(table: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame, list]:
     """Add a column per pair of attributes (``a&b``, values ``x&y``); returns the new names."""
     pairs = [(a, b) for i, a in enumerate(attributes) for b in attributes[i + 1:]]
-    extra = {f"{a}{INTERSECTION}{b}": _groups(table[a]) + INTERSECTION + _groups(table[b])
-             for a, b in pairs}
+    extra = {SEP.join(pair): _groups(table, list(pair)) for pair in pairs}
     return table.assign(**extra), list(extra)
 
 
@@ -112,7 +117,7 @@ def univariate_table(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """
     frames = []
     for col in columns:
-        counts = _groups(table[col]).value_counts().sort_index()
+        counts = _groups(table, [col]).value_counts().sort_index()
         frames.append(pd.DataFrame({
             "attribute": col, "group": counts.index.astype(str), "n": counts.to_numpy(),
             "share": counts.to_numpy() / len(table),
@@ -180,12 +185,12 @@ def simpson_table(table: pd.DataFrame, attributes: list[str], min_effect: float)
     rows = []
     y = table["label"].astype(float)
     for a in attributes:
-        groups = _groups(table[a])
+        groups = _groups(table, [a])
         names = sorted(groups.unique())
         for group in names[1:] if len(names) == 2 else names if len(names) > 2 else []:
             inside = groups == group
             for b in (b for b in attributes if b != a):
-                row = _simpson_row(y, inside, _groups(table[b]))
+                row = _simpson_row(y, inside, _groups(table, [b]))
                 crude, adjusted = row["crude_diff"], row["adjusted_diff"]
                 flag = ""
                 if abs(crude) >= min_effect and abs(adjusted) >= min_effect and (
@@ -200,25 +205,74 @@ def simpson_table(table: pd.DataFrame, attributes: list[str], min_effect: float)
     return pd.DataFrame(rows, columns=columns)
 
 
+# the reason prepare gives a duplicate (biaslab.prepare.duplicate_reasons), not imported from
+# there: the audit would then load, and depend on, the image decoding
+DUPLICATE = "duplicate of "
+
+
+def rejected_kind(reason: str) -> str:
+    """The kind of a reason of ``rejected.csv``: its first words, before a ``:`` or `` (``.
+
+    ``duplicate of a.png (table row 3)`` -> ``duplicate``; ``label maybe is not 0/1`` ->
+    ``label not 0/1``; ``too small: 1x1 px (...)`` -> ``too small``; ``missing file`` as is.
+    """
+    if reason.startswith(DUPLICATE):
+        return "duplicate"
+    if re.fullmatch(r"label .* is not 0/1", reason):
+        return "label not 0/1"
+    return re.split(r":| \(", reason, maxsplit=1)[0].strip()
+
+
+def rejected_summary(rejected: pd.DataFrame) -> dict:
+    """How many images prepare left out, by kind (the most frequent first).
+
+    Returns
+    -------
+    dict
+        ``{"n": 5, "duplicates": 2, "by_kind": {"duplicate": 2, "missing file": 2,
+        "too small": 1}}``
+    """
+    require_columns(rejected, ["reason"], what="audit (the rejected images)")
+    kinds = rejected["reason"].astype(str).map(rejected_kind).value_counts()
+    kinds = kinds.sort_index().sort_values(ascending=False, kind="stable")  # ties by name
+    return {"n": len(rejected), "duplicates": int(kinds.get("duplicate", 0)),
+            "by_kind": {k: int(v) for k, v in kinds.items()}}
+
+
+def rejected_warnings(counts: dict) -> list[str]:
+    """Warnings about the images left out (:func:`rejected_summary`): duplicates."""
+    n = counts["duplicates"]
+    if not n:
+        return []
+    return [f"prepare removed {n} duplicate image(s) (the same file listed twice, or "
+            "identical pixels), keeping the first copy of each: the data has fewer distinct "
+            "images than it lists (see rejected.csv, reason 'duplicate of ...')"]
+
+
 def run_audit(
     table: pd.DataFrame, attributes: list[str], *, min_group_size: int, level: float = 0.95,
-    min_effect: float = 0.02,
+    min_effect: float = 0.02, rejected: pd.DataFrame | None = None,
 ) -> tuple[dict, dict[str, pd.DataFrame]]:
     """The whole audit of ``table`` (``row``, ``label``, ``split`` and the ``attributes``).
+
+    ``rejected`` is prepare's table of the images it left out (``path``, ``table_row``,
+    ``reason``), when given.
 
     Returns
     -------
     summary : dict
         :func:`audit_summary` plus ``imbalance`` (per column), ``balance`` (per split, the
-        largest absolute share difference to the whole, per attribute) and ``simpson``
-        (flagged rows); Simpson flags are added to ``warnings``.
+        largest absolute share difference to the whole, per attribute), ``simpson``
+        (flagged rows) and, with ``rejected``, ``rejected`` (:func:`rejected_summary`);
+        Simpson flags and duplicates are added to ``warnings``.
     tables : dict of DataFrame
         ``prevalence`` (with intersections), ``univariate``, ``balance``, ``simpson``.
     """
-    missing = [a for a in attributes if a not in table.columns]
-    if missing:
-        raise ValueError(f"audit.attributes: {missing} not found; available: "
-                         f"{list(table.columns)}")
+    require_columns(table, ["label", "split"], what="audit")
+    require_columns(table, attributes, what="audit.attributes")
+    if table.empty:
+        raise ValueError("audit: the index has 0 rows, no image to audit; prepare refuses to "
+                         "write an empty index: rerun it (dvc repro prepare) and read its error")
     crossed, pairs = with_intersections(table, attributes)
     prevalence = prevalence_table(crossed, [*attributes, *pairs], level)
     tables = {
@@ -244,4 +298,7 @@ def run_audit(
             f"Simpson: prevalence difference {row.attribute}={row.group} vs the rest is "
             f"{row.crude_diff:+.3f} overall but {row.adjusted_diff:+.3f} within strata of "
             f"{row.stratified_by} ({row.flag})")
+    if rejected is not None:
+        summary["rejected"] = rejected_summary(rejected)
+        summary["warnings"] += rejected_warnings(summary["rejected"])
     return summary, tables

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from biaslab.columns import require_columns
+from biaslab.groups import SEP, group_keys
 from biaslab.metrics import group_report
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
@@ -37,13 +39,6 @@ def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
     return [[g] for g in groups] + ([list(groups)] if intersect and len(groups) > 1 else [])
 
 
-def _values(test: pd.DataFrame, cols: list[str]) -> np.ndarray:
-    """Group value of each row: the attribute's value, or ``v1&v2`` for an intersection."""
-    if len(cols) == 1:
-        return test[cols[0]].to_numpy()
-    return test[cols].astype(str).agg("&".join, axis=1).to_numpy()
-
-
 def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
                   bins: int = 256):
     """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
@@ -53,10 +48,11 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
     scores = test["score"].to_numpy() if "score" in test.columns else None
     flat, tables = {}, []
     for i, cols in enumerate(groups):
-        attr = "&".join(cols)
+        attr = SEP.join(cols)
         per_group, between = group_report(
-            test["label"], test["decision"], _values(test, cols), flip=flip, scores=scores,
-            n_boot=n_boot, level=level, seed=seed, name=attr, bins=bins,
+            test["label"], test["decision"], group_keys(test, cols, what="evaluate.groups"),
+            flip=flip, scores=scores, n_boot=n_boot, level=level, seed=seed, name=attr,
+            bins=bins, labelled=True,
         )
         if i == 0:  # overall figures do not depend on the attribute: take them once
             overall = per_group.iloc[-1]
@@ -99,7 +95,8 @@ def evaluate_decisions(
         ``row``, ``label`` and the ``groups`` columns (e.g. ``s``, ``sex``) of every image.
     groups : list of str
         Attributes to evaluate between groups, each on its own and, with ``intersect``,
-        intersected (attribute ``s&sex``, groups ``s&sex=1&F``).
+        intersected (attribute ``s&sex``, groups ``s=1&sex=F``, see
+        :func:`biaslab.groups.group_keys`).
     bins : int
         Score bins of the bootstrap's AUC and calibration error.
     pareto_gap : str
@@ -111,17 +108,13 @@ def evaluate_decisions(
     grid : DataFrame
         One row per (scheme, method): test metrics with ``_lo``/``_hi`` intervals, gaps per
         attribute (``ATTR.METRIC``), group sizes (``ATTR.groups``) and, with an injected bias,
-        the same on the shifted test set (prefix ``shifted.``), ``fairness_cost`` and
-        ``pareto`` (on the Pareto front of balanced accuracy against the cost).
+        the same on the shifted test set (prefix ``shifted.``), ``warning`` and
+        ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` and ``pareto`` (on
+        the Pareto front of balanced accuracy against the cost).
     per_group : DataFrame
         One row per (scheme, method, set, attribute, group) with every per-group metric.
     """
-    missing = [g for g in groups if g not in attributes.columns]
-    if missing:
-        raise ValueError(
-            f"evaluate.groups: attribute(s) {missing} not found; available: "
-            f"{[c for c in attributes.columns if c != 'row']}"
-        )
+    require_columns(attributes, groups, what="evaluate.groups")
     grid_rows, group_tables = [], []
     for scheme, table in decisions.items():
         test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
@@ -139,6 +132,8 @@ def evaluate_decisions(
                 flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins)
                 row.update(flat)
                 group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
+            row["warning"] = degenerate_reasons(part, row)
+            row["degenerate"] = bool(row["warning"])
             grid_rows.append(row)
     per_group = pd.concat(group_tables, ignore_index=True)
     lead = ["scheme", "method", "set", "attribute", "group"]
@@ -146,6 +141,55 @@ def evaluate_decisions(
     grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
     grid["pareto"] = pareto_front(grid["balanced_accuracy"], grid["fairness_cost"])
     return grid, per_group[lead + [c for c in per_group if c not in lead]]
+
+
+def degenerate_reasons(test: pd.DataFrame, figures: dict) -> str:
+    """Why one (scheme, method)'s test decisions tell nothing about the image, or "".
+
+    A model is degenerate on the test split when its decisions are constant, its scores are
+    constant, or the bootstrap interval of its AUC contains 0.5 (it does not tell the classes
+    apart better than chance). Its gaps then compare nothing: DI is 1 or 0/0 whatever the
+    groups. ``figures`` holds ``auc``, ``auc_lo``, ``auc_hi`` (absent or NaN: not checked).
+    """
+    reasons = []
+    decisions = test["decision"]
+    if decisions.nunique() == 1:
+        reasons.append(f"constant decisions on the test split (all {decisions.iloc[0]})")
+    if "score" in test.columns and test["score"].nunique() == 1:
+        reasons.append(f"constant scores on the test split ({test['score'].iloc[0]:.4g})")
+    auc, lo, hi = (figures.get(k, np.nan) for k in ("auc", "auc_lo", "auc_hi"))
+    if lo <= 0.5 <= hi:  # False when the interval is NaN (no scores, one class, n_boot = 0)
+        reasons.append(f"AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] does not exclude chance (0.5)")
+    return "; ".join(reasons)
+
+
+def add_training_flags(grid: pd.DataFrame, flags: dict[str, str | None]) -> pd.DataFrame:
+    """``grid`` with each scheme's training flag (train's check: a model that learnt nothing,
+    e.g. the same validation accuracy every epoch) added to the ``warning`` of its rows."""
+    grid = grid.copy()
+    for scheme, reason in flags.items():
+        if not reason:
+            continue
+        rows = grid["scheme"] == scheme
+        text = f"training: {reason}"
+        grid.loc[rows, "warning"] = [f"{w}; {text}" if w else text
+                                     for w in grid.loc[rows, "warning"]]
+        grid.loc[rows, "degenerate"] = True
+    return grid
+
+
+def summary_line(grid: pd.DataFrame) -> str:
+    """The evaluate stage's summary, NaN-safe: the best balanced accuracy may be undefined."""
+    bacc = grid["balanced_accuracy"]
+    if bacc.notna().any():
+        best = grid.loc[bacc.idxmax()]
+        best_text = (f"best balanced accuracy {best['balanced_accuracy']:.3f} "
+                     f"({best['scheme']}/{best['method']})")
+    else:
+        best_text = "balanced accuracy undefined for every pair (a class absent from test)"
+    degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
+    return (f"{len(grid)} (scheme, method) pairs, {int(grid['pareto'].sum())} on the Pareto "
+            f"front; {best_text}" + (f"; {degenerate} degenerate" if degenerate else ""))
 
 
 def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:
@@ -186,14 +230,16 @@ def _check_group_sizes(
 def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
     """The nested dict for metrics/fairness.json: scheme -> method -> headline figures.
 
-    Six figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
-    its interval: balanced accuracy, flip rate, shifted accuracy, and for the first attribute
-    of ``groups`` disparate impact, equalized-odds difference and worst-group balanced accuracy.
+    Seven figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
+    its interval: balanced accuracy, flip rate, shifted accuracy, for the first attribute of
+    ``groups`` disparate impact, equalized-odds difference and worst-group balanced accuracy,
+    and ``degenerate`` (true: read the ``warning`` column of grid.csv before the gaps).
     """
     out: dict = {}
     first = groups[0]
     keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
-            f"{first}.equalized_odds_difference", f"{first}.worst_group_balanced_accuracy"]
+            f"{first}.equalized_odds_difference", f"{first}.worst_group_balanced_accuracy",
+            "degenerate"]
     for row in grid.to_dict("records"):
         figures = {}
         for key in keys:

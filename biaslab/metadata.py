@@ -57,11 +57,13 @@ def normalise_sex(values: pd.Series, column: str = "sex") -> tuple[pd.Series, pd
 def normalise_age(values: pd.Series, column: str = "age") -> tuple[pd.Series, pd.DataFrame]:
     """Parse ages to years (float): ``57``, ``57.5``, ``57 years``, DICOM ``057Y``/``006M``.
 
-    Values that do not parse, are negative or above ``MAX_AGE`` become NaN and are reported.
+    Values that do not parse become NaN, reported as ``unparseable``; numbers that parse but
+    are negative (``-5``) or above ``MAX_AGE`` become NaN, reported as ``implausible``.
     """
     text = values.astype("string").str.strip().str.lower()
     blank = text.isna() | (text == "")
-    parts = text.str.extract(r"^(?P<num>\d+(?:\.\d*)?)\s*(?P<unit>[ymwd]|years?)?$")
+    # the sign is parsed so that -5 is reported as an implausible age, not as text
+    parts = text.str.extract(r"^(?P<num>[-+]?\d+(?:\.\d*)?)\s*(?P<unit>[ymwd]|years?)?$")
     number = pd.to_numeric(parts["num"], errors="coerce")
     unit = parts["unit"].fillna("y").str[0].map(_AGE_UNITS).astype(float)
     age = (number * unit).astype(float)

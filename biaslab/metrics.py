@@ -80,39 +80,50 @@ def rates(counts: np.ndarray) -> dict[str, np.ndarray]:
         }
 
 
-def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Between-group gaps from per-group rates (last axis = group).
+def _worst_vs_reference(diff: np.ndarray, size: np.ndarray | None = None) -> np.ndarray:
+    """The entry of ``diff`` (last axis: the other groups) largest in magnitude, sign kept.
 
-    With two groups (g0, g1 in sorted order, e.g. S=0 and S=1) the signed seed definitions:
-    DI = P(ŷ=1|g0) / P(ŷ=1|g1), SPD = P(ŷ=1|g0) - P(ŷ=1|g1), EOD = TPR(g0) - TPR(g1),
-    AOD = ((FPR(g0) - FPR(g1)) + (TPR(g0) - TPR(g1))) / 2. With more groups: DI = min/max
-    selection rate and the differences are max - min. Equalized-odds difference =
-    max(TPR range, FPR range); worst-group balanced accuracy = min over groups; AUC gap =
-    max - min AUC (NaN when ``r`` has no ``auc``).
+    Magnitude is ``size`` when given (|log ratio| for a ratio), else |diff|; NaN when any
+    group's value is NaN (the worst group cannot be told); ties go to the first group.
+    """
+    size = np.abs(diff) if size is None else size
+    pick = np.argmax(np.where(np.isnan(size), -np.inf, size), axis=-1)[..., None]
+    out = np.take_along_axis(diff, pick, axis=-1)[..., 0]
+    return np.where(np.isnan(diff).any(-1), np.nan, out)
+
+
+def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Between-group gaps from per-group rates (last axis = group, in sorted order).
+
+    One definition for any number of groups. The reference group is the last one (S=1 for
+    the injected bias); each gap compares every other group g with it and reports the one
+    farthest from parity, with its sign:
+
+    - DI = P(ŷ=1|g) / P(ŷ=1|ref), the g with the largest |log DI|;
+    - SPD = P(ŷ=1|g) - P(ŷ=1|ref), EOD = TPR(g) - TPR(ref) and
+      AOD = ((FPR(g) - FPR(ref)) + (TPR(g) - TPR(ref))) / 2, each the g with the largest |gap|.
+
+    With two groups this is the seed definition, g0 against g1: DI = P(ŷ=1|S=0) / P(ŷ=1|S=1).
+    A gap is NaN when a group's rate is undefined. Equalized-odds difference =
+    max(TPR range, FPR range) and AUC gap = max - min AUC (NaN without ``auc``) over all
+    groups; worst-group balanced accuracy = min over groups.
     """
     sel, tpr, fpr = r["selection_rate"], r["tpr"], r["fpr"]
     auc = r.get("auc", np.full(sel.shape, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
-        if sel.shape[-1] == 2:
-            di = sel[..., 0] / sel[..., 1]
-            spd = sel[..., 0] - sel[..., 1]
-            eod = tpr[..., 0] - tpr[..., 1]
-            aod = ((fpr[..., 0] - fpr[..., 1]) + eod) / 2
-        else:
-            di = sel.min(-1) / sel.max(-1)
-            spd = sel.max(-1) - sel.min(-1)
-            eod = tpr.max(-1) - tpr.min(-1)
-            aod = ((fpr.max(-1) - fpr.min(-1)) + eod) / 2
+        ratio = sel[..., :-1] / sel[..., -1:]
+        d_sel, d_tpr = sel[..., :-1] - sel[..., -1:], tpr[..., :-1] - tpr[..., -1:]
+        d_odds = ((fpr[..., :-1] - fpr[..., -1:]) + d_tpr) / 2
         eqodds = np.maximum(tpr.max(-1) - tpr.min(-1), fpr.max(-1) - fpr.min(-1))
-    return {
-        "disparate_impact": di,
-        "statistical_parity_difference": spd,
-        "equal_opportunity_difference": eod,
-        "average_odds_difference": aod,
-        "equalized_odds_difference": eqodds,
-        "worst_group_balanced_accuracy": r["balanced_accuracy"].min(-1),
-        "auc_gap": auc.max(-1) - auc.min(-1),
-    }
+        return {
+            "disparate_impact": _worst_vs_reference(ratio, np.abs(np.log(ratio))),
+            "statistical_parity_difference": _worst_vs_reference(d_sel),
+            "equal_opportunity_difference": _worst_vs_reference(d_tpr),
+            "average_odds_difference": _worst_vs_reference(d_odds),
+            "equalized_odds_difference": eqodds,
+            "worst_group_balanced_accuracy": r["balanced_accuracy"].min(-1),
+            "auc_gap": auc.max(-1) - auc.min(-1),
+        }
 
 
 def _interval(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +176,7 @@ def _warn_undefined(point_r: dict, labels_g: list[str]) -> None:
 def group_report(
     labels, decisions, groups, *, flip=None, scores=None, n_boot: int = 1000,
     level: float = 0.95, seed: int = 0, name: str = "group", bins: int = 256,
+    labelled: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics and between-group gaps, with percentile bootstrap intervals.
 
@@ -172,7 +184,9 @@ def group_report(
     ----------
     labels, decisions : array of 0/1
     groups : array
-        Group value of each row (e.g. S, sex); at least two distinct values.
+        Group of each row: a value of the attribute ``name`` (e.g. of S) or, with
+        ``labelled``, a key of :func:`biaslab.groups.group_keys` (``s=1&sex=F``); at least two
+        distinct groups. In sorted order, the last is the reference of the gaps.
     flip : array of 0/1, optional
         1 where forcing the bias S from 0 to 1 changes the decision.
     scores : array of float, optional
@@ -180,6 +194,8 @@ def group_report(
     n_boot, level, seed : bootstrap resamples (0 for none), confidence level, seed.
     name : str
         Attribute name, used in messages and in the ``group`` column (``name=value``).
+    labelled : bool
+        ``groups`` already are the labels of the ``group`` column (not prefixed by ``name``).
     bins : int
         Quantile bins of the scores in the bootstrap (see :mod:`biaslab.bootstrap`).
 
@@ -208,7 +224,7 @@ def group_report(
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
     res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
                            else score_arr, len(values), n_bins, n_boot, seed)
-    labels_g = [f"{name}={v}" for v in values]
+    labels_g = [str(v) if labelled else f"{name}={v}" for v in values]
 
     # per group and overall ("all" sums the stratified resamples)
     sp = _score_point(y, score_arr, codes, len(values), n_bins, bin_of)

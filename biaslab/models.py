@@ -23,6 +23,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, width: int = 16):
         super().__init__()
+        self.in_channels = in_channels
 
         def block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
             layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
@@ -45,9 +46,10 @@ class SmallCNN(nn.Module):
 class _SingleLogit(nn.Module):
     """Wrap a torchvision classifier whose head was replaced by a 1-output layer."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, in_channels: int):
         super().__init__()
         self.net = net
+        self.in_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(1)
@@ -76,6 +78,27 @@ def _rebuild_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     return new
 
 
+def load_torch_dict(path: str | Path, *, holds: str, expected: str, key: str = "") -> dict:
+    """The dict that ``torch.save`` wrote to ``path``, or one ValueError naming the file.
+
+    Loaded weights-only (tensors and plain containers: a file cannot run code) on the CPU. The
+    error says what the file ``holds`` when it is not a dict (``holds a Tensor, not HOLDS``) and
+    what it should have been (``expected``), after ``key``, the param that named the file.
+    """
+    where = f"{key}: {path}" if key else str(path)
+    # torch.load fails by the bytes it meets: UnpicklingError (random bytes, a pickled model, a
+    # Git LFS pointer), KeyError (a text file), RuntimeError (a truncated zip), EOFError (an
+    # empty file), ...
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{where} is not readable by torch.load ({type(exc).__name__}); "
+                         f"{expected}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{where} holds a {type(state).__name__}, not {holds}; {expected}")
+    return state
+
+
 def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Module:
     import torchvision
 
@@ -89,7 +112,9 @@ def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Modu
                 f"(e.g. torchvision.models.{name}(weights='DEFAULT').state_dict(), saved with "
                 f"torch.save) and put the file at {path}"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_dict(path, holds="a state dict", key="train.pretrained", expected=(
+            f"expected a torchvision state dict saved with torch.save, e.g. torch.save("
+            f"torchvision.models.{name}(weights='DEFAULT').state_dict(), '{path}')"))
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or len(missing) > 0:
             raise ValueError(
@@ -102,7 +127,7 @@ def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Modu
         net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, 1)
     else:
         net.fc = nn.Linear(net.fc.in_features, 1)
-    return _SingleLogit(net)
+    return _SingleLogit(net, in_channels)
 
 
 def build_model(name: str, in_channels: int, width: int = 16,
@@ -110,7 +135,8 @@ def build_model(name: str, in_channels: int, width: int = 16,
     """Build model ``name`` for ``in_channels`` input channels (1 gray, 2 with the bias channel).
 
     ``width`` applies to ``small_cnn``; ``pretrained`` (a local state-dict file) to torchvision
-    models only.
+    models only. The model keeps ``in_channels`` as an attribute: a caller holding only the
+    model (a loaded checkpoint) knows whether its inputs need the bias channel.
     """
     if name == "small_cnn":
         if pretrained:

@@ -1,4 +1,8 @@
-"""Scores of val and test rows, and the counterfactual scores with the bias forced off and on."""
+"""Scores of val and test rows, and the counterfactual scores with the bias forced off and on.
+
+Inference only: the training loop imports this module, never the reverse, so editing the loop
+does not rerun the predict stages.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biaslab.train import TrainData, predict_logits
+from biaslab.batches import TrainData, batches
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, pixels: np.ndarray, data: TrainData, bias_seed: int,
+                   batch_size: int, device: str | torch.device, amp: bool = False,
+                   cache: torch.Tensor | None = None) -> np.ndarray:
+    """Logits of every row of ``data``, in order, with the model in eval mode.
+
+    ``amp``: bf16 autocast on CUDA (ignored elsewhere). ``cache``: the inputs of ``data`` from
+    :func:`biaslab.batches.cached_inputs`, when already built.
+    """
+    device = torch.device(device)
+    model.eval()
+    out = []
+    order = np.arange(len(data.rows))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        for _, x in batches(pixels, data, bias_seed, batch_size, order, device, cache):
+            out.append(model(x).float().cpu())
+    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
 
 
 def predict_scores(

@@ -20,10 +20,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "val", "test")
+from biaslab.columns import require_columns
+from biaslab.split_names import SOURCE_SPLITS, SPLITS
+
 UNUSED = "unused"  # training rows left out by subsampling
-SOURCE_SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
 
 class SplitWarning(UserWarning):
@@ -74,7 +74,7 @@ def _assign(units: pd.DataFrame, stratify: list[str], frac: np.ndarray, seed: in
         if not len(pending):
             break
     if merged:
-        warnings.warn(f"split: strata smaller than split.min_stratum = {min_stratum} merged "
+        warnings.warn(f"strata smaller than split.min_stratum = {min_stratum} merged "
                       f"into their parent (fewer stratify columns): {'; '.join(merged[:10])}",
                       SplitWarning, stacklevel=3)
     return assigned
@@ -103,11 +103,7 @@ def stratified_split(
     -------
     DataFrame with ``row`` and ``split``.
     """
-    missing = [c for c in stratify if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"split.stratify: column(s) {missing} not found; available: {list(table.columns)}"
-        )
+    require_columns(table, stratify, what="split.stratify")
     unit = patient_units(table)
     units = table.assign(_unit=unit.to_numpy()).drop_duplicates("_unit")
     frac = np.array([fractions[s] for s in SPLITS], dtype=float)
@@ -124,9 +120,9 @@ def source_split(table: pd.DataFrame) -> pd.DataFrame:
     Fails if the column is absent, a value is unknown, a split is empty, or a patient is in
     two splits.
     """
-    if "source_split" not in table.columns:
-        raise ValueError("split.use_source: the index has no source_split column (this source "
-                         "ships no split; the folder source reads it from train/valid/test)")
+    require_columns(table, ["source_split"], what="split.use_source",
+                    hint="this source ships no split (the folder source reads it from split "
+                         "folders train/valid/test)")
     split = table["source_split"].astype("string").str.lower().map(SOURCE_SPLITS)
     unknown = sorted(set(table.loc[split.isna(), "source_split"].astype(str)))
     if unknown:
@@ -170,9 +166,7 @@ def subsample_train(
     train = split.to_numpy() == "train"
     if composition:
         attr, value, share = composition["attribute"], composition["value"], composition["share"]
-        if attr not in table.columns:
-            raise ValueError(f"split.train_composition.attribute = {attr!r}: no such column; "
-                             f"available: {list(table.columns)}")
+        require_columns(table, [attr], what="split.train_composition.attribute")
         column = table[attr].astype("string")
         is_value = (column == str(value)).fillna(False).to_numpy()
         parts = [(train & is_value, int(round(share * size)), f"{attr} = {value}"),
@@ -200,3 +194,68 @@ def _draw_by_label(labels: np.ndarray, mask: np.ndarray, wanted: int, rng) -> np
     chosen = [rng.choice(rows[labels[rows] == v], k, replace=False)
               for v, k in zip(values, take, strict=True)]
     return np.concatenate(chosen) if chosen else np.array([], dtype=int)
+
+
+# ------------------------------------------------------------------ what the parts must hold
+
+
+def missing_in_parts(table: pd.DataFrame, split, columns: list[str]) -> list[tuple]:
+    """What the parts lack that a later stage needs, found before any model is trained.
+
+    Every part needs both labels (a model is trained on train, its thresholds are chosen on
+    val, it is scored on test); val and test need every value of ``columns`` that the table
+    holds (postprocess fits per-group thresholds on val, evaluate compares the groups on
+    test). Missing values are not a group here.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows aligned with ``split``, with ``label`` and the ``columns`` (those it lacks are
+        skipped).
+    split : array-like of str
+        Part of each row (``unused`` rows belong to none).
+    columns : list of str
+        Group columns, e.g. ``["s"]``; ``label`` among them is ignored (always checked).
+
+    Returns
+    -------
+    list of (part, column, value, images with that value in all)
+        E.g. ``[("test", "label", 1, 3)]``; empty when every part holds what it needs.
+    """
+    split = np.asarray(split, dtype=object)
+    checked = [c for c in columns if c != "label" and c in table.columns]
+    lacking = []
+    for part in SPLITS:
+        inside = split == part
+        for column in ["label", *checked] if part != "train" else ["label"]:
+            values = table[column]
+            wanted = [0, 1] if column == "label" else sorted(values.dropna().unique(), key=str)
+            present = set(values[inside].dropna())
+            lacking += [(part, column, v, int((values == v).sum())) for v in wanted
+                        if v not in present]
+    return lacking
+
+
+def parts_error(lacking: list[tuple], *, use_source: bool, stratify: list[str]) -> str:
+    """One line saying what the parts lack (:func:`missing_in_parts`) and what to change."""
+    parts = list(dict.fromkeys(part for part, *_ in lacking))
+    said = []
+    for part in parts:
+        what = [_image_with(column, value, n) for p, column, value, n in lacking if p == part]
+        more = f" (and {len(what) - 3} more)" if len(what) > 3 else ""
+        whose = "the source's" if use_source else "the"
+        said.append(f"{whose} {part} part has no image with {' nor with '.join(what[:3])}{more}")
+    if use_source:
+        return (f"{'; '.join(said)}; move such images into the source's {'/'.join(parts)} "
+                "split, or set split.use_source: false to split the data here")
+    unstratified = sorted({column for _, column, *_ in lacking} - {"label", *stratify})
+    add = f", and add {', '.join(unstratified)} to split.stratify" if unstratified else ""
+    larger = " and ".join(f"split.fractions.{part}" for part in parts)
+    return (f"{'; '.join(said)}; use a larger {larger}, a smaller split.min_stratum, or more "
+            f"data{add}")
+
+
+def _image_with(column: str, value, n: int) -> str:
+    if column == "label":
+        return f"label {value} ({n} {'positives' if value == 1 else 'negatives'} in all)"
+    return f"{column} = {value} ({n} in all)"

@@ -1,54 +1,59 @@
-"""The training loop: one function in commented phases, resumable, CPU, CUDA or DDP.
+"""The training loop in the shape of torchvision's reference script: :func:`train_one_epoch`,
+:func:`evaluate`, and :func:`fit` composing them.
 
-Data stay in memory as uint8 (``pixels.npy`` memory-mapped once); each batch is assembled and
-augmented as a tensor. A checkpoint after every epoch (model, optimizer, scheduler, RNG states,
-history) lets a killed run resume and end exactly as an uninterrupted one would on the same
-device. Under ``torchrun`` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel and
-each process trains on its shard of every epoch's shuffle; on one process that is a no-op.
+Resumable: a checkpoint after every epoch lets a killed run go on and end exactly as an
+uninterrupted one would on the same device. On the CPU, CUDA or under DDP: the caller (a stage,
+the CLI) picks the device, calls ``torch.distributed.init_process_group`` and passes the
+process's place in the job as :class:`Distributed`; with ``world_size > 1`` the model is wrapped
+in DistributedDataParallel and each process trains on its shard of every epoch's shuffle. The
+library neither prints nor reads the environment: progress goes to the caller's callbacks.
 """
 
 from __future__ import annotations
 
 import copy
-import io
-import os
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
-from biaslab.bias import model_inputs
+from biaslab.batches import TrainData, batches, cached_inputs
+from biaslab.checkpoint import RunState
 from biaslab.config import TrainConfig
-from biaslab.io import write_bytes
 from biaslab.models import build_model
+from biaslab.predict import predict_logits
 from biaslab.weights import sample_order
 
+EVAL_BATCH = 256  # batch size of the evaluation passes (no gradients: larger is fine)
+MIN_SPREAD = 1e-3  # validation scores with a smaller standard deviation count as constant
 
-@dataclass
-class TrainData:
-    """One split as the loop sees it: rows of pixels.npy, 0/1 labels, the bias S (or None),
-    sample weights (None: all 1), a group per row for per-group validation accuracy (None: S
-    when there is one), and ``sampler``: use the weights through a weighted sampler (each epoch
-    draws len(rows) rows with replacement, P(i) ∝ w_i, trained with unit weights) instead of
-    as loss weights."""
 
-    rows: np.ndarray
-    labels: np.ndarray
-    s: np.ndarray | None
-    weights: np.ndarray | None = None
-    groups: np.ndarray | None = None
-    sampler: bool = False
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (RANK, WORLD_SIZE, LOCAL_RANK); default: alone."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # the GPU of this process on its machine
+
+
+class Fitted(NamedTuple):
+    """What :func:`fit` returns."""
+
+    model: nn.Module  # the epoch with the lowest validation loss, on the CPU, in eval mode
+    curves: pd.DataFrame  # one row per epoch
+    degenerate: str | None  # why the model looks like it learnt nothing; None when it learnt
 
 
 def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """``train.device`` (auto, cpu or cuda) as a torch device; ``local_rank`` picks the GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("train.device = 'cuda' but no CUDA device is visible; use auto or cpu")
     if device == "cpu" or not torch.cuda.is_available():
@@ -94,109 +99,8 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
     return focal
 
 
-CACHE_BYTES = 1 << 30  # build a split's model inputs once when they fit in this many bytes
-
-
-def cached_inputs(pixels, data: TrainData, bias_seed: int) -> torch.Tensor | None:
-    """All model inputs of ``data`` as one float tensor, or None when above CACHE_BYTES.
-
-    Drawing each image's seeded noise costs more than a small model's step on a CPU, so small
-    datasets draw it once per run; large ones assemble every batch from the uint8 pixels.
-    """
-    channels = 1 if data.s is None else 2
-    if len(data.rows) * channels * pixels[0].size * 4 > CACHE_BYTES:
-        return None
-    return torch.from_numpy(model_inputs(pixels, data.rows, data.s, bias_seed))
-
-
-def _batches(pixels, data: TrainData, bias_seed: int, size: int, order: np.ndarray, device,
-             cache: torch.Tensor | None = None):
-    pin = device.type == "cuda"
-    for start in range(0, len(order), size):
-        idx = order[start : start + size]
-        if cache is not None:
-            x = cache[torch.from_numpy(idx)]
-        else:
-            s = None if data.s is None else data.s[idx]
-            x = torch.from_numpy(model_inputs(pixels, data.rows[idx], s, bias_seed))
-        yield idx, (x.pin_memory() if pin else x).to(device, non_blocking=True)
-
-
-@torch.no_grad()
-def predict_logits(model, pixels, data: TrainData, bias_seed: int, batch_size: int, device,
-                   amp: bool = False, cache: torch.Tensor | None = None):
-    """Logits of every row of ``data``, in order, with the model in eval mode.
-
-    ``cache``: the inputs of ``data`` from :func:`cached_inputs`, when already built.
-    """
-    device = torch.device(device)
-    model.eval()
-    out = []
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-        for _, x in _batches(pixels, data, bias_seed, batch_size, np.arange(len(data.rows)),
-                             device, cache):
-            out.append(model(x).float().cpu())
-    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.float32)
-
-
-def _scores(logits: np.ndarray, data: TrainData) -> dict[str, float]:
-    """Unweighted loss, accuracy, balanced accuracy and per-group accuracy at threshold 0.5."""
-    labels = data.labels
-    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))
-    loss = nn.functional.binary_cross_entropy_with_logits(t_logits, t_labels).item()
-    correct = (logits > 0) == labels
-    recalls = [correct[labels == c].mean() for c in (0, 1) if np.any(labels == c)]
-    out = {"loss": loss, "acc": float(correct.mean()), "bacc": float(np.mean(recalls))}
-    groups = data.groups if data.groups is not None else data.s
-    if groups is not None:
-        for g in np.unique(groups):
-            out[f"acc_g{g}"] = float(correct[groups == g].mean())
-    return out
-
-
-class _Run:
-    """Everything a resumed run must restore, and how to save it."""
-
-    def __init__(self, model, optimizer, scheduler, config: TrainConfig):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.config = config
-        self.rng = np.random.default_rng(config.seed)  # epoch shuffles
-        self.gen = torch.Generator().manual_seed(config.seed)  # augmentation
-        self.epoch, self.bad_epochs, self.history = 0, 0, []
-        self.best, self.best_loss = None, np.inf
-
-    def state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "best": self.best,
-                "best_loss": self.best_loss, "bad_epochs": self.bad_epochs,
-                "history": self.history, "config": asdict(self.config)}
-
-    def save(self, path: Path) -> None:
-        _save(self.state(), path)
-
-    def restore(self, path: Path, log) -> None:
-        if not path.is_file():
-            return
-        # our own file, holding numpy RNG state and history: not a weights-only checkpoint
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(self.config):
-            log(f"checkpoint {path} was made with other train params: starting afresh")
-            return
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.bit_generator.state = state["rng"]
-        self.gen.set_state(state["gen"])
-        torch.set_rng_state(state["torch_rng"])
-        for key in ("epoch", "best", "best_loss", "bad_epochs", "history"):
-            setattr(self, key, state[key])
-        log(f"resuming from {path} after epoch {self.epoch}")
-
-
-def _setup(config: TrainConfig, in_channels: int, device: torch.device):
+def setup(config: TrainConfig, in_channels: int, device: torch.device) -> RunState:
+    """A fresh run: the seeded model on ``device``, its optimizer, scheduler and RNGs."""
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
@@ -211,7 +115,98 @@ def _setup(config: TrainConfig, in_channels: int, device: torch.device):
     scheduler = None
     if config.scheduler == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.step_gamma)
-    return _Run(model, optimizer, scheduler, config)
+    return RunState(model, optimizer, scheduler, rng=np.random.default_rng(config.seed),
+                    gen=torch.Generator().manual_seed(config.seed))
+
+
+def epoch_order(data: TrainData, rng: np.random.Generator, ddp: Distributed) -> np.ndarray:
+    """This process's positions in ``data`` for one epoch, in training order.
+
+    A shuffle (or with ``data.sampler`` a weighted draw), the same on every process, padded to a
+    multiple of the world size and dealt out by rank.
+    """
+    if data.sampler:  # the weights decide which rows are drawn, not what each row counts
+        weights = np.ones(len(data.rows)) if data.weights is None else data.weights
+        order = sample_order(weights / weights.sum(), len(data.rows), rng)
+    else:
+        order = rng.permutation(len(data.rows))
+    world = ddp.world_size
+    return np.resize(order, -(-len(order) // world) * world)[ddp.rank::world]
+
+
+def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
+                    loader: Iterator[tuple[torch.Tensor, ...]], config: TrainConfig,
+                    gen: torch.Generator, device: torch.device,
+                    on_batch: Callable[[int], None]) -> tuple[float, int]:
+    """One pass of ``net`` over the (x, y, w) batches of ``loader``; ``on_batch(n_images)``.
+
+    Returns the sum over images of the weighted loss, and the number of images.
+    """
+    net.train()
+    use_amp = config.amp and device.type == "cuda"
+    total, n_seen = 0.0, 0
+    for x, y, w in loader:
+        if config.augment:
+            x = augment(x, gen)
+        if device.type == "cuda" and config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # forward / backward: bf16 autocast on CUDA, full precision on the CPU
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = (loss_fn(net(x).float(), y) * w).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(y)  # a CPU-GPU sync point, once per batch
+        n_seen += len(y)
+        on_batch(len(y))
+    return total, n_seen
+
+
+def evaluate(model: nn.Module, pixels: np.ndarray, data: TrainData, bias_seed: int,
+             device: torch.device, amp: bool = False, cache: torch.Tensor | None = None,
+             ) -> tuple[dict[str, float], np.ndarray]:
+    """Unweighted loss, accuracy, balanced accuracy and per-group accuracy (``acc_gG``) at
+    threshold 0.5 of ``model`` on ``data``, and its logits."""
+    logits = predict_logits(model, pixels, data, bias_seed, EVAL_BATCH, device, amp, cache)
+    labels = data.labels
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))
+    loss = nn.functional.binary_cross_entropy_with_logits(t_logits, t_labels).item()
+    correct = (logits > 0) == labels
+    recalls = [correct[labels == c].mean() for c in (0, 1) if np.any(labels == c)]
+    out = {"loss": loss, "acc": float(correct.mean()), "bacc": float(np.mean(recalls))}
+    groups = data.groups if data.groups is not None else data.s
+    if groups is not None:
+        for g in np.unique(groups):
+            out[f"acc_g{g}"] = float(correct[groups == g].mean())
+    return out, logits
+
+
+def degenerate(val_logits: np.ndarray, val_labels: np.ndarray,
+               val_accs: Sequence[float]) -> str | None:
+    """Why a model looks like it learnt nothing, or None.
+
+    The signs, on the validation split: scores that are not finite (training diverged), scores
+    with almost no spread (std of P(y=1) below MIN_SPREAD), every image on the same side of 0.5
+    while both classes are present, or the same accuracy ``val_accs`` in every epoch and no
+    better than always predicting the majority class.
+    """
+    labels = np.asarray(val_labels)
+    if len(labels) == 0:
+        return None
+    if not np.isfinite(val_logits).all():
+        return "validation scores are not finite: training diverged"
+    scores = torch.sigmoid(torch.from_numpy(val_logits).double()).numpy()
+    if scores.std() < MIN_SPREAD:
+        return (f"validation scores are nearly constant (std {scores.std():.2g} < "
+                f"{MIN_SPREAD:g})")
+    positive = val_logits > 0
+    if len(np.unique(labels)) == 2 and (positive.all() or not positive.any()):
+        return f"the model predicts class {int(positive[0])} for every validation image"
+    majority = max(labels.mean(), 1 - labels.mean())
+    if len(val_accs) > 1 and len(set(val_accs)) == 1 and val_accs[0] <= majority:
+        return (f"val_acc {val_accs[0]:.3f} in all {len(val_accs)} epochs, no better than "
+                "always predicting the majority class")
+    return None
 
 
 def fit(
@@ -220,43 +215,58 @@ def fit(
     val: TrainData,
     config: TrainConfig,
     bias_seed: int = 0,
-    log: Callable[[str], None] | None = None,
+    *,
+    device: str | torch.device | None = None,
+    ddp: Distributed = Distributed(),
     checkpoint: str | Path | None = None,
-) -> tuple[nn.Module, pd.DataFrame]:
+    fingerprint: str | None = None,
+    log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> Fitted:
     """Train ``config.model`` on ``train``; keep the epoch with the lowest validation loss.
 
     Parameters
     ----------
+    device : the training device; None: ``pick_device(config.device, ddp.local_rank)``.
+    ddp : this process's place in a DDP job; with ``world_size > 1`` the caller has already
+        called ``torch.distributed.init_process_group``.
     checkpoint : path, optional
-        Where to save the run after every epoch; if the file exists (same train params), the
-        run resumes from it.
+        Where to save the run after every epoch (first process only). If the file exists and
+        was made with the same train params and ``fingerprint``, the run resumes from it;
+        otherwise it is ignored (said through ``log``) and overwritten.
+    fingerprint : what the run is made from besides ``config`` (inputs, code), as a string.
+    log, on_epoch, on_batch : callbacks, called on every process: ``log(message)`` (resuming,
+        early stop), ``on_epoch(row)`` with each epoch's curves row, ``on_batch(epoch,
+        n_images)`` after each training batch of the epoch under way (1-based).
 
     Returns
     -------
-    model : the best model, on the CPU, in eval mode.
-    curves : DataFrame, one row per epoch: ``epoch``, ``lr``, ``train_loss`` (weighted),
-        ``train_acc``, ``val_loss``, ``val_acc``, ``val_bacc``, ``val_acc_gG`` per group G,
-        ``img_per_s``.
+    Fitted : ``model``, the best model on the CPU in eval mode; ``curves``, one row per epoch:
+        ``epoch``, ``lr``, ``train_loss`` (weighted), ``train_acc``, ``val_loss``, ``val_acc``,
+        ``val_bacc``, ``val_acc_gG`` per group G, ``img_per_s``; ``degenerate``, see
+        :func:`degenerate` (on the best model's validation logits).
+
+    Raises
+    ------
+    ValueError : ``train`` or ``val`` has no rows.
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
-    device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", 0)))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    log = log if rank == 0 else (lambda msg: None)
-    run = _setup(config, 1 if train.s is None else 2, device)
-    if checkpoint is not None:
-        run.restore(Path(checkpoint), log)
-    net = run.model
-    if world > 1:
-        ids = None if device.type == "cpu" else [device.index]
-        net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-    compiled = torch.compile(net) if config.compile else net
-    loss_fn = per_sample_loss(config)
-    weights = np.ones(len(train.rows)) if train.weights is None else train.weights
-    if train.sampler:  # the weights decide which rows are drawn, not what each row counts
-        draw_p, weights = weights / weights.sum(), np.ones(len(train.rows))
-    use_amp = config.amp and device.type == "cuda"
+    log, on_epoch, on_batch = (f or _ignore for f in (log, on_epoch, on_batch))
+    # the loop learns on train and keeps the epoch best on val: without either it has nothing
+    for name, data in (("train", train), ("val", val)):
+        if len(data.rows) == 0:
+            raise ValueError(f"the {name} split has no rows: training needs images in both "
+                             "train and val (split.fractions, or the split file given)")
+    device = pick_device(config.device, ddp.local_rank) if device is None else torch.device(device)
+    if ddp.world_size > 1 and not dist.is_initialized():
+        raise ValueError(f"ddp.world_size = {ddp.world_size} but torch.distributed is not "
+                         "initialised; call torch.distributed.init_process_group first")
+    run = setup(config, train.in_channels, device)
+    if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
+        log(message)
+    net = _wrap(run.model, config, device, ddp)
+    loss_fn, amp = per_sample_loss(config), config.amp and device.type == "cuda"
+    weights = _loss_weights(train)
     # inputs built once per run, for training and for every epoch's evaluation passes
     cache = cached_inputs(pixels, train, bias_seed)
     val_cache = cached_inputs(pixels, val, bias_seed)
@@ -265,54 +275,23 @@ def fit(
         return bool(config.patience) and run.bad_epochs >= config.patience
 
     while run.epoch < config.epochs and not stalled():
-        # shuffle (same permutation on every process), then take this process's shard
-        if train.sampler:
-            order = sample_order(draw_p, len(train.rows), run.rng)
-        else:
-            order = run.rng.permutation(len(train.rows))
-        order = np.resize(order, -(-len(order) // world) * world)[rank::world]
-        net.train()
-        t0, total, n_seen = time.perf_counter(), 0.0, 0
-        quiet = True if rank != 0 else None  # None: a bar with img/s on a terminal only
-        bar = tqdm(total=len(order), unit="img", file=sys.stderr, leave=False, disable=quiet,
-                   desc=f"epoch {run.epoch + 1}/{config.epochs}")
-        for idx, x in _batches(pixels, train, bias_seed, config.batch_size, order, device, cache):
-            if config.augment:
-                x = augment(x, run.gen)
-            if device.type == "cuda" and config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.from_numpy(train.labels[idx].astype(np.float32)).to(device)
-            w = torch.from_numpy(weights[idx].astype(np.float32)).to(device)
-            # forward / backward: bf16 autocast on CUDA, full precision on the CPU
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = (loss_fn(compiled(x).float(), y) * w).mean()
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            run.optimizer.step()
-            total += loss.item() * len(idx)  # a CPU-GPU sync point, once per batch
-            n_seen += len(idx)
-            bar.update(len(idx))
-        bar.close()
-        speed = n_seen * world / (time.perf_counter() - t0)
+        # train on this process's shard of the epoch's shuffle, then sync processes
+        order = epoch_order(train, run.rng, ddp)
+        t0 = time.perf_counter()
+        loader = _loader(pixels, train, order, weights, bias_seed, config.batch_size, device,
+                         cache)
+        total, n_seen = train_one_epoch(net, loss_fn, run.optimizer, loader, config, run.gen,
+                                        device, lambda n: on_batch(run.epoch + 1, n))
+        speed = n_seen * ddp.world_size / (time.perf_counter() - t0)
         lr = run.optimizer.param_groups[0]["lr"]
         if run.scheduler:
             run.scheduler.step()
-        if world > 1:
-            # DDP syncs gradients, not BatchNorm statistics after the last forward: take rank 0's
-            for buffer in run.model.buffers():
-                dist.broadcast(buffer, src=0)
-            # the weighted training loss over all processes
-            # on the training device: NCCL reduces CUDA tensors only (gloo takes CPU ones)
-            sums = torch.tensor([total, float(n_seen)], dtype=torch.float64, device=device)
-            dist.all_reduce(sums)
-            total, n_seen = sums[0].item(), int(sums[1].item())
+        total, n_seen = _sync(run.model, total, n_seen, device, ddp)
 
         # evaluate on train and val; keep the best model on validation loss
         run.epoch += 1
-        tr = _scores(predict_logits(run.model, pixels, train, bias_seed, 256, device, use_amp,
-                                    cache), train)
-        va = _scores(predict_logits(run.model, pixels, val, bias_seed, 256, device, use_amp,
-                                    val_cache), val)
+        tr, _ = evaluate(run.model, pixels, train, bias_seed, device, amp, cache)
+        va, _ = evaluate(run.model, pixels, val, bias_seed, device, amp, val_cache)
         row = {"epoch": run.epoch, "lr": lr, "train_loss": total / n_seen, "train_acc": tr["acc"],
                "val_loss": va["loss"], "val_acc": va["acc"], "val_bacc": va["bacc"],
                **{f"val_{k}": v for k, v in va.items() if k.startswith("acc_g")},
@@ -323,41 +302,63 @@ def fit(
             run.best = copy.deepcopy({k: v.cpu() for k, v in run.model.state_dict().items()})
         else:
             run.bad_epochs += 1
-        log(f"epoch {run.epoch}/{config.epochs}  train_loss {row['train_loss']:.4f}  "
-            f"val_loss {va['loss']:.4f}  val_acc {va['acc']:.3f}  {speed:.0f} img/s")
 
-        # checkpoint, then stop early when validation loss has stalled
-        if checkpoint is not None and rank == 0:
-            run.save(Path(checkpoint))
+        # checkpoint (so a run killed after an epoch's report resumes after that epoch), report,
+        # then stop early when validation loss has stalled
+        if checkpoint is not None and ddp.rank == 0:
+            run.save(checkpoint, config, fingerprint)
+        on_epoch(row)
         if stalled():
             log(f"early stop: no better val_loss for {config.patience} epochs")
 
+    # the best model, and whether it learnt anything
     run.model.load_state_dict(run.best)
-    return run.model.cpu().eval(), pd.DataFrame(run.history)
+    val_logits = predict_logits(run.model, pixels, val, bias_seed, EVAL_BATCH, device, amp,
+                                val_cache)
+    curves = pd.DataFrame(run.history)
+    flag = degenerate(val_logits, val.labels, curves["val_acc"].tolist())
+    return Fitted(run.model.cpu().eval(), curves, flag)
 
 
-def _save(obj, path) -> None:
-    """torch.save ``obj`` to ``path`` atomically, the same bytes for the same ``obj``.
-
-    Through a buffer: torch.save names the archive's folder after the file it writes, and the
-    atomic writer's temporary name is random.
-    """
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes(buffer.getvalue(), path)
+def _ignore(*_) -> None:
+    """The default callback: the library never prints."""
 
 
-def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, path) -> None:
-    """Save the final model with the config that built it, so predict needs nothing else."""
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    # the pretrained file is only needed to initialise training, not to rebuild the model
-    config_dict = {**asdict(config), "pretrained": None}
-    _save({"model": state, "config": config_dict, "in_channels": in_channels}, path)
+def _wrap(model: nn.Module, config: TrainConfig, device: torch.device,
+          ddp: Distributed) -> nn.Module:
+    """The module the loop calls: DDP across processes (gradients averaged), compiled on request."""
+    net = model
+    if ddp.world_size > 1:
+        ids = None if device.type == "cpu" else [device.index]
+        net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    return torch.compile(net) if config.compile else net
 
 
-def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    config = TrainConfig(**ckpt["config"])
-    model = build_model(config.model, ckpt["in_channels"], config.width)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), config
+def _loss_weights(data: TrainData) -> np.ndarray:
+    """Each row's weight in the loss: its sample weight, or 1 (none given, or drawn by them)."""
+    if data.weights is None or data.sampler:
+        return np.ones(len(data.rows))
+    return data.weights
+
+
+def _loader(pixels, data: TrainData, order: np.ndarray, weights: np.ndarray, bias_seed: int,
+            size: int, device: torch.device, cache: torch.Tensor | None):
+    """The (x, y, w) batches of ``order``: inputs, 0/1 labels as floats, loss weights."""
+    for idx, x in batches(pixels, data, bias_seed, size, order, device, cache):
+        y = torch.from_numpy(data.labels[idx].astype(np.float32)).to(device)
+        w = torch.from_numpy(weights[idx].astype(np.float32)).to(device)
+        yield x, y, w
+
+
+def _sync(model: nn.Module, total: float, n_seen: int, device: torch.device,
+          ddp: Distributed) -> tuple[float, int]:
+    """Under DDP: the weighted loss and image count over all processes, and rank 0's BatchNorm
+    statistics on every process (DDP syncs gradients, not the buffers of the last forward)."""
+    if ddp.world_size == 1:
+        return total, n_seen
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+    # on the training device: NCCL reduces CUDA tensors only (gloo takes CPU ones)
+    sums = torch.tensor([total, float(n_seen)], dtype=torch.float64, device=device)
+    dist.all_reduce(sums)
+    return sums[0].item(), int(sums[1].item())

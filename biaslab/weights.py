@@ -2,8 +2,10 @@
 
 All schemes return weights normalised to mean 1 on the rows given (the training rows), so the
 learning rate means the same thing whatever the scheme. ``g`` is the joint value of the
-``groups`` columns (their intersection, e.g. ``s`` x ``sex``). The weights are used either in the
-loss or, with :func:`sample_order`, to draw the training rows (a weighted sampler).
+``groups`` columns (their intersection, e.g. ``s`` x ``sex``), keyed by
+:func:`biaslab.groups.group_keys` (``s=1&sex=F``); an unknown value is a group of its own. The
+weights are used either in the loss or, with :func:`sample_order`, to draw the training rows (a
+weighted sampler).
 """
 
 from __future__ import annotations
@@ -11,18 +13,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from biaslab.columns import require_columns
+from biaslab.groups import MISSING, group_keys
+
 GROUP_SCHEMES = ("group_balanced", "group_class_balanced", "reweighing", "undersample",
                  "oversample")
 
 
-def _cells(keys: pd.DataFrame) -> np.ndarray:
-    """Cell code (0..K-1) of each row: the joint value of the columns of ``keys``."""
-    return keys.groupby(list(keys.columns), dropna=False, sort=True).ngroup().to_numpy()
+def _keys(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Group key of each row (``s=1&sex=F``); an unknown value is a group of its own."""
+    return group_keys(table, columns, what="weights.groups", missing=MISSING)
 
 
-def _inverse_frequency(keys: pd.DataFrame) -> np.ndarray:
+def _cells(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Cell code (0..K-1, in the keys' sorted order) of each row: the joint value of
+    ``columns``."""
+    return pd.factorize(_keys(table, columns), sort=True)[0]
+
+
+def _inverse_frequency(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """w = 1 / (share of the row's cell), i.e. every cell gets the same total weight."""
-    cell = _cells(keys)
+    cell = _cells(table, columns)
     counts = np.bincount(cell)
     return len(cell) / (len(counts) * counts[cell])
 
@@ -55,9 +66,10 @@ def _resample(cell: np.ndarray, rng: np.random.Generator, down: bool) -> np.ndar
 
 
 def _column(train: pd.DataFrame, column: str | None) -> np.ndarray:
-    if not column or column not in train.columns:
-        raise ValueError(f"weights.column: column {column!r} not found; available: "
-                         f"{list(train.columns)}")
+    if not column:
+        raise ValueError("weights.column: scheme 'column' needs the name of a metadata column "
+                         f"of weights; available: {list(train.columns)}")
+    require_columns(train, [column], what="weights.column")
     w = pd.to_numeric(train[column], errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
         raise ValueError(f"weights.column: column {column!r} needs finite weights >= 0, not all "
@@ -66,19 +78,12 @@ def _column(train: pd.DataFrame, column: str | None) -> np.ndarray:
 
 
 def _check(train: pd.DataFrame, scheme: str, groups: list[str], all_rows) -> None:
-    if "label" not in train.columns:
-        raise ValueError("weights: the training table has no 'label' column")
-    missing = [g for g in groups if g not in train.columns]
-    if missing:
-        raise ValueError(
-            f"weights.groups: column(s) {missing} not found; available: {list(train.columns)}"
-        )
+    require_columns(train, ["label"], what="weights (the training table)")
+    require_columns(train, groups, what="weights.groups")
     if len(train) == 0:
         raise ValueError("weights: the training split is empty")
     if all_rows is not None and scheme in GROUP_SCHEMES:
-        present = set(train[groups].drop_duplicates().itertuples(index=False, name=None))
-        absent = set(all_rows[groups].drop_duplicates().itertuples(index=False, name=None))
-        absent -= present
+        absent = set(_keys(all_rows, groups)) - set(_keys(train, groups))
         if absent:
             raise ValueError(
                 f"weights.schemes: scheme {scheme!r} needs every group of {groups} in the "
@@ -121,15 +126,15 @@ def compute_weights(
     if scheme == "none":
         w = np.ones(len(train))
     elif scheme == "class_balanced":
-        w = _inverse_frequency(train[["label"]])
+        w = _inverse_frequency(train, ["label"])
     elif scheme == "group_balanced":
-        w = _inverse_frequency(train[groups])
+        w = _inverse_frequency(train, groups)
     elif scheme == "group_class_balanced":
-        w = _inverse_frequency(train[groups + ["label"]])
+        w = _inverse_frequency(train, groups + ["label"])
     elif scheme == "reweighing":
-        w = _reweighing(_cells(train[groups]), y)
+        w = _reweighing(_cells(train, groups), y)
     elif scheme in ("undersample", "oversample"):
-        w = _resample(_cells(train[cell_cols]), np.random.default_rng(seed),
+        w = _resample(_cells(train, cell_cols), np.random.default_rng(seed),
                       down=scheme == "undersample")
     elif scheme == "column":
         w = _column(train, column)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside the biaslab image: check the environment is the locked one, then run the whole
-# pipeline on tiny params in a fresh git repo and check its artifacts and the DVC cache.
+# pipeline on tiny params in a fresh git repo and check its artifacts and the DVC cache, then
+# that a `docker stop` (SIGINT through tini) stops it cleanly.
 # Used by docker/Dockerfile.test (at build time, in a copy of the repo).
 set -euo pipefail
 cd "${1:-/workspace}"
@@ -51,3 +52,31 @@ python -c "import json; h = json.load(open('metrics/fairness.json')); print('sel
 [[ -n $(find /dvc-cache -type f -print -quit) ]] || { echo "selftest: /dvc-cache is empty" >&2; exit 1; }
 dvc status --quiet  # everything up to date
 echo "selftest: dvc repro OK in the image"
+
+# `docker stop` as the image's STOPSIGNAL and ENTRYPOINT make it: SIGINT to tini while a stage
+# runs (tini is not PID 1 here: -s makes it the subreaper). The stage stops with one line, DVC
+# releases its locks, and the next `dvc repro` needs nothing else.
+set -m  # job control: a background job that does not ignore SIGINT, as in a container
+tini -s -g -- dvc repro -f -s train@none > stop.log 2>&1 &
+stopped=$!
+set +m
+until grep -q "Running stage 'train@none'" stop.log; do
+    if ! kill -0 "$stopped" 2>/dev/null; then
+        echo "selftest: dvc repro ended before its stage started:" >&2
+        cat stop.log >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+sleep 1
+kill -INT "$stopped"
+status=0
+wait "$stopped" || status=$?
+if ((status == 0)) || ! grep -q "^train: interrupted (SIGINT" stop.log || grep -q Traceback stop.log; then
+    echo "selftest: SIGINT did not stop dvc repro cleanly (exit $status):" >&2
+    cat stop.log >&2
+    exit 1
+fi
+python -c "import json; d = json.load(open('.dvc/tmp/rwlock')); assert not any(d.values()), d"
+dvc repro --quiet
+echo "selftest: SIGINT stops a stage with one line, and dvc repro starts again"

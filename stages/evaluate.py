@@ -1,35 +1,50 @@
 """evaluate: test metrics and fairness gaps of every (scheme, method), with bootstrap intervals."""
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.evaluate import evaluate_decisions, headline
+from biaslab.evaluate import add_training_flags, evaluate_decisions, headline, summary_line
 from stages import run
+from stages._warnings import stage_warnings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("decisions", "index", "bias", "headline", "grid", "groups"):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--health", help="folder of train's SCHEME.json model checks")
     args = parser.parse_args()
     cfg, schemes = load_section("evaluate"), load_section("weights").schemes
 
     attributes = io.read_rows(args.index, args.bias)
     # read only the schemes asked for: a stale file of a removed scheme is ignored
     decisions = {s: io.read_table(Path(args.decisions) / f"{s}.parquet") for s in schemes}
-    grid, per_group = evaluate_decisions(
-        decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
-        level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
-        intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap)
-    io.write_json(headline(grid, cfg.groups), args.headline)
+    # the library warns of what its figures cannot say (a metric undefined for a group lacking
+    # a class): said as this stage's lines
+    with stage_warnings("evaluate"):
+        grid, per_group = evaluate_decisions(
+            decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
+            level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
+            intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap)
+        if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
+            grid = add_training_flags(grid, {
+                s: json.loads((Path(args.health) / f"{s}.json").read_text()).get("degenerate")
+                for s in schemes})
+        # everything the stage says is computed before the first write: a failure writes nothing
+        figures, summary = headline(grid, cfg.groups), summary_line(grid)
+    warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
+                for r in grid[grid["degenerate"]].itertuples()]
+
+    io.write_json(figures, args.headline)
     io.write_csv(grid, args.grid)
     io.write_csv(per_group, args.groups)
-    best = grid.loc[grid["balanced_accuracy"].idxmax()]
-    print(f"evaluate: {len(grid)} (scheme, method) pairs, {int(grid['pareto'].sum())} on the "
-          f"Pareto front; best balanced accuracy {best['balanced_accuracy']:.3f} "
-          f"({best['scheme']}/{best['method']}) -> {args.headline}")
+    for warning in warnings:
+        print(f"evaluate: warning: {warning}", file=sys.stderr)
+    print(f"evaluate: {summary} -> {args.headline}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,10 @@
 
 import argparse
 
-import numpy as np
-
 from biaslab import io
+from biaslab.checkpoint import load_checkpoint
 from biaslab.config import load_section
 from biaslab.predict import predict_scores
-from biaslab.train import load_checkpoint
 from stages import run
 
 
@@ -19,8 +17,8 @@ def main() -> None:
     bias_cfg = load_section("bias")
 
     model, _ = load_checkpoint(args.model)
-    pixels = np.load(args.pixels, mmap_mode="r")
     table = io.read_rows(args.index, args.bias, args.split)
+    pixels = io.read_pixels(args.pixels, n_rows=len(table))
     table = table[table["split"].isin(["val", "test"])]
     scores = predict_scores(model, pixels, table, bias_seed=bias_cfg.seed)
     io.write_parquet(scores, args.out)

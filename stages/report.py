@@ -27,7 +27,7 @@ def main() -> None:
     # a few images as the model sees them: the image and, with S=1, the noise channel
     table = io.read_rows(args.index, args.bias)
     pick = table.groupby(["label", "s"] if "s" in table else ["label"]).head(1).head(6)
-    pixels = np.load(args.pixels, mmap_mode="r")
+    pixels = io.read_pixels(args.pixels, n_rows=len(table))
     s = pick["s"].to_numpy() if "s" in pick else None
     x = model_inputs(pixels, pick["row"].to_numpy(), s, bias_cfg.seed)
     panels = np.concatenate(list(x.transpose(1, 0, 2, 3)), axis=-1)  # image | bias channel

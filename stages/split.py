@@ -1,13 +1,18 @@
 """split: stratified, patient-grouped train/val/test assignment (or the source's own split)."""
 
 import argparse
-import sys
-import warnings
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.split import SplitWarning, source_split, stratified_split, subsample_train
+from biaslab.split import (
+    missing_in_parts,
+    parts_error,
+    source_split,
+    stratified_split,
+    subsample_train,
+)
 from stages import present_columns, run
+from stages._warnings import stage_warnings
 
 
 def main() -> None:
@@ -20,15 +25,18 @@ def main() -> None:
 
     table = io.read_rows(args.index, args.bias)
     stratify = present_columns(cfg.stratify, table, "split", "not stratified on it")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SplitWarning)
+    with stage_warnings("split"):  # strata too small to keep apart, merged
         split = source_split(table) if cfg.use_source else stratified_split(
             table, cfg.fractions, stratify, cfg.seed, min_stratum=cfg.min_stratum)
-    for warning in caught:
-        print(f"split: warning: {warning.message}", file=sys.stderr)
     if cfg.train_size:
         split["split"] = subsample_train(table, split["split"], size=cfg.train_size,
                                          composition=cfg.train_composition, seed=cfg.seed)
+    # a part without a class or a group would fail postprocess or evaluate only after every
+    # model is trained; s, the injected bias, is what they compare by default
+    groups = [*stratify, *(["s"] if "s" in table and "s" not in stratify else [])]
+    lacking = missing_in_parts(table, split["split"], groups)
+    if lacking:
+        raise ValueError(parts_error(lacking, use_source=cfg.use_source, stratify=stratify))
     io.write_parquet(split, args.out)
     counts = split["split"].value_counts().to_dict()
     how = "the source's split" if cfg.use_source else f"stratified on {stratify}"

@@ -1,15 +1,17 @@
 """train@SCHEME: train the model on the training split with the scheme's sample weights."""
 
 import argparse
-import os
+import sys
 from pathlib import Path
 
-import numpy as np
-
 from biaslab import io
-from biaslab.config import load_section
-from biaslab.train import TrainData, fit, save_checkpoint
+from biaslab.batches import TrainData
+from biaslab.checkpoint import digest, save_checkpoint
+from biaslab.cli.runtime import Progress, distributed
+from biaslab.config import as_dict, load_section
+from biaslab.train import fit
 from stages import run
+from stages._warnings import stage_warnings
 
 
 def main() -> None:
@@ -17,34 +19,45 @@ def main() -> None:
     parser.add_argument("--scheme", required=True)
     for name in ("pixels", "index", "bias", "split", "weights", "model", "curves"):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--health", help="JSON of the degenerate-model check (default: "
+                        "health.json beside --model)")
     args = parser.parse_args()
     cfg, bias_cfg = load_section("train"), load_section("bias")
+    device, ddp = distributed(cfg.device)
 
-    pixels = np.load(args.pixels, mmap_mode="r")
     table = io.read_rows(args.index, args.bias, args.split, args.weights)
-    has_s = "s" in table.columns
-
-    def part(name):
-        rows = table[table["split"] == name]
-        return TrainData(rows=rows["row"].to_numpy(), labels=rows["label"].to_numpy(),
-                         s=rows["s"].to_numpy() if has_s else None,
-                         weights=rows["weight"].to_numpy())
-
-    train, val = part("train"), part("val")
+    pixels = io.read_pixels(args.pixels, n_rows=len(table))
     # weights.mode travels in the weights file (a dep of this stage), so changing it retrains;
     # a weighted sampler redraws the training rows in proportion to weight at every epoch
-    train.sampler = "mode" in table and bool((table["mode"] == "sampler").any())
-    print(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
+    sampler = "mode" in table and bool((table["mode"] == "sampler").any())
+    train = TrainData.from_table(table, "train", weights="weight", sampler=sampler)
+    val = TrainData.from_table(table, "val", weights="weight")
+    progress = Progress(cfg.epochs, -(-len(train.rows) // ddp.world_size), quiet=ddp.rank != 0)
+    progress.log(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
-    # run is started again): training resumes from it, and it is removed once the model is saved
+    # run is started again): resumed only by a run of the same inputs, params and code (this
+    # stage and the biaslab modules it loaded), removed once the model is saved
     resume = Path(args.model).with_name("resume.pt")
-    model, curves = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed, checkpoint=resume)
-    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only the first process writes
+    code = sorted(m.__file__ for n, m in sys.modules.items()
+                  if n.split(".")[0] == "biaslab" and getattr(m, "__file__", None))
+    inputs = [args.pixels, args.index, args.bias, args.split, args.weights, __file__, *code]
+    key = digest(inputs, {"train": as_dict(cfg), "bias.seed": bias_cfg.seed})
+    with stage_warnings(f"train@{args.scheme}"):  # e.g. torch's, of a nondeterministic op
+        fitted = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed, device=device, ddp=ddp,
+                     checkpoint=resume, fingerprint=key, log=progress.log,
+                     on_epoch=progress.epoch, on_batch=progress.batch)
+    if ddp.rank != 0:  # under torchrun only the first process writes
         return
-    save_checkpoint(model, cfg, 2 if has_s else 1, args.model)  # atomic
+    save_checkpoint(fitted.model, cfg, train.in_channels, args.model)  # atomic
     # speed goes to the summary line, not the artifact: same params and seed, same file
+    curves = fitted.curves
     io.write_csv(curves.drop(columns="img_per_s"), args.curves)
+    # the degenerate-model flag, for evaluate: null when the model learnt something
+    health = args.health or Path(args.model).with_name("health.json")
+    io.write_json({"scheme": args.scheme, "degenerate": fitted.degenerate}, health)
     resume.unlink(missing_ok=True)
+    if fitted.degenerate:
+        print(f"train@{args.scheme}: warning: {fitted.degenerate}", file=sys.stderr)
     best = curves.loc[curves["val_loss"].idxmin()]
     print(f"train@{args.scheme}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "
           f"{best['val_loss']:.4f}, val_acc {best['val_acc']:.3f}, "

@@ -1,15 +1,42 @@
-"""Shared fixtures: tiny data that every test can build in milliseconds."""
+"""Shared fixtures: tiny data that every test can build in milliseconds, and tiny DVC repos.
 
+The end-to-end tests each get a repo of their own (a copy of one built once per session), so
+that they pass alone, in any order: `pytest --reverse` runs the collected tests backwards.
+"""
+
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)  # dvc and python of this environment
 SHARED = ROOT.parent / "shared"
+
+# What a DVC repo of biaslab needs, and params that make the whole pipeline take about a minute.
+REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore",
+              ".gitignore"]
+TINY = {
+    "prepare": {"size": 12},
+    "train": {"epochs": 2, "width": 4, "batch_size": 64},
+    "evaluate": {"n_boot": 50},
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reverse", action="store_true",
+                     help="run the collected tests in reverse order (checks their independence)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--reverse"):
+        items.reverse()
 
 
 @pytest.fixture
@@ -27,3 +54,63 @@ def tiny_index():
         "label": np.tile([0, 1], n // 2).astype(np.int8),
         "patient_id": pd.Series([None] * n, dtype="string"),
     })
+
+
+# ------------------------------------------------------------------ tiny DVC repos
+
+def repo_env() -> dict[str, str]:
+    """This environment's dvc and python first on PATH, a git identity, no analytics."""
+    return {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def sh(repo, *args, check=True) -> subprocess.CompletedProcess:
+    """Run a command in ``repo``; with ``check``, a failure shows the ends of its output."""
+    proc = subprocess.run(args, cwd=repo, env=repo_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def edit_params(repo, **sections):
+    path = Path(repo) / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_repo(src: Path, dest: Path) -> Path:
+    """A copy of a repo, its git history, DVC cache and outputs included (a few MB)."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """The project's pipeline in a fresh git repo, tiny params committed, nothing run yet."""
+    repo = tmp_path_factory.mktemp("tiny") / "repo"
+    for item in REPO_FILES:
+        src, dst = ROOT / item, repo / item
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+    edit_params(repo, **TINY)
+    sh(repo, "git", "init", "-q")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny biaslab")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def built_repo(tiny_repo, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``tiny_repo`` after one full `dvc repro`, its results committed; and that repro."""
+    repo = copy_repo(tiny_repo, tmp_path_factory.mktemp("built") / "repo")
+    proc = sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "first run")
+    return repo, proc

@@ -185,6 +185,18 @@ def test_intersections_are_joint_groups(table):
     assert row["n"] == 5 and row["positives"] == 4
 
 
+def test_missing_values_are_one_group_spelt_the_same_in_every_table(table):
+    t = table.assign(sex=pd.Series(["F", None, "M", None, "F", "M", np.nan, "M", "F", "M"],
+                                   dtype=object))
+    _, tables = run_audit(t, ["s", "sex"], min_group_size=1)
+    prev = tables["prevalence"].query("split == 'all'")
+    assert set(prev.query("attribute == 'sex'")["group"]) == {"F", "M", "<NA>"}
+    assert _get(prev, "all", "sex", "<NA>")["n"] == 3
+    assert set(tables["univariate"].query("attribute == 'sex'")["group"]) == {"F", "M", "<NA>"}
+    # rows 1 and 3 (s = 1, 0) and row 6 (s = 1): the intersection spells it the same way
+    assert _get(prev, "all", "s&sex", "1&<NA>")["n"] == 2
+
+
 def test_balance_against_the_whole(table):
     bal = balance_table(prevalence_table(table, ["s"]))
     test_s0 = bal[(bal["split"] == "test") & (bal["attribute"] == "s") & (bal["group"] == "0")]
@@ -239,7 +251,7 @@ def test_run_audit_summary_has_every_part(table):
     assert set(summary["balance"]) == {"test", "train", "val"}
     assert "s&sex" in set(tables["prevalence"]["attribute"])
     assert summary["simpson"] == [] or all("flag" in f for f in summary["simpson"])
-    with pytest.raises(ValueError, match=r"audit\.attributes: \['race'\] not found"):
+    with pytest.raises(ValueError, match=r"audit\.attributes: column\(s\) \['race'\] not found"):
         run_audit(t, ["race"], min_group_size=1)
 
 
@@ -249,6 +261,101 @@ def test_run_audit_flags_simpson_in_warnings():
     summary, _ = run_audit(t, ["treatment", "size"], min_group_size=1)
     assert any(w.startswith("Simpson: prevalence difference treatment=B vs the rest is +0.046 "
                             "overall but -0.") for w in summary["warnings"])
+
+
+def test_run_audit_of_an_empty_index_says_so(table):
+    with pytest.raises(ValueError, match=r"^audit: the index has 0 rows, no image to audit; "
+                                         r"prepare refuses to write an empty index"):
+        run_audit(table.iloc[:0], ["s"], min_group_size=1)
+
+
+# ---------------------------------------------------------------- images left out at prepare
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from biaslab.audit import rejected_kind, rejected_summary  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+
+@pytest.mark.parametrize(("reason", "kind"), [
+    ("duplicate of good/img000.png (table row 0)", "duplicate"),
+    ("duplicate of a: b.png", "duplicate"),
+    ("too small: 1x1 px (prepare.min_side = 8)", "too small"),
+    ("extreme aspect ratio: 10000x10 px, 1000:1 (prepare.max_aspect = 10)",
+     "extreme aspect ratio"),
+    ("outside the data root (.. or a symbolic link out)", "outside the data root"),
+    ("truncated image (image file is truncated)", "truncated image"),
+    ("unreadable (UnidentifiedImageError: cannot identify image file)", "unreadable"),
+    ("label maybe is not 0/1", "label not 0/1"),
+    ("label a (b): c is not 0/1", "label not 0/1"),
+    ("missing file", "missing file"),
+])
+def test_rejected_kind_is_the_reason_first_words(reason, kind):
+    assert rejected_kind(reason) == kind
+
+
+REJECTED = pd.DataFrame({
+    "path": ["a.png", "b.png", "c.png", "d.png", "e.png"], "table_row": ["", "3", "4", "", "7"],
+    "reason": ["missing file", "duplicate of x.png (table row 0)", "too small: 2x2 px",
+               "duplicate of y.png", "missing file"]})
+
+
+def test_rejected_summary_counts_by_kind_most_first():
+    assert rejected_summary(REJECTED) == {
+        "n": 5, "duplicates": 2, "by_kind": {"duplicate": 2, "missing file": 2, "too small": 1}}
+    assert rejected_summary(REJECTED.iloc[:0]) == {"n": 0, "duplicates": 0, "by_kind": {}}
+
+
+def test_run_audit_reports_rejected_images_and_warns_about_duplicates(table):
+    summary, _ = run_audit(table, ["s"], min_group_size=1, rejected=REJECTED)
+    assert summary["rejected"]["duplicates"] == 2
+    assert summary["warnings"][-1] == (
+        "prepare removed 2 duplicate image(s) (the same file listed twice, or identical "
+        "pixels), keeping the first copy of each: the data has fewer distinct images than it "
+        "lists (see rejected.csv, reason 'duplicate of ...')")
+    summary, _ = run_audit(table, ["s"], min_group_size=1, rejected=REJECTED.iloc[[0, 2]])
+    assert summary["rejected"]["by_kind"] == {"missing file": 1, "too small": 1}
+    assert not [w for w in summary["warnings"] if "duplicate" in w]
+    assert "rejected" not in run_audit(table, ["s"], min_group_size=1)[0]
+
+
+def _run_stage(tmp_path, table, rejected):
+    table[["row", "label"]].to_parquet(tmp_path / "index.parquet")
+    table[["row", "s"]].to_parquet(tmp_path / "bias.parquet")
+    table[["row", "split"]].to_parquet(tmp_path / "split.parquet")
+    if rejected is not None:
+        rejected.to_csv(tmp_path / "rejected.csv", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"audit": {"min_group_size": 1}}))
+    args = [f"--{name}={tmp_path / f'{name}.parquet'}" for name in ("index", "bias", "split")]
+    return subprocess.run(
+        [sys.executable, "-m", "stages.audit", *args, f"--rejected={tmp_path / 'rejected.csv'}",
+         f"--summary={tmp_path / 'audit.json'}", f"--tables={tmp_path / 'audit'}"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True)
+
+
+def test_stage_reads_rejected_csv_and_warns_about_duplicates(tmp_path, table):
+    proc = _run_stage(tmp_path, table, REJECTED)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("audit: warning: prepare removed 2 duplicate image(s) ")
+    assert "5 rejected at prepare" in proc.stdout
+    summary = json.loads((tmp_path / "audit.json").read_text())
+    assert summary["rejected"] == rejected_summary(REJECTED)
+
+
+def test_stage_errors_are_one_line(tmp_path, table):
+    proc = _run_stage(tmp_path, table, None)
+    assert proc.returncode == 1
+    assert proc.stderr == f"audit: error: {tmp_path / 'rejected.csv'}: missing; run the stage " \
+                          "that writes it (dvc repro)\n"
+    proc = _run_stage(tmp_path, table.iloc[:0], REJECTED.iloc[:0])
+    assert proc.returncode == 1 and not (tmp_path / "audit.json").exists()
+    assert proc.stderr.startswith("audit: error: audit: the index has 0 rows, no image to "
+                                  "audit; ") and proc.stderr.count("\n") == 1
 
 
 NIH_TABLE = SHARED / "data" / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz"

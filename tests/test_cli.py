@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from biaslab.cli import main
+from biaslab.cli.commands import main, parser
+from biaslab.config import BiasConfig, TrainConfig
 
 
 @pytest.fixture
@@ -53,3 +54,25 @@ def test_unknown_weights_column_names_it(datadir, tmp_path, capsys):
     assert main(["train", *common(datadir), "--weights-col", "nope", "--logdir",
                  str(tmp_path / "run")]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_a_model_trained_with_s_needs_s_to_predict(datadir, tmp_path, capsys):
+    table = pd.read_csv(datadir / "table.csv")
+    table.assign(s=table["y"]).to_csv(datadir / "with_s.csv", index=False)
+    logdir = tmp_path / "run"
+    args = [a if a != "table.csv" else "with_s.csv" for a in common(datadir)]
+    assert main(["train", *args, "--logdir", str(logdir), "--epochs", "1"]) == 0
+    assert main(["predict", *common(datadir), "--ckpt", str(logdir / "model.pt"),
+                 "--csv-out", str(tmp_path / "x.csv")]) == 1
+    assert "trained with the bias channel; the table needs an 's' column" in (
+        capsys.readouterr().err)
+    assert main(["predict", *args, "--ckpt", str(logdir / "model.pt"),
+                 "--csv-out", str(tmp_path / "x.csv")]) == 0
+
+
+def test_defaults_are_the_pipelines():
+    args = parser().parse_args(["train", "--datadir", "d", "--csv", "t.csv", "--logdir", "l"])
+    train = TrainConfig()
+    assert (args.model, args.epochs, args.batch_size, args.lr, args.seed, args.device) == (
+        train.model, train.epochs, train.batch_size, train.lr, train.seed, train.device)
+    assert args.bias_seed == BiasConfig().seed

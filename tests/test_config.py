@@ -1,9 +1,14 @@
 """biaslab.config: every section parses, unknown keys and bad values fail naming the key."""
 
-import dataclasses
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from biaslab.config import (
     METHODS,
@@ -12,11 +17,20 @@ from biaslab.config import (
     SOURCES,
     BiasConfig,
     ConfigError,
+    Params,
     SplitConfig,
+    TrainConfig,
+    as_dict,
+    load_config,
     load_params,
     load_section,
+    params_schema,
+    parse_params,
     parse_section,
+    schema_text,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))
@@ -31,13 +45,7 @@ def test_every_section_parses_its_defaults(name, raw):
 def test_defaults_round_trip_through_a_raw_mapping(name):
     """A section written out with every default key is accepted as it is."""
     default = SECTIONS[name]()
-    assert parse_section(name, dataclasses.asdict(default)) == default
-
-
-def test_sections_are_frozen():
-    cfg = parse_section("bias", {})
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.p0 = 0.5
+    assert parse_section(name, as_dict(default)) == default
 
 
 def test_values_given_are_kept():
@@ -292,3 +300,243 @@ def test_params_yaml_reads_exponent_floats_as_dvc_writes_them(tmp_path):
 def test_shift_p_must_leave_two_groups(p):
     with pytest.raises(ConfigError, match=r"evaluate\.shift_p = .* a probability in \(0, 1\)"):
         parse_section("evaluate", {"shift_p": p})
+
+
+# ---------------------------------------------------------------- unknown keys anywhere
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"bias": {"p_1": 1}}, "bias.p_1 = 1 is not allowed; expected a known key of bias "
+                               "(did you mean p1?)"),
+        ({"train": {"batchsize": 8}}, "train.batchsize = 8 is not allowed; expected a known "
+                                      "key of train (did you mean batch_size?)"),
+        ({"trian": {"lr": 0.1}}, "trian = {'lr': 0.1} is not allowed; expected a known section "
+                                 "(did you mean train?)"),
+        ({"data": {"options": {"fnding": "x"}}}, "data.fnding = 'x' is not allowed; expected a "
+                                                 "known key of data (did you mean finding?)"),
+    ],
+)
+def test_unknown_key_anywhere_suggests_the_closest_name(raw, message):
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    assert str(info.value) == "params.yaml: " + message
+
+
+def test_unknown_key_without_a_close_name_lists_the_known_keys():
+    with pytest.raises(ConfigError, match=r"bias\.zzz = 1 .*of bias: kind, p0, p1, seed$"):
+        parse_params({"bias": {"zzz": 1}})
+    with pytest.raises(ConfigError, match=r"zzz = 1 .*a known section: data, prepare, bias"):
+        parse_params({"zzz": 1})
+
+
+def test_nested_data_options_are_checked_as_the_flat_keys():
+    assert parse_section("data", {"options": {"negative": [3]}}).negative == [3]
+    with pytest.raises(ConfigError, match=r"data\.negative = \[10\] .*digits 0\.\.9"):
+        parse_section("data", {"options": {"negative": [10]}})
+
+
+def test_load_section_validates_the_whole_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\nbias:\n  p_1: 0.5\n")
+    with pytest.raises(ConfigError, match=r"bias\.p_1 = 0\.5 .*did you mean p1"):
+        load_section("train", path)
+    path.write_text("train:\n  epochs: 3\nbais:\n  p1: 0.5\n")
+    with pytest.raises(ConfigError, match=r"bais = .*did you mean bias"):
+        load_section("train", path)
+
+
+def test_empty_section_takes_its_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("bias:\ntrain:\n  epochs: 3\n")
+    assert load_section("bias", path) == BiasConfig()
+    assert load_config(path).train.epochs == 3
+
+
+# ---------------------------------------------------------------- values
+FLOAT_FIELDS = [
+    (name, key)
+    for name, cls in SECTIONS.items()
+    for key, field in cls.model_fields.items()
+    if "float" in str(field.annotation) and "list" not in str(field.annotation)
+    and "dict" not in str(field.annotation)
+]
+
+
+def test_float_fields_are_found():
+    assert ("train", "lr") in FLOAT_FIELDS and ("train", "focal_alpha") in FLOAT_FIELDS
+    assert len(FLOAT_FIELDS) >= 15
+
+
+@pytest.mark.parametrize(("name", "key"), FLOAT_FIELDS)
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_every_float_field_rejects_infinity_and_nan(name, key, value):
+    with pytest.raises(ConfigError, match=rf"^params\.yaml: {name}\.{key} = {value!r} is not "
+                                          r"allowed; expected [^;]+$"):
+        parse_section(name, {key: value})
+
+
+@pytest.mark.parametrize(
+    ("section", "raw", "pattern"),
+    [
+        ("data", {"age_bins": [40, float("inf")]}, r"data\.age_bins = \[40, inf\]"),
+        ("split", {"fractions": {"train": float("nan"), "val": 0.5, "test": 0.5}},
+         r"split\.fractions\.train = nan"),
+    ],
+)
+def test_floats_inside_lists_and_mappings_must_be_finite(section, raw, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        parse_section(section, raw)
+
+
+def test_infinity_from_yaml_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: .inf\n")
+    with pytest.raises(ConfigError, match=r"^params\.yaml: train\.lr = inf is not allowed; "
+                                          r"expected a finite number > 0$"):
+        load_section("train", path)
+
+
+SEEDED = [name for name, cls in SECTIONS.items() if "seed" in cls.model_fields]
+
+
+def test_seeded_sections_are_found():
+    assert set(SEEDED) == {"bias", "split", "weights", "train", "postprocess", "evaluate"}
+
+
+@pytest.mark.parametrize("name", SEEDED)
+def test_negative_seed_names_key_and_value(name):
+    with pytest.raises(ConfigError) as info:
+        parse_section(name, {"seed": -1})
+    assert str(info.value) == (f"params.yaml: {name}.seed = -1 is not allowed; "
+                               "expected an integer >= 0")
+
+
+def test_direct_construction_raises_the_same_one_line_error():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(lr=-1.0, seed=-2)
+    assert str(info.value) == ("params.yaml: train.lr = -1.0 is not allowed; expected a finite "
+                               "number > 0 (and 1 more: train.seed)")
+    with pytest.raises(ConfigError, match=r"train\.epochs = 1\.5 .*of type int"):
+        TrainConfig(epochs=1.5)
+
+
+def test_all_bad_keys_are_counted_in_one_line():
+    with pytest.raises(ConfigError) as info:
+        parse_params({"bias": {"seed": -1}, "train": {"lr": "x", "epochs": 1.5}})
+    message = str(info.value)
+    assert message.startswith("params.yaml: bias.seed = -1 is not allowed; expected an integer")
+    assert message.endswith("(and 2 more: train.epochs, train.lr)")
+    assert "\n" not in message
+
+
+def test_a_section_round_trips_through_as_dict():
+    config = TrainConfig(lr=0.01, focal_alpha=0.25, epochs=3)
+    assert as_dict(config)["lr"] == 0.01
+    assert TrainConfig(**as_dict(config)) == config  # how a checkpoint's config is rebuilt
+
+
+def test_methods_are_the_threshold_registry():
+    from biaslab import thresholds
+
+    assert METHODS == tuple(thresholds.METHODS)
+
+
+# ---------------------------------------------------------------- YAML as DVC reads it
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("split:\n  use_source: yes\n", r"split\.use_source = 'yes' .*of type bool"),  # YAML 1.2
+        ("bias:\n  p0: 0.1\n  p0: 0.2\n", r"not valid YAML: found duplicate key \"p0\".*line 3"),
+    ],
+)
+def test_yaml_1_2_strictness(tmp_path, text, pattern):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(path)
+
+
+# ---------------------------------------------------------------- params.yaml and its schema
+def _repo_params() -> dict:
+    return load_params(REPO / "params.yaml")
+
+
+def test_defaults_equal_the_values_in_params_yaml():
+    """One set of defaults: the models' (the CLI's) are the repository's params.yaml."""
+    defaults = Params()
+    checked = 0
+    for name, section in _repo_params().items():
+        for key, value in section.items():
+            assert getattr(getattr(defaults, name), key) == value, f"{name}.{key}"
+            checked += 1
+    assert checked > 60
+
+
+def test_repo_params_yaml_is_valid():
+    assert load_config(REPO / "params.yaml") == Params()
+
+
+def test_schema_file_is_up_to_date():
+    """params.schema.json is generated: `python -m biaslab.config --schema > params.schema.json`."""
+    assert (REPO / "params.schema.json").read_text() == schema_text()
+
+
+def test_schema_documents_every_key():
+    schema = params_schema()
+    for name, section in schema["$defs"].items():
+        for key, prop in section["properties"].items():
+            assert prop.get("description"), f"{name}.{key}"
+
+
+def test_schema_accepts_params_yaml_and_rejects_a_typo():
+    schema = params_schema()
+    params = YAML(typ="safe").load((REPO / "params.yaml").read_text())
+    jsonschema.validate(params, schema)
+    params["bias"]["p_1"] = 0.5
+    with pytest.raises(jsonschema.ValidationError, match="p_1"):
+        jsonschema.validate(params, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"train": {"lr": 0}}, schema)
+
+
+def test_schema_command_prints_the_schema(monkeypatch, capsys):
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["python -m biaslab.config", "--schema"])
+    runpy.run_module("biaslab.config", run_name="__main__")
+    assert capsys.readouterr().out == schema_text()
+
+
+def test_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(json.loads(schema_text()))
+
+
+# ---------------------------------------------------------------- the params stage
+def _params_stage(tmp_path, text):
+    (tmp_path / "params.yaml").write_text(text)
+    return subprocess.run([sys.executable, "-m", "stages.params", "--out", "data/params.ok"],
+                          cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": ""},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_params_stage_stops_on_a_typo_with_one_line(tmp_path):
+    done = _params_stage(tmp_path, "bias:\n  foo: 1\n")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == ("params: error: params.yaml: bias.foo = 1 is not allowed; expected a "
+                           "known key of bias: kind, p0, p1, seed\n")
+    assert not (tmp_path / "data" / "params.ok").exists()
+
+
+def test_params_stage_writes_the_same_marker_for_any_valid_file(tmp_path, monkeypatch, capsys):
+    from stages import params as stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["params", "--out", "data/params.ok"])
+    markers = []
+    for text in ["bias:\n  p0: 0.2\n", (REPO / "params.yaml").read_text()]:
+        (tmp_path / "params.yaml").write_text(text)
+        stage.main()
+        markers.append((tmp_path / "data" / "params.ok").read_text())
+    assert markers[0] == markers[1] != ""
+    assert capsys.readouterr().out.startswith("params: params.yaml is valid")

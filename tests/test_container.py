@@ -2,9 +2,10 @@
 
 podman builds docker/Dockerfile on a local Debian base (no Docker engine, no registry needed),
 then docker/Dockerfile.test, whose build runs `dvc repro` on tiny params in the image as a
-non-root user. It takes minutes (about 7 the first time on a 2-core machine, under 1 once the
-base and the image are cached), so it runs in CI (CI=true) or on request
-(BIASLAB_CONTAINER_TEST=1), and is skipped by a developer's quick `make test`.
+non-root user, then stops a `dvc repro` as `docker stop` does (SIGINT through tini). It takes
+minutes (about 7 the first time on a 2-core machine, under 1 once the base and the image are
+cached), so it runs in CI (CI=true) or on request (BIASLAB_CONTAINER_TEST=1), and is skipped by
+a developer's quick `make test`.
 """
 
 import os
@@ -30,4 +31,5 @@ def test_pipeline_runs_in_the_image():
     assert proc.returncode == 0, output[-6000:]
     assert "selftest: torch" in output and "as locked" in output
     assert "selftest: dvc repro OK in the image" in output
+    assert "selftest: SIGINT stops a stage with one line, and dvc repro starts again" in output
     assert "container-test: passed" in output

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from biaslab.evaluate import HEADLINE, evaluate_decisions, headline, shifted_view
+from biaslab.groups import group_keys
 from biaslab.metrics import GAPS, RATES
 
 N = 400  # images; the first 300 are test rows, the rest validation
@@ -144,7 +145,10 @@ def test_per_group_table(attributes, decisions):
     assert set(RATES) <= set(per_group.columns)
     one = per_group.query("scheme == 'none' and method == 'fixed'")
     assert one.query("set == 'test'")["group"].tolist() == [
-        "s=0", "s=1", "sex=F", "sex=M", "s&sex=0&F", "s&sex=0&M", "s&sex=1&F", "s&sex=1&M", "all"]
+        "s=0", "s=1", "sex=F", "sex=M", "s=0&sex=F", "s=0&sex=M", "s=1&sex=F", "s=1&sex=M", "all"]
+    # the intersection is spelt as biaslab.groups.group_keys spells it, as postprocess does
+    assert set(one.query("attribute == 's&sex'")["group"]) == set(
+        group_keys(attributes, ["s", "sex"]))
     assert one.query("set == 'shifted'")["group"].tolist() == ["s=0", "s=1", "all"]
     assert len(per_group) == 4 * (9 + 3)
     _, no_inter = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0,
@@ -171,8 +175,8 @@ def test_results_do_not_depend_on_row_order(attributes, decisions):
 
 
 def test_missing_group_attribute_is_named(attributes, decisions):
-    with pytest.raises(ValueError, match=r"evaluate\.groups: attribute\(s\) \['age_group'\] not "
-                                         r"found; available: \['label', 's', 'sex'\]"):
+    with pytest.raises(ValueError, match=r"evaluate\.groups: column\(s\) \['age_group'\] not "
+                                         r"found; available: \['row', 'label', 's', 'sex'\]"):
         evaluate_decisions(decisions, attributes, ["s", "age_group"], n_boot=0)
 
 
@@ -207,10 +211,11 @@ def test_headline_nests_scheme_method_metric(attributes, decisions):
     figures = out["reweighing"]["youden"]
     assert set(figures) == {"balanced_accuracy", "flip_rate", "shifted.accuracy",
                             "s.disparate_impact", "s.equalized_odds_difference",
-                            "s.worst_group_balanced_accuracy"}
+                            "s.worst_group_balanced_accuracy", "degenerate"}
     row = grid.set_index(["scheme", "method"]).loc[("reweighing", "youden")]
     assert figures["balanced_accuracy"] == round(float(row["balanced_accuracy"]), 4)
     assert figures["s.disparate_impact"] == round(float(row["s.disparate_impact"]), 4)
+    assert figures.pop("degenerate") is False
     assert all(isinstance(v, float) for v in figures.values())
 
 
@@ -220,3 +225,107 @@ def test_headline_writes_nan_as_none_and_skips_absent_figures():
     assert headline(grid, ["s"]) == {
         "none": {"fixed": {"balanced_accuracy": 0.9123, "s.disparate_impact": None}}
     }
+
+
+# ---------------------------------------------------------------- degenerate models
+def _with_method(decisions, method, **columns):
+    """The 'none' decisions plus a method whose test rows get ``columns`` (constant values)."""
+    table = decisions["none"]
+    extra = table[table["method"] == "fixed"].assign(method=method)
+    test = extra["split"] == "test"
+    for name, value in columns.items():
+        extra[name] = extra[name].where(~test, value).astype(extra[name].dtype)
+    return {"none": pd.concat([table, extra], ignore_index=True)}
+
+
+def test_constant_decisions_and_scores_are_flagged(attributes, decisions):
+    flat = _with_method(decisions, "constant", decision=0, decision_s0=0, decision_s1=0,
+                        score=0.5)
+    grid, _ = evaluate_decisions(flat, attributes, ["s"], n_boot=50)
+    row = grid.set_index("method").loc["constant"]
+    assert row["degenerate"]
+    assert row["warning"] == ("constant decisions on the test split (all 0); constant scores on "
+                              "the test split (0.5); AUC 0.500 [0.500, 0.500] does not exclude "
+                              "chance (0.5)")
+    good = grid.set_index("method").loc[["fixed", "youden"]]
+    assert not good["degenerate"].any() and (good["warning"] == "").all()
+    out = headline(grid, ["s"])["none"]
+    assert out["constant"]["degenerate"] is True and out["fixed"]["degenerate"] is False
+
+
+def test_an_auc_interval_around_one_half_is_flagged(attributes, decisions):
+    noise = np.random.default_rng(7).random(N)  # scores that know nothing of the label
+    table = decisions["none"].assign(score=lambda t: noise[t["row"].to_numpy()])
+    grid, _ = evaluate_decisions({"none": table}, attributes, ["s"], n_boot=200)
+    assert grid["degenerate"].all()
+    assert grid["warning"].str.fullmatch(
+        r"AUC 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] does not exclude chance \(0\.5\)").all()
+    # without intervals (n_boot = 0) the AUC is not judged: no flag from it
+    grid, _ = evaluate_decisions({"none": table}, attributes, ["s"], n_boot=0)
+    assert not grid["degenerate"].any()
+
+
+# ---------------------------------------------------------------- the stage
+def _stage_files(tmp_path, attributes, decisions):
+    attributes[["row", "label", "sex"]].to_parquet(tmp_path / "index.parquet")
+    attributes[["row", "s"]].to_parquet(tmp_path / "bias.parquet")
+    (tmp_path / "decisions").mkdir()
+    for scheme, table in decisions.items():
+        table.to_parquet(tmp_path / "decisions" / f"{scheme}.parquet")
+    (tmp_path / "params.yaml").write_text(
+        "evaluate: {groups: [s, sex], n_boot: 20}\nweights: {schemes: [none, reweighing]}\n")
+    outs = {"headline": "out/fairness.json", "grid": "out/grid.csv", "groups": "out/groups.csv"}
+    return ["evaluate", "--decisions", "decisions", "--index", "index.parquet",
+            "--bias", "bias.parquet", *[a for k, v in outs.items() for a in (f"--{k}", v)]]
+
+
+def test_stage_succeeds_with_an_honest_summary_when_figures_are_all_nan(
+        tmp_path, monkeypatch, capsys, attributes, decisions):
+    """No positive test image: balanced accuracy, AUC and every TPR gap are undefined."""
+    import stages.evaluate
+
+    attributes = attributes.assign(label=np.where(attributes["row"] < 300, 0, 1).astype(np.int8))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
+    stages.evaluate.main()
+    out, err = capsys.readouterr()
+    # the library's warnings reach the user as the stage's own lines, not Python's format
+    assert "evaluate: warning: " in err and "is undefined for group" in err
+    assert "UserWarning" not in err
+    assert "evaluate: 4 (scheme, method) pairs, 0 on the Pareto front; balanced accuracy " \
+           "undefined for every pair (a class absent from test) -> out/fairness.json" in out
+    grid = pd.read_csv(tmp_path / "out" / "grid.csv")
+    assert grid["balanced_accuracy"].isna().all() and len(grid) == 4
+    assert (tmp_path / "out" / "fairness.json").is_file()
+
+
+def test_stage_that_fails_writes_nothing(tmp_path, monkeypatch, capsys, attributes, decisions):
+    import stages.evaluate
+
+    def broken(grid):
+        raise ValueError("summary: cannot be computed")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
+    monkeypatch.setattr(stages.evaluate, "summary_line", broken)
+    with pytest.raises(SystemExit):
+        stages.evaluate.run(stages.evaluate.main, "evaluate")
+    assert "evaluate: error: summary: cannot be computed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_stage_warns_about_a_degenerate_model(tmp_path, monkeypatch, capsys, attributes,
+                                              decisions):
+    import stages.evaluate
+
+    decisions = {**_with_method(decisions, "constant", decision=1, decision_s0=1, decision_s1=1),
+                 "reweighing": decisions["reweighing"]}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
+    stages.evaluate.main()
+    captured = capsys.readouterr()
+    assert ("evaluate: warning: none/constant: degenerate model: constant decisions on the test "
+            "split (all 1)") in captured.err
+    assert "; 1 degenerate -> out/fairness.json" in captured.out
+    grid = pd.read_csv(tmp_path / "out" / "grid.csv", keep_default_na=False)
+    assert grid.set_index("method").loc["constant", "warning"].startswith("constant decisions")

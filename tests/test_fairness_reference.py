@@ -57,16 +57,30 @@ def test_gaps_match_fairlearn(groups):
     y, d, g, scores = _data(groups=groups, seed=1)
     _, between = group_report(y, d, g, n_boot=0, name="g")
     value = between.set_index("metric")["value"]
-    ratio = fairlearn_metrics.demographic_parity_ratio(y, d, sensitive_features=g)
-    diff = fairlearn_metrics.demographic_parity_difference(y, d, sensitive_features=g)
     eqodds = fairlearn_metrics.equalized_odds_difference(y, d, sensitive_features=g)
-    di, spd = value["disparate_impact"], value["statistical_parity_difference"]
-    if len(groups) == 2:  # the seed's signed definitions: g0 / g1 and g0 - g1
-        di = min(di, 1 / di)
-        spd = abs(spd)
-    assert di == pytest.approx(ratio, rel=1e-12)
-    assert spd == pytest.approx(diff, rel=1e-12)
     assert value["equalized_odds_difference"] == pytest.approx(eqodds, rel=1e-12)
+    # DI and SPD: each group against the reference (the last in sorted order), the farthest
+    # from parity, from fairlearn's per-group selection rates
+    sel = fairlearn_metrics.MetricFrame(
+        metrics=fairlearn_metrics.selection_rate, y_true=y, y_pred=d, sensitive_features=g
+    ).by_group.sort_index()
+    others, ref = sel.iloc[:-1], sel.iloc[-1]
+    ratio, diff = others / ref, others - ref
+    assert value["disparate_impact"] == pytest.approx(
+        ratio[np.log(ratio).abs().idxmax()], rel=1e-12)
+    assert value["statistical_parity_difference"] == pytest.approx(
+        diff[diff.abs().idxmax()], rel=1e-12)
+    if len(groups) == 2:  # the seed's signed definitions, g0 / g1 and g0 - g1 ...
+        assert value["disparate_impact"] == pytest.approx(sel.iloc[0] / sel.iloc[1], rel=1e-12)
+    # ... and fairlearn's unsigned min/max ratio and max - min bound them
+    ratio_fl = fairlearn_metrics.demographic_parity_ratio(y, d, sensitive_features=g)
+    diff_fl = fairlearn_metrics.demographic_parity_difference(y, d, sensitive_features=g)
+    di = value["disparate_impact"]
+    assert min(di, 1 / di) >= ratio_fl - 1e-12
+    assert abs(value["statistical_parity_difference"]) <= diff_fl + 1e-12
+    if len(groups) == 2:  # two groups: the same gap, up to its sign
+        assert min(di, 1 / di) == pytest.approx(ratio_fl, rel=1e-12)
+        assert abs(value["statistical_parity_difference"]) == pytest.approx(diff_fl, rel=1e-12)
 
 
 @pytest.mark.parametrize(("method", "constraint"), [

@@ -39,9 +39,30 @@ def test_age_spellings(raw, years):
 def test_age_unparseable_and_implausible_are_reported():
     age, issues = normalise_age(pd.Series(["abc", "413", "-3", "", "60"]))
     assert np.isnan(age.iloc[:4]).all() and age.iloc[4] == 60
-    assert issues["table_row"].tolist() == [0, 2, 1]
-    assert issues["reason"].tolist() == ["unparseable age", "unparseable age",
+    assert issues["table_row"].tolist() == [0, 1, 2]
+    assert issues["reason"].tolist() == ["unparseable age",
+                                         "implausible age (outside 0..120 years)",
                                          "implausible age (outside 0..120 years)"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [("-5", "implausible"), ("-0.5", "implausible"), ("-5 years", "implausible"),
+     ("121", "implausible"), ("130Y", "implausible"),
+     ("abc", "unparseable"), ("5-6", "unparseable"), ("--5", "unparseable"),
+     ("- 5", "unparseable"), ("57 yrs old", "unparseable")],
+)
+def test_age_a_number_out_of_range_is_implausible_text_is_unparseable(raw, reason):
+    age, issues = normalise_age(pd.Series([raw], index=[7]), column="Patient Age")
+    assert np.isnan(age.iloc[0])
+    assert issues[["table_row", "column", "value"]].values.tolist() == [[7, "Patient Age", raw]]
+    assert issues["reason"].iloc[0].startswith(f"{reason} age")
+
+
+@pytest.mark.parametrize(("raw", "years"), [("+40", 40), ("0", 0), ("120", 120)])
+def test_age_signed_and_boundary_values_are_kept(raw, years):
+    age, issues = normalise_age(pd.Series([raw]))
+    assert age.iloc[0] == years and issues.empty
 
 
 def test_age_groups_whole_years():

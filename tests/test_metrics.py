@@ -92,21 +92,39 @@ def test_gaps_two_groups_equalized_odds_takes_the_larger_gap():
     assert out["worst_group_balanced_accuracy"] == pytest.approx((0.7 + 1 - 0.35) / 2)
 
 
-def test_gaps_three_groups_use_min_and_max():
-    r = _rates_of(sel=[0.3, 0.6, 0.45], tpr=[0.7, 0.9, 0.5], fpr=[0.2, 0.1, 0.3],
+def test_gaps_three_groups_take_the_group_farthest_from_the_reference():
+    # reference: the last group (sel 0.5, TPR 0.5, FPR 0.3)
+    r = _rates_of(sel=[0.3, 0.6, 0.5], tpr=[0.7, 0.9, 0.5], fpr=[0.2, 0.1, 0.3],
                   bacc=[0.75, 0.9, 0.6])
     out = gaps(r)
-    assert out["disparate_impact"] == pytest.approx(0.3 / 0.6)
-    assert out["statistical_parity_difference"] == pytest.approx(0.6 - 0.3)
+    assert out["disparate_impact"] == pytest.approx(0.3 / 0.5)  # |log 0.6| > |log 1.2|
+    assert out["statistical_parity_difference"] == pytest.approx(0.3 - 0.5)
     assert out["equal_opportunity_difference"] == pytest.approx(0.9 - 0.5)
-    assert out["average_odds_difference"] == pytest.approx(((0.3 - 0.1) + (0.9 - 0.5)) / 2)
-    assert out["equalized_odds_difference"] == pytest.approx(0.4)
+    assert out["average_odds_difference"] == pytest.approx(((0.1 - 0.3) + (0.9 - 0.5)) / 2)
+    assert out["equalized_odds_difference"] == pytest.approx(0.4)  # over all groups
     assert out["worst_group_balanced_accuracy"] == pytest.approx(0.6)
-    # with more than two groups the gaps do not depend on the order of the groups
-    perm = [2, 0, 1]
-    shuffled = gaps({k: v[perm] for k, v in r.items()})
+    # the order of the other groups does not matter; the reference does
+    swapped = gaps({k: v[[1, 0, 2]] for k, v in r.items()})
     for m in GAPS:
-        assert shuffled[m] == pytest.approx(out[m], nan_ok=True)
+        assert swapped[m] == pytest.approx(out[m], nan_ok=True)
+    ref_first = gaps({k: v[[2, 1, 0]] for k, v in r.items()})  # reference: sel 0.3
+    assert ref_first["disparate_impact"] == pytest.approx(0.6 / 0.3)
+
+
+def test_gaps_each_gap_picks_its_own_worst_group_and_ratios_on_a_log_scale():
+    out = gaps(_rates_of(sel=[0.2, 0.95, 0.5], tpr=[0.5, 0.5, 0.5], fpr=[0.1, 0.1, 0.1]))
+    # DI: 0.4 is farther from parity than 1.9 (|log 0.4| = 0.92 > |log 1.9| = 0.64) ...
+    assert out["disparate_impact"] == pytest.approx(0.2 / 0.5)
+    # ... while the difference is larger for the other group (+0.45 against -0.3)
+    assert out["statistical_parity_difference"] == pytest.approx(0.95 - 0.5)
+    assert out["equal_opportunity_difference"] == 0
+
+
+def test_gaps_with_an_undefined_group_are_nan():
+    out = gaps(_rates_of(sel=[0.2, 0.4, 0.5], tpr=[np.nan, 0.9, 0.5], fpr=[0.1, 0.2, 0.3]))
+    assert np.isnan(out["equal_opportunity_difference"])
+    assert np.isnan(out["average_odds_difference"])
+    assert out["statistical_parity_difference"] == pytest.approx(0.2 - 0.5)
 
 
 def test_gaps_are_vectorised_over_resamples():

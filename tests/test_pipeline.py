@@ -1,46 +1,29 @@
 """End-to-end: the DVC pipeline in a temporary git repo, on tiny params.
 
-One module-scoped repo goes through the story a user lives: a full `dvc repro`, a second one that
-runs nothing, an experiment on the bias, a post-processing change and a new weighting scheme,
-checking each time that exactly the stages that depend on the change ran.
+The story a user lives, one step per test: a full `dvc repro`, a second one that runs nothing,
+an experiment on the bias, a post-processing change and a new weighting scheme, checking each
+time that exactly the stages that depend on the change ran. Each test starts from its own copy
+of the repo after the first `dvc repro` (conftest.built_repo), so that it passes alone and in any
+order.
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
-import yaml
 
-from tests.conftest import ROOT, VENV_BIN
+from tests.conftest import copy_repo, edit_params, sh
 
 pytestmark = pytest.mark.slow
 
-TRACKED = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore"]
-TINY = {
-    "prepare": {"size": 12},
-    "train": {"epochs": 2, "width": 4, "batch_size": 64},
-    "evaluate": {"n_boot": 50},
-}
+# `params` validates params.yaml: any edit of the file reruns it (and only it, unless a value
+# that a stage depends on changed)
 ALL_STAGES = {
-    "prepare", "bias", "split", "audit", "evaluate", "report",
+    "params", "prepare", "bias", "split", "audit", "evaluate", "report",
     *(f"{stage}@{scheme}" for stage in ("weights", "train", "predict", "postprocess")
       for scheme in ("none", "reweighing")),
 }
-
-
-def sh(repo, *args, check=True):
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def ran(proc) -> set[str]:
@@ -48,35 +31,15 @@ def ran(proc) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr))
 
 
-def edit_params(repo, **sections):
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+@pytest.fixture
+def repo(built_repo, tmp_path):
+    """A copy of the repo after the first full `dvc repro`, its results committed."""
+    return copy_repo(built_repo[0], tmp_path / "repo")
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("biaslab-repo")
-    for item in TRACKED:
-        src, dst = ROOT / item, repo / item
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, dst)
-    shutil.copy(ROOT / ".gitignore", repo / ".gitignore")
-    edit_params(repo, **TINY)
-    sh(repo, "git", "init", "-q")
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "tiny biaslab")
-    return repo
-
-
-@pytest.fixture(scope="module")
-def first_repro(repo):
-    return sh(repo, "dvc", "repro")
+@pytest.fixture
+def first_repro(built_repo):
+    return built_repo[1]
 
 
 def test_full_repro_builds_every_artifact(repo, first_repro):
@@ -89,20 +52,19 @@ def test_full_repro_builds_every_artifact(repo, first_repro):
     assert set(headline["none"]) == {"fixed", "youden", "demographic_parity", "equalized_odds"}
     assert set(headline["none"]["youden"]) == {
         "balanced_accuracy", "flip_rate", "shifted.accuracy", "s.disparate_impact",
-        "s.equalized_odds_difference", "s.worst_group_balanced_accuracy"}
+        "s.equalized_odds_difference", "s.worst_group_balanced_accuracy", "degenerate"}
     grid = pd.read_csv(repo / "metrics/grid.csv")
     assert len(grid) == 8 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
     page = (repo / "reports/index.html").read_text()
     assert "Headline" in page and "data:image/png;base64," in page
-    sh(repo, "git", "add", "-A")
-    sh(repo, "git", "commit", "-qm", "first run")
+    assert sh(repo, "git", "status", "--porcelain").stdout == ""  # all committed
 
 
-def test_second_repro_runs_nothing(repo, first_repro):
+def test_second_repro_runs_nothing(repo):
     assert ran(sh(repo, "dvc", "repro")) == set()
 
 
-def test_retraining_gives_the_same_bytes_so_nothing_downstream_reruns(repo, first_repro):
+def test_retraining_gives_the_same_bytes_so_nothing_downstream_reruns(repo):
     model = repo / "models/none/model.pt"
     before = model.read_bytes()
     assert ran(sh(repo, "dvc", "repro", "-f", "-s", "train@none")) == {"train@none"}
@@ -110,7 +72,7 @@ def test_retraining_gives_the_same_bytes_so_nothing_downstream_reruns(repo, firs
     assert ran(sh(repo, "dvc", "repro")) == set()
 
 
-def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo, first_repro):
+def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo):
     proc = sh(repo, "dvc", "exp", "run", "-S", "bias.p0=0.4")
     stages = ran(proc)
     assert "prepare" not in stages
@@ -122,23 +84,20 @@ def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo, first_repr
     sh(repo, "dvc", "metrics", "diff")
 
 
-def test_postprocess_change_reruns_only_postprocess_evaluate_report(repo, first_repro):
+def test_postprocess_change_reruns_only_postprocess_evaluate_report(repo):
     edit_params(repo, postprocess={"fixed_threshold": 0.4})
     assert ran(sh(repo, "dvc", "repro")) == {
-        "postprocess@none", "postprocess@reweighing", "evaluate", "report"}
+        "params", "postprocess@none", "postprocess@reweighing", "evaluate", "report"}
     thresholds = json.loads((repo / "metrics/thresholds/none.json").read_text())
     assert thresholds["fixed"]["threshold"] == 0.4
 
 
-def test_new_scheme_trains_only_the_new_model(repo, first_repro):
+def test_new_scheme_trains_only_the_new_model_and_plots_every_scheme(repo):
     edit_params(repo, weights={"schemes": ["none", "reweighing", "class_balanced"]})
     assert ran(sh(repo, "dvc", "repro")) == {
-        "weights@class_balanced", "train@class_balanced", "predict@class_balanced",
+        "params", "weights@class_balanced", "train@class_balanced", "predict@class_balanced",
         "postprocess@class_balanced", "evaluate", "report"}
     assert "class_balanced" in json.loads((repo / "metrics/fairness.json").read_text())
-
-
-def test_plots_render_every_schemes_curves(repo, first_repro):
     proc = sh(repo, "dvc", "plots", "show", "--out", "plots-out")
     assert "failed to load" not in proc.stdout + proc.stderr
     page = (repo / "plots-out" / "index.html").read_text()
@@ -146,7 +105,7 @@ def test_plots_render_every_schemes_curves(repo, first_repro):
         assert f"metrics/train/{scheme}/curves.csv" in page
 
 
-def test_exp_show_and_metrics_diff_list_only_the_headline(repo, first_repro):
+def test_exp_show_and_metrics_diff_list_only_the_headline(repo):
     proc = sh(repo, "dvc", "metrics", "show", "--json")
     (workspace,) = json.loads(proc.stdout).values()
     assert set(workspace["data"]) == {"metrics/fairness.json"}
@@ -160,16 +119,11 @@ def test_exp_show_and_metrics_diff_list_only_the_headline(repo, first_repro):
         ("bias", {"colour": 1}, r"bias\.colour = 1 is not allowed; expected a known key"),
     ],
 )
-def test_bad_params_stop_the_stage_with_a_clear_message(repo, first_repro, section, values,
-                                                        message):
+def test_bad_params_stop_the_stage_with_a_clear_message(repo, section, values, message):
     (repo / "data/bias.parquet").unlink(missing_ok=True)
-    backup = (repo / "params.yaml").read_text()
-    try:
-        edit_params(repo, **{section: values})
-        proc = sh(repo, "python", "-m", "stages.bias", "--index", "data/prepared/index.parquet",
-                  "--out", "data/bias.parquet", check=False)
-    finally:
-        (repo / "params.yaml").write_text(backup)
+    edit_params(repo, **{section: values})
+    proc = sh(repo, "python", "-m", "stages.bias", "--index", "data/prepared/index.parquet",
+              "--out", "data/bias.parquet", check=False)
     assert proc.returncode == 1
     assert re.search(message, proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -177,35 +131,27 @@ def test_bad_params_stop_the_stage_with_a_clear_message(repo, first_repro, secti
     assert not list((repo / "data").glob(".bias.parquet*"))  # no stray temp file
 
 
-def test_unknown_scheme_fails_the_repro_naming_it(repo, first_repro):
-    backup = (repo / "params.yaml").read_text()
-    try:
-        edit_params(repo, weights={"schemes": ["none", "magic"]})
-        proc = sh(repo, "dvc", "repro", "weights@magic", check=False)
-    finally:
-        (repo / "params.yaml").write_text(backup)
+def test_unknown_scheme_fails_the_repro_naming_it(repo):
+    edit_params(repo, weights={"schemes": ["none", "magic"]})
+    proc = sh(repo, "dvc", "repro", "weights@magic", check=False)
     assert proc.returncode != 0
     assert "weights.schemes = 'magic' is not allowed" in proc.stdout + proc.stderr
 
 
-def test_every_scheme_and_method_runs_in_the_pipeline(repo, first_repro):
+def test_every_scheme_and_method_runs_in_the_pipeline(repo):
     from biaslab.config import METHODS, SCHEMES
 
-    backup = (repo / "params.yaml").read_text()
-    try:
-        # digit is a numeric metadata column of the digits source: usable by scheme `column`
-        edit_params(repo, weights={"schemes": list(SCHEMES), "column": "digit"},
-                    postprocess={"methods": list(METHODS)})
-        stages = ran(sh(repo, "dvc", "repro", "--glob", "weights@*"))
-        # weights.column is a param of every weights stage: all run (seconds); their outputs
-        # are byte-identical where nothing changed, so no model retrains for it
-        assert stages == {f"weights@{s}" for s in SCHEMES}
-        for scheme in SCHEMES:
-            table = pd.read_parquet(repo / f"data/weights/{scheme}.parquet")
-            train = table["weight"].dropna()
-            assert len(train) > 0 and abs(train.mean() - 1) < 1e-9, scheme
-        sh(repo, "dvc", "repro", "-s", "postprocess@none")
-        decisions = pd.read_parquet(repo / "data/decisions/none.parquet")
-        assert set(decisions["method"]) == set(METHODS)
-    finally:
-        (repo / "params.yaml").write_text(backup)
+    # digit is a numeric metadata column of the digits source: usable by scheme `column`
+    edit_params(repo, weights={"schemes": list(SCHEMES), "column": "digit"},
+                postprocess={"methods": list(METHODS)})
+    stages = ran(sh(repo, "dvc", "repro", "--glob", "weights@*"))
+    # weights.column is a param of every weights stage: all run (seconds); their outputs
+    # are byte-identical where nothing changed, so no model retrains for it
+    assert stages == {"params", *(f"weights@{s}" for s in SCHEMES)}
+    for scheme in SCHEMES:
+        table = pd.read_parquet(repo / f"data/weights/{scheme}.parquet")
+        train = table["weight"].dropna()
+        assert len(train) > 0 and abs(train.mean() - 1) < 1e-9, scheme
+    sh(repo, "dvc", "repro", "-s", "postprocess@none")
+    decisions = pd.read_parquet(repo / "data/decisions/none.parquet")
+    assert set(decisions["method"]) == set(METHODS)

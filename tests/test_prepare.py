@@ -1,5 +1,7 @@
 """biaslab.prepare (square grayscale uint8 images) and biaslab.sources (the digits source)."""
 
+import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -7,10 +9,12 @@ import pytest
 from PIL import Image
 
 from biaslab.config import ConfigError, parse_section
+from biaslab.io import read_pixels, write_npy
 from biaslab.prepare import (
     check_rejected,
     copy_rows,
     decode_file,
+    digest,
     prepare_arrays,
     prepare_files,
     to_square_gray,
@@ -241,11 +245,29 @@ def test_prepare_files_parallel_matches_serial_and_rejects_bad_files(image_files
     reasons = prepare_files(paths, 16, out, workers=workers, progress=False)
     assert reasons[5:9] == ["empty file", "truncated image (image file is truncated)",
                             reasons[7], "missing file"]
-    assert reasons[7].startswith("unreadable (UnidentifiedImageError")
+    # the reason holds no path: rejected.csv is the same wherever the data lie
+    assert reasons[7] == "unreadable (UnidentifiedImageError: cannot identify image file)"
     assert all(r is None for r in reasons[:5] + reasons[9:])
     expected = np.stack([decode_file(p, 16) for p in good])
     np.testing.assert_array_equal(np.delete(out, range(5, 9), axis=0), expected)
     assert (out[5:9] == 0).all()
+
+
+def test_reasons_hold_no_path_and_a_folder_name_does_not_classify(tmp_path):
+    # a file named in the message by Pillow (its absolute path) and by OSError (a folder)
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "notes.png").write_text("patient notes")
+    (tmp_path / "folder.png").mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "cut.png")
+    good = (tmp_path / "cut.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 3])
+    paths = [str(tmp_path / n) for n in ("truncated/notes.png", "folder.png", "cut.png")]
+    out = np.zeros((3, 8, 8), dtype=np.uint8)
+    reasons = prepare_files(paths, 8, out, workers=1, progress=False)
+    assert reasons == ["unreadable (UnidentifiedImageError: cannot identify image file)",
+                       "unreadable (IsADirectoryError: [Errno 21] Is a directory)",
+                       "truncated image (image file is truncated)"]
 
 
 def test_prepare_files_into_a_memmap(image_files, tmp_path):
@@ -256,6 +278,18 @@ def test_prepare_files_into_a_memmap(image_files, tmp_path):
     out.flush()
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy", mmap_mode="r")[3],
                                   decode_file(good[3], 12))
+
+
+def test_prepare_files_skips_none_and_fills_digests(image_files):
+    good, bad = image_files
+    paths = [good[0], None, bad[0], good[1], good[0]]
+    out = np.full((5, 8, 8), 7, dtype=np.uint8)
+    digests = ["stale"]
+    reasons = prepare_files(paths, 8, out, workers=1, progress=False, digests=digests)
+    assert reasons == [None, None, "empty file", None, None]
+    assert (out[1] == 0).all()  # skipped: zeros, as a rejected file
+    assert digests[1] is None and digests[2] is None and len(digests) == 5
+    assert digests[0] == digests[4] == digest(decode_file(good[0], 8)) != digests[3]
 
 
 def test_prepare_files_checks_the_output_shape():
@@ -280,3 +314,50 @@ def test_check_rejected_fraction():
                                          r"prepare\.max_rejected_fraction = 0\.1; first: "
                                          r"a\.png: missing file; b\.png: empty file"):
         check_rejected(rejected, 10, 0.1)
+
+
+def test_read_pixels_maps_prepares_array_and_checks_it_against_the_index(tmp_path):
+    pixels = np.arange(3 * 4 * 4, dtype=np.uint8).reshape(3, 4, 4)
+    write_npy(pixels, tmp_path / "pixels.npy")
+    read = read_pixels(tmp_path / "pixels.npy", n_rows=3)
+    assert isinstance(read, np.memmap)  # mapped, not read: pixels.npy can be GBs
+    np.testing.assert_array_equal(read, pixels)
+
+
+def _saved(save, array: np.ndarray) -> bytes:
+    """The bytes ``save`` (np.save, np.savez) writes for ``array``."""
+    buffer = io.BytesIO()
+    save(buffer, array)
+    return buffer.getvalue()
+
+
+IMAGES = np.zeros((3, 4, 4), np.uint8)
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    # another prepare run's pixels: a row of the index would index past the end, or
+    # silently read another image
+    (np.zeros((2, 4, 4), np.uint8), r"2 images, the index 3 rows"),
+    (np.zeros((4, 4, 4), np.uint8), r"4 images, the index 3 rows"),
+    (np.zeros((3, 4, 4), np.float32), r"a float32 array of shape \(3, 4, 4\), not uint8"),
+    (np.zeros((3, 16), np.uint8), r"a uint8 array of shape \(3, 16\), not uint8 images"),
+    (b"version https://git-lfs.github.com/spec/v1\n", r"not a readable \.npy array"),
+    (b"", r"not a readable \.npy array"),
+    (_saved(np.savez, IMAGES), r"not a readable \.npy array"),
+    # cut short: the header promises more bytes than the file has
+    (_saved(np.save, IMAGES)[:100], r"not a readable \.npy array"),
+], ids=["fewer", "more", "float", "2-d", "lfs-pointer", "empty", "npz", "cut-short"])
+def test_read_pixels_names_the_file_and_the_stage_to_rerun(tmp_path, content, said):
+    path = tmp_path / "pixels.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        write_npy(content, path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {said}.*; rerun prepare "
+                       r"\(dvc repro prepare\)$"):
+        read_pixels(path, n_rows=3)
+
+
+def test_read_pixels_of_a_missing_file_says_which_stage_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"pixels\.npy: missing; rerun prepare"):
+        read_pixels(tmp_path / "pixels.npy", n_rows=3)

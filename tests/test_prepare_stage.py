@@ -1,5 +1,5 @@
 """stages.prepare on generated files (csv source) and on the real X-rays: contiguous rows,
-rejects listed, and a failed run leaves no artifact."""
+rejects listed, and a failed run leaves no artifact. Each runs the stage in a subprocess (slow)."""
 
 import os
 import subprocess
@@ -13,6 +13,8 @@ from PIL import Image
 
 from biaslab.prepare import decode_file
 from tests.conftest import ROOT, SHARED
+
+pytestmark = pytest.mark.slow
 
 CXR = SHARED / "data" / "cxr_sample"
 OUTS = ("pixels.npy", "index.parquet", "rejected.csv", "issues.csv")

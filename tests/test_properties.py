@@ -5,8 +5,8 @@ import pandas as pd
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from biaslab.group_thresholds import DemographicParityThresholds
 from biaslab.metrics import group_report
+from biaslab.thresholds import DemographicParityThresholds
 from biaslab.weights import compute_weights
 
 SETTINGS = settings(max_examples=25, deadline=None,

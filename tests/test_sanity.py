@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from biaslab.batches import TrainData
 from biaslab.bias import draw_s
+from biaslab.checkpoint import load_checkpoint, save_checkpoint
 from biaslab.config import TrainConfig
 from biaslab.evaluate import shifted_view
 from biaslab.predict import predict_scores
 from biaslab.prepare import prepare_arrays
 from biaslab.sources import load_digits_source
 from biaslab.split import stratified_split
-from biaslab.train import TrainData, fit, load_checkpoint, save_checkpoint
+from biaslab.train import fit
 
 CONFIG = TrainConfig(epochs=5, batch_size=32, lr=0.002, width=8)
 
@@ -38,7 +40,7 @@ def _train(digits, p0, p1, config=CONFIG):
         rows = table[table["split"] == name]
         return TrainData(rows["row"].to_numpy(), rows["label"].to_numpy(), rows["s"].to_numpy())
 
-    model, curves = fit(pixels, part("train"), part("val"), config, log=lambda msg: None)
+    model, curves, _ = fit(pixels, part("train"), part("val"), config, log=lambda msg: None)
     return model, curves, table[table["split"] == "test"]
 
 

@@ -202,7 +202,8 @@ def test_source_split_is_kept_and_names_are_mapped():
 
 @pytest.mark.parametrize(
     ("column", "patients", "message"),
-    [(None, None, r"no source_split column"),
+    [(None, None, r"column\(s\) \['source_split'\] not found; available: \['row', 'label'\]; "
+                  r"this source ships no split"),
      (["train", "val", "oops"], None, r"unknown split name\(s\) \['oops'\]"),
      (["train", "val", "val"], None, r"no \['test'\] rows"),
      (["train", "val", "test"], ["a", "a", "b"], r"patient\(s\) \['a'\] appear in two splits")],
@@ -239,11 +240,117 @@ def test_training_subsample_errors():
                                          r"wanted, only 0 available"):
         subsample_train(table, split, size=20, seed=0,
                         composition={"attribute": "sex", "value": "F", "share": 0.5})
-    with pytest.raises(ValueError, match=r"train_composition\.attribute = 'race': no such"):
+    with pytest.raises(ValueError, match=r"split\.train_composition\.attribute: column\(s\) "
+                                         r"\['race'\] not found"):
         subsample_train(table, split, size=20, seed=0,
                         composition={"attribute": "race", "value": "x", "share": 0.5})
     out = subsample_train(table, split, size=20, composition={}, seed=0)
     assert (out == "train").sum() == 20
+
+
+# ---------------------------------------------------------------- what the parts must hold
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from biaslab.split import missing_in_parts, parts_error  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+
+def _few_positives(positives=3, negatives=20):
+    return pd.DataFrame({"row": np.arange(negatives + positives),
+                         "label": np.r_[np.zeros(negatives), np.ones(positives)].astype(np.int8)})
+
+
+def test_a_part_without_positives_is_found_with_what_to_change():
+    # 3 positives cut 60/20/20: 1.8, 0.6, 0.6 -> 2 train, 1 val (first of the tie), 0 test
+    table = _few_positives()
+    split = stratified_split(table, FRACTIONS, ["label"], seed=0)["split"]
+    lacking = missing_in_parts(table, split, ["label"])
+    assert lacking == [("test", "label", 1, 3)]
+    assert parts_error(lacking, use_source=False, stratify=["label"]) == (
+        "the test part has no image with label 1 (3 positives in all); use a larger "
+        "split.fractions.test, a smaller split.min_stratum, or more data")
+    bigger = {"train": 0.5, "val": 0.25, "test": 0.25}  # 1.5, 0.75, 0.75: one each
+    split = stratified_split(table, bigger, ["label"], seed=0)["split"]
+    assert missing_in_parts(table, split, ["label"]) == []
+
+
+def test_val_and_test_need_every_group_train_both_labels():
+    table = pd.DataFrame({"row": np.arange(8), "label": [0, 1, 0, 1, 0, 1, 0, 0],
+                          "s": [0, 0, 1, 0, 0, 0, 0, 1],
+                          "sex": pd.Series(["F", "M", "F", "M", None, "M", "F", "M"],
+                                           dtype="string")})
+    split = np.array(["train", "train", "train", "val", "val", "test", "test", UNUSED])
+    lacking = missing_in_parts(table, split, ["label", "s", "sex", "age_group"])
+    # train lacks no group (only the labels count there); a missing sex is no group; the
+    # unused row (s = 1, M) belongs to no part; age_group is not in the table
+    assert lacking == [("val", "s", 1, 2), ("val", "sex", "F", 3), ("test", "s", 1, 2)]
+    assert parts_error(lacking, use_source=False, stratify=["label", "sex"]) == (
+        "the val part has no image with s = 1 (2 in all) nor with sex = F (3 in all); the test "
+        "part has no image with s = 1 (2 in all); use a larger split.fractions.val and "
+        "split.fractions.test, a smaller split.min_stratum, or more data, and add s to "
+        "split.stratify")
+    split[[0, 1, 2]] = ["train", UNUSED, "train"]  # the subsample kept no positive
+    assert missing_in_parts(table, split, [])[0] == ("train", "label", 1, 3)
+
+
+def test_the_source_split_gets_its_own_advice():
+    table = _few_positives(positives=2, negatives=4).assign(
+        source_split=["train", "val", "test", "train", "val", "train"])
+    split = source_split(table)["split"]
+    lacking = missing_in_parts(table, split, [])
+    assert lacking == [("test", "label", 1, 2)]
+    assert parts_error(lacking, use_source=True, stratify=[]) == (
+        "the source's test part has no image with label 1 (2 positives in all); move such images "
+        "into the source's test split, or set split.use_source: false to split the data here")
+
+
+def test_parts_error_names_three_lacks_per_part_then_counts():
+    lacking = [("test", "digit", d, 1) for d in range(5)]
+    assert parts_error(lacking, use_source=False, stratify=["digit"]).startswith(
+        "the test part has no image with digit = 0 (1 in all) nor with digit = 1 (1 in all) nor "
+        "with digit = 2 (1 in all) (and 2 more); use a larger split.fractions.test")
+
+
+def _run_stage(tmp_path, table, split_params):
+    table[["row", "label"]].to_parquet(tmp_path / "index.parquet")
+    table.drop(columns="label").to_parquet(tmp_path / "bias.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": split_params}))
+    out = tmp_path / "split.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.split", "--index", str(tmp_path / "index.parquet"),
+         "--bias", str(tmp_path / "bias.parquet"), "--out", str(out)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True)
+    return proc, out
+
+
+def test_stage_stops_before_writing_when_a_part_lacks_a_group(tmp_path):
+    # 40 images, s = 1 on two of them: stratified on label only, s = 1 cannot reach val and test
+    table = _strata_table(40).drop(columns="patient_id").assign(
+        s=np.r_[np.zeros(38), np.ones(2)].astype(int))
+    proc, out = _run_stage(tmp_path, table, {"stratify": ["label"]})
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("split: error: the ")
+    assert "s = 1 (2 in all)" in proc.stderr and "add s to split.stratify" in proc.stderr
+    proc, out = _run_stage(tmp_path, table.assign(s=np.arange(40) % 2), {"stratify": ["label"]})
+    assert proc.returncode == 0, proc.stderr
+    assert set(pd.read_parquet(out)["split"]) == set(SPLITS)
+
+
+def test_stage_checks_the_source_split_too(tmp_path):
+    table = _few_positives(positives=2, negatives=4).assign(
+        source_split=["train", "val", "test", "train", "val", "train"])
+    proc, out = _run_stage(tmp_path, table, {"use_source": True})
+    assert proc.returncode == 1 and not out.exists()
+    assert proc.stderr.strip() == (
+        "split: note: no injected bias s (bias.kind: none): not stratified on it\n"
+        "split: error: the source's test part has no image with label 1 (2 positives in all); "
+        "move such images into the source's test split, or set split.use_source: false to "
+        "split the data here")
 
 
 NIH_TABLE = SHARED / "data" / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz"

@@ -1,9 +1,25 @@
-"""biaslab.thresholds: fixed and Youden thresholds, fit on validation, predict on test."""
+"""biaslab.thresholds: every threshold method, the registry and the decisions of a table."""
+
+import re
+import subprocess
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from biaslab.thresholds import FixedThreshold, YoudenThreshold, make_postprocessor
+from biaslab.thresholds import (
+    METHODS,
+    DemographicParityThresholds,
+    EqualizedOddsThresholds,
+    EqualOpportunityThresholds,
+    FixedThreshold,
+    YoudenThreshold,
+    decide,
+    fit_postprocessor,
+    make_postprocessor,
+)
+from tests.conftest import ROOT
 
 
 def _youden_j(scores, labels, threshold):
@@ -153,12 +169,6 @@ def test_make_postprocessor():
 
 # --- per-group methods ---------------------------------------------------------------------
 
-from biaslab.group_thresholds import (  # noqa: E402
-    DemographicParityThresholds,
-    EqualizedOddsThresholds,
-    EqualOpportunityThresholds,
-)
-
 GROUP_METHODS = [DemographicParityThresholds, EqualOpportunityThresholds, EqualizedOddsThresholds]
 
 
@@ -194,8 +204,9 @@ def test_equal_opportunity_equalises_tpr():
 def test_equalized_odds_expected_rates_are_equal():
     scores, y, g = _grouped()
     post = EqualizedOddsThresholds(seed=3).fit(scores, y, g)
-    # expected decision of each row under the randomised rule
-    p = post._group_params(g, len(g))
+    # expected decision of each row under the randomised rule, from the saved params
+    params = post.params_()["groups"]
+    p = {k: np.array([params[x][k] for x in g]) for k in next(iter(params.values()))}
     hi = scores >= p["t_high"]
     mid = (scores >= p["t_low"]) & ~hi
     e = (1 - p["p_ignore"]) * (hi + p["p_low"] * mid) + p["p_ignore"] * p["p_constant"]
@@ -273,3 +284,163 @@ def test_make_postprocessor_group_methods():
     assert isinstance(post, EqualizedOddsThresholds) and post.seed == 7 and post.tolerance == 0.1
     assert isinstance(make_postprocessor("demographic_parity"), DemographicParityThresholds)
     assert isinstance(make_postprocessor("equal_opportunity"), EqualOpportunityThresholds)
+
+
+# --- registry ------------------------------------------------------------------------------
+
+def test_registry_names_and_order():
+    assert list(METHODS) == ["fixed", "youden", "demographic_parity", "equal_opportunity",
+                             "equalized_odds"]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_builds_and_needs_groups_says_whether_fit_needs_them(method):
+    post = make_postprocessor(method, fixed_threshold=0.4, tolerance=0.05, seed=2)
+    assert type(post) is METHODS[method] and isinstance(post.needs_groups, bool)
+    scores, y, g = _grouped(300)
+    if post.needs_groups:
+        with pytest.raises(ValueError, match=r"groups: per-group thresholds need the group"):
+            post.fit(scores, y)
+        post.fit(scores, y, g)
+    else:
+        assert post.fit(scores, y) is post
+    # uniform over methods: one threshold per row, and predict agrees with it where the
+    # rule is not randomised
+    thr = post.threshold_of(scores, g)
+    assert thr.shape == scores.shape and thr.dtype == float
+    if method != "equalized_odds":
+        np.testing.assert_array_equal(post.predict(scores, g), scores >= thr)
+
+
+def test_make_postprocessor_passes_each_method_only_its_options():
+    assert make_postprocessor("fixed", fixed_threshold=0.2, tolerance=0.3).threshold == 0.2
+    dp = make_postprocessor("demographic_parity", fixed_threshold=0.2, tolerance=0.3, seed=5)
+    assert dp.tolerance == 0.3 and not hasattr(dp, "seed") and not hasattr(dp, "threshold")
+
+
+@pytest.mark.parametrize("method", ["hardt", "Fixed", "", None, 3])
+def test_unknown_method_names_key_value_and_allowed(method):
+    allowed = "fixed, youden, demographic_parity, equal_opportunity, equalized_odds"
+    pattern = rf"^postprocess\.methods: unknown method {re.escape(repr(method))}; allowed: "
+    with pytest.raises(ValueError, match=pattern + allowed + "$"):
+        make_postprocessor(method)
+
+
+@pytest.mark.parametrize("cls", [FixedThreshold, YoudenThreshold, *GROUP_METHODS])
+def test_threshold_of_before_fit_raises(cls):
+    with pytest.raises(RuntimeError, match=rf"{cls.__name__} is not fitted"):
+        cls().threshold_of([0.5], np.array(["a"], dtype=object))
+
+
+def test_threshold_of_is_each_rows_group_threshold():
+    scores, y, g = _grouped(500)
+    dp = DemographicParityThresholds().fit(scores, y, g)
+    np.testing.assert_array_equal(dp.threshold_of(scores, g), [dp.thresholds_[k] for k in g])
+    eo = EqualizedOddsThresholds().fit(scores, y, g)
+    np.testing.assert_array_equal(eo.threshold_of(scores, g),
+                                  [eo.params_by_group_[k]["t_high"] for k in g])
+    youden = YoudenThreshold().fit(scores, y)
+    np.testing.assert_array_equal(youden.threshold_of(scores), youden.threshold_)
+    with pytest.raises(ValueError, match=r"groups: \['z'\] were not seen in fit"):
+        dp.threshold_of(scores[:1], np.array(["z"], dtype=object))
+
+
+def test_package_does_not_import_config():
+    """biaslab.config imports METHODS from here: importing config back would be a circle."""
+    code = ("import sys, biaslab.thresholds; "
+            "sys.exit('biaslab.config' in sys.modules or 'torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+# --- decide: decisions of a table, counterfactuals included --------------------------------
+
+def _table(n=400, seed=0, counterfactual=True):
+    """Predictions where S shifts the score, so per-S thresholds differ."""
+    rng = np.random.default_rng(seed)
+    s, y = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    sex = rng.choice(np.array(["F", "M"], dtype=object), n)
+    base = rng.normal(0, 1, n) + 1.5 * y
+    table = pd.DataFrame({"row": np.arange(n) * 10, "label": y, "s": s, "sex": sex,
+                          "score": 1 / (1 + np.exp(-(base + 1.0 * s)))})
+    if counterfactual:
+        table["score_s0"] = 1 / (1 + np.exp(-base))
+        table["score_s1"] = 1 / (1 + np.exp(-(base + 1.0)))
+    return table
+
+
+def test_decide_counterfactuals_use_the_forced_groups_threshold():
+    table = _table()
+    post = fit_postprocessor("demographic_parity", table, ["s"])
+    t0, t1 = post.thresholds_["s=0"], post.thresholds_["s=1"]
+    assert t0 != t1
+    out = decide(post, table, ["s"], split="test", method="demographic_parity")
+    assert list(out.columns) == ["row", "split", "method", "threshold", "score", "decision",
+                                 "decision_s0", "decision_s1"]
+    np.testing.assert_array_equal(out["row"], table["row"])
+    assert set(out["split"]) == {"test"} and set(out["method"]) == {"demographic_parity"}
+    factual = np.where(table["s"] == 1, t1, t0)
+    np.testing.assert_array_equal(out["threshold"], factual)
+    np.testing.assert_array_equal(out["decision"], table["score"] >= factual)
+    # every row, whatever its S, is compared with the threshold of the forced group
+    np.testing.assert_array_equal(out["decision_s0"], table["score_s0"] >= t0)
+    np.testing.assert_array_equal(out["decision_s1"], table["score_s1"] >= t1)
+    assert out["decision"].dtype == np.int8 and out["decision_s1"].dtype == np.int8
+
+
+def test_decide_forces_s_inside_an_intersection():
+    table = _table()
+    post = fit_postprocessor("demographic_parity", table, ["s", "sex"])
+    out = decide(post, table, ["s", "sex"], split="val", method="dp")
+    forced = [post.thresholds_[f"s=1&sex={x}"] for x in table["sex"]]
+    np.testing.assert_array_equal(out["decision_s1"], table["score_s1"] >= forced)
+
+
+def test_decide_without_s_in_groups_keeps_the_factual_group():
+    table = _table()
+    post = fit_postprocessor("demographic_parity", table, ["sex"])
+    out = decide(post, table, ["sex"], split="val", method="dp")
+    for value in (0, 1):
+        np.testing.assert_array_equal(out[f"decision_s{value}"],
+                                      table[f"score_s{value}"] >= out["threshold"])
+
+
+def test_decide_equalized_odds_threshold_is_t_high_and_counterfactuals_share_draws():
+    table = _table()
+    post = fit_postprocessor("equalized_odds", table, ["s"], seed=4)
+    out = decide(post, table, ["s"], split="test", method="equalized_odds")
+    t_high = {k: v["t_high"] for k, v in post.params_()["groups"].items()}
+    np.testing.assert_array_equal(out["threshold"], [t_high[f"s={v}"] for v in table["s"]])
+    forced = np.array(["s=1"] * len(table), dtype=object)
+    np.testing.assert_array_equal(out["decision_s1"], post.predict(table["score_s1"], forced))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_decide_without_counterfactual_scores_has_no_decision_s_columns(method):
+    table = _table(counterfactual=False)
+    post = fit_postprocessor(method, table, ["s"])
+    out = decide(post, table, ["s"], split="val", method=method)
+    assert list(out.columns) == ["row", "split", "method", "threshold", "score", "decision"]
+    np.testing.assert_array_equal(out["score"], table["score"])
+
+
+def test_decide_single_threshold_needs_no_group_columns():
+    table = _table().drop(columns=["s", "sex"])
+    post = fit_postprocessor("fixed", table, ["s", "age"], fixed_threshold=0.6)
+    out = decide(post, table, ["s", "age"], split="val", method="fixed")
+    np.testing.assert_array_equal(out["threshold"], 0.6)
+    np.testing.assert_array_equal(out["decision_s1"], table["score_s1"] >= 0.6)
+    fit_postprocessor("youden", table, ["age"])  # youden takes no groups: no column needed
+    with pytest.raises(ValueError, match=r"groups: column\(s\) \['age'\] not found"):
+        fit_postprocessor("equal_opportunity", _table(), ["age"])
+
+
+def test_decide_empty_split():
+    table = _table()
+    post = fit_postprocessor("equal_opportunity", table, ["s"])
+    out = decide(post, table.iloc[:0], ["s"], split="test", method="equal_opportunity")
+    assert len(out) == 0 and "decision_s1" in out and out["threshold"].dtype == float
+
+
+def test_fit_postprocessor_names_missing_columns():
+    with pytest.raises(ValueError, match=r"predictions: column\(s\) \['label'\] not found"):
+        fit_postprocessor("youden", _table().drop(columns="label"), ["s"])

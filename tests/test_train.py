@@ -1,6 +1,7 @@
 """The training engine: architectures, recipes, augmentation, resume after a kill, DDP."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
+from biaslab.batches import TrainData
 from biaslab.config import ConfigError, TrainConfig, parse_section
 from biaslab.models import MODELS, build_model
-from biaslab.train import TrainData, augment, fit, per_sample_loss
+from biaslab.train import augment, degenerate, fit, per_sample_loss
 from tests.conftest import ROOT, VENV_BIN
 
 SCRIPT = ROOT / "tests" / "train_script.py"
@@ -49,6 +51,38 @@ def test_pretrained_weights_load_from_a_local_file_and_gray_is_the_rgb_mean(tmp_
 def test_missing_pretrained_file_says_what_to_put_where(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"train\.pretrained: .*nope\.pth not found.*put"):
         build_model("resnet34", 1, pretrained=str(tmp_path / "nope.pth"))
+
+
+def _full_state_dict_bytes(tmp_path):
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "full.pth")
+    return (tmp_path / "full.pth").read_bytes()
+
+
+@pytest.mark.parametrize("content", [
+    lambda tmp: np.random.default_rng(0).bytes(4096),  # random bytes
+    lambda tmp: b"resnet18 weights: see the course page\n",  # a text file
+    lambda tmp: _full_state_dict_bytes(tmp)[:50_000],  # a truncated download
+    lambda tmp: b"",  # an empty file
+], ids=["random", "text", "truncated", "empty"])
+def test_corrupt_pretrained_file_is_one_clear_error_naming_it(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content(tmp_path))
+    with pytest.raises(ValueError, match=r"train\.pretrained: .*bad\.pth is not readable by "
+                       r"torch\.load .*expected a torchvision state dict saved with torch\.save"):
+        build_model("resnet18", 1, pretrained=str(path))
+
+
+def test_pretrained_file_holding_something_else_than_a_state_dict_says_so(tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(ValueError, match=r"tensor\.pth holds a Tensor, not a state dict"):
+        build_model("resnet18", 1, pretrained=str(tmp_path / "tensor.pth"))
+
+
+def test_built_models_know_their_input_channels():
+    assert build_model("small_cnn", 2, width=4).in_channels == 2
+    assert build_model("resnet18", 1).in_channels == 1
 
 
 def test_unknown_model_and_bad_recipe_values_are_config_errors():
@@ -91,8 +125,20 @@ def _tiny(n=120, seed=0):
 def test_early_stopping_stops_when_validation_loss_stalls():
     pixels, train, val = _tiny()
     config = TrainConfig(epochs=10, lr=1e-12, patience=2, width=4)  # lr ~0: val loss cannot drop
-    _, curves = fit(pixels, train, val, config, log=lambda m: None)
+    messages = []
+    curves = fit(pixels, train, val, config, log=messages.append).curves
     assert len(curves) == 3  # the first epoch sets the best, two more without improvement
+    assert messages == ["early stop: no better val_loss for 2 epochs"]
+
+
+@pytest.mark.parametrize("empty", ["train", "val"])
+def test_fit_without_train_or_val_rows_is_one_error_naming_the_split(empty):
+    pixels, train, val = _tiny()
+    none = TrainData(np.arange(0), np.zeros(0, np.int8), None)
+    train, val = (none, val) if empty == "train" else (train, none)
+    with pytest.raises(ValueError, match=rf"^the {empty} split has no rows: training needs "
+                       r"images in both train and val"):
+        fit(pixels, train, val, TrainConfig(epochs=1, width=4))
 
 
 def test_weighted_sampler_trains_only_on_rows_it_can_draw():
@@ -100,12 +146,107 @@ def test_weighted_sampler_trains_only_on_rows_it_can_draw():
     # weight 0 on every negative: the sampler never draws one, so the model learns "always 1"
     train.weights, train.sampler = (train.labels == 1).astype(float), True
     config = TrainConfig(epochs=3, lr=0.01, width=4)
-    model, curves = fit(pixels, train, val, config, log=lambda m: None)
+    curves = fit(pixels, train, val, config).curves
     assert curves["val_acc"].iloc[-1] == pytest.approx(val.labels.mean())
     # as loss weights instead, the same zero weights give the same outcome by another path
     train.sampler = False
-    _, curves_loss = fit(pixels, train, val, config, log=lambda m: None)
+    curves_loss = fit(pixels, train, val, config).curves
     assert curves_loss["val_acc"].iloc[-1] == pytest.approx(val.labels.mean())
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL right after an epoch's report (and its checkpoint)."""
+
+
+def _kill_at(epoch):
+    def on_epoch(row):
+        if row["epoch"] == epoch:
+            raise _Killed
+    return on_epoch
+
+
+def _assert_same_model(a, b):
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), key
+
+
+def test_checkpoint_of_the_same_fingerprint_is_resumed_and_ends_like_a_straight_run(tmp_path):
+    pixels, train, val = _tiny()
+    config, ckpt = TrainConfig(epochs=3, lr=0.01, width=4), tmp_path / "resume.pt"
+    straight = fit(pixels, train, val, config)
+    with pytest.raises(_Killed):
+        fit(pixels, train, val, config, checkpoint=ckpt, fingerprint="a", on_epoch=_kill_at(2))
+    messages = []
+    resumed = fit(pixels, train, val, config, checkpoint=ckpt, fingerprint="a",
+                  log=messages.append)
+    assert messages == [f"resuming from {ckpt} after epoch 2"]
+    _assert_same_model(straight.model, resumed.model)
+    pd.testing.assert_frame_equal(straight.curves.drop(columns="img_per_s"),
+                                  resumed.curves.drop(columns="img_per_s"))
+
+
+def test_checkpoint_of_another_fingerprint_is_ignored_and_overwritten(tmp_path):
+    pixels, train, val = _tiny()
+    config, ckpt = TrainConfig(epochs=3, lr=0.01, width=4), tmp_path / "resume.pt"
+    # a run killed while training on other data (the labels flipped), as after a bias change
+    other = TrainData(train.rows, 1 - train.labels, None)
+    with pytest.raises(_Killed):
+        fit(pixels, other, val, config, checkpoint=ckpt, fingerprint="a", on_epoch=_kill_at(2))
+    messages = []
+    fresh = fit(pixels, train, val, config, checkpoint=ckpt, fingerprint="b",
+                log=messages.append)
+    assert messages == [f"checkpoint {ckpt} was made from other inputs/params/code: "
+                        "starting afresh"]
+    _assert_same_model(fit(pixels, train, val, config).model, fresh.model)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["fingerprint"] == "b" and state["epoch"] == 3
+
+
+def test_checkpoint_of_other_train_params_is_ignored(tmp_path):
+    pixels, train, val = _tiny()
+    ckpt = tmp_path / "resume.pt"
+    with pytest.raises(_Killed):
+        fit(pixels, train, val, TrainConfig(epochs=3, lr=0.01, width=4), checkpoint=ckpt,
+            on_epoch=_kill_at(2))
+    messages = []
+    fit(pixels, train, val, TrainConfig(epochs=3, lr=0.02, width=4), checkpoint=ckpt,
+        log=messages.append)
+    assert messages == [f"checkpoint {ckpt} was made from other inputs/params/code: "
+                        "starting afresh"]
+
+
+def test_a_model_that_cannot_learn_is_flagged_and_one_that_learns_is_not():
+    pixels, train, val = _tiny()
+    # every image the same: nothing separates the labels, the scores cannot spread
+    blank = fit(np.zeros_like(pixels), train, val, TrainConfig(epochs=2, lr=0.01, width=4))
+    assert blank.degenerate.startswith("validation scores are nearly constant")
+    # lr ~ 0 for one epoch: the untrained model puts every image in one class
+    frozen = fit(pixels, train, val, TrainConfig(epochs=1, lr=1e-12, width=4))
+    assert frozen.degenerate.startswith("the model predicts class")
+    learnt = fit(pixels, train, val, TrainConfig(epochs=3, lr=0.01, width=4))
+    assert learnt.degenerate is None and learnt.curves["val_acc"].iloc[-1] > 0.7
+
+
+@pytest.mark.parametrize(("logits", "labels", "accs", "reason"), [
+    ([0.0, 0.0, 0.0, 0.0], [0, 1, 0, 1], [0.5], r"nearly constant \(std 0 < 0\.001\)"),
+    ([1.0, 2.0, 3.0, 0.5], [0, 1, 0, 1], [0.5], r"predicts class 1 for every validation image"),
+    ([-1.0, -2.0, -3.0, -0.5], [0, 1, 1, 1], [0.25], r"predicts class 0 for every"),
+    ([-1.0, 2.0, 3.0, -0.5], [0, 0, 0, 1], [0.25, 0.25, 0.25], r"val_acc 0\.250 in all 3 "
+     "epochs, no better than always predicting the majority class"),
+    ([np.nan, 1.0, 2.0, -1.0], [0, 1, 0, 1], [0.5], r"not finite: training diverged"),
+])
+def test_degenerate_names_the_sign(logits, labels, accs, reason):
+    assert re.search(reason, degenerate(np.array(logits), np.array(labels), accs))
+
+
+@pytest.mark.parametrize(("logits", "labels", "accs"), [
+    ([-1.0, 2.0, -3.0, 0.5], [0, 1, 0, 1], [0.75, 1.0]),  # learnt
+    ([1.0, 2.0, 3.0, 0.5], [1, 1, 1, 1], [1.0]),  # one class only: all on one side is right
+    ([-1.0, 2.0, -3.0, 0.5], [0, 1, 0, 1], [1.0, 1.0, 1.0]),  # perfect from the first epoch
+    ([], [], []),  # no validation rows: nothing to judge
+])
+def test_degenerate_leaves_a_model_that_learnt_alone(logits, labels, accs):
+    assert degenerate(np.array(logits), np.array(labels, dtype=int), accs) is None
 
 
 def _run_script(out, *extra, env=None, **popen):
@@ -114,6 +255,7 @@ def _run_script(out, *extra, env=None, **popen):
                             stderr=subprocess.PIPE, text=True, **popen)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     straight.mkdir(), resumed.mkdir()
@@ -140,6 +282,7 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path):
     pd.testing.assert_frame_equal(curves_a, curves_b)
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path):
     torchrun = os.path.join(VENV_BIN, "torchrun")
     proc = subprocess.run(
@@ -154,6 +297,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(tmp_path):
     assert len(curves) == 2 and np.isfinite(curves["train_loss"]).all()
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_code_path_runs_on_the_cpu():
     sys.path.insert(0, str(ROOT))
     from benchmarks.train import gpu_figures

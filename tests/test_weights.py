@@ -109,8 +109,25 @@ def test_group_absent_from_train_but_in_the_data_raises(scheme):
     train = _train(100)
     all_rows = pd.concat([train, pd.DataFrame({"row": [1000], "label": [1], "s": [2]})])
     with pytest.raises(ValueError, match=rf"scheme '{scheme}' needs every group of \['s'\] "
-                                         r"in the training split, but \[\(2,\)\] has no training"):
+                                         r"in the training split, but \['s=2'\] has no training"):
         compute_weights(train, scheme, ["s"], all_rows=all_rows)
+
+
+def test_absent_intersection_is_named_by_its_group_key():
+    train = _train(200, n_sex=2)
+    all_rows = pd.concat([train, pd.DataFrame({"row": [1000], "label": [1], "s": [1],
+                                               "sex": ["X"]})])
+    with pytest.raises(ValueError, match=r"but \['s=1&sex=X'\] has no training row"):
+        compute_weights(train, "group_balanced", ["s", "sex"], all_rows=all_rows)
+
+
+def test_unknown_group_values_form_a_group_of_their_own():
+    train = _train(300, n_sex=2).astype({"sex": object})
+    train.loc[train.index[:30], "sex"] = None
+    w = compute_weights(train, "group_balanced", ["sex"])
+    totals = pd.Series(w).groupby(train["sex"].fillna("unknown").to_numpy()).sum()
+    assert totals.index.tolist() == ["F", "M", "unknown"]
+    np.testing.assert_allclose(totals, len(train) / 3, rtol=1e-12)
 
 
 @pytest.mark.parametrize("scheme", ["none", "class_balanced", "column"])
@@ -136,7 +153,8 @@ def test_missing_group_column_raises(scheme):
 
 
 def test_missing_label_column_raises():
-    with pytest.raises(ValueError, match=r"no 'label' column"):
+    with pytest.raises(ValueError, match=r"weights \(the training table\): column\(s\) "
+                                         r"\['label'\] not found"):
         compute_weights(_train(50).drop(columns="label"), "none", ["s"])
 
 
@@ -186,7 +204,8 @@ def test_column_scheme_uses_the_metadata_column_normalised():
 
 
 @pytest.mark.parametrize(("column", "values", "message"), [
-    ("nope", None, r"weights\.column: column 'nope' not found"),
+    ("nope", None, r"weights\.column: column\(s\) \['nope'\] not found; available: \['row', "),
+    (None, None, r"weights\.column: scheme 'column' needs the name of a metadata column"),
     ("wt", -1.0, r"weights\.column: column 'wt' needs finite weights >= 0"),
     ("wt", np.nan, r"weights\.column: column 'wt' needs finite weights >= 0"),
 ])

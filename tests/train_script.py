@@ -1,11 +1,11 @@
 """A tiny training run for the resume and DDP tests: digits 1 vs 7 at 12x12, S from p=(0.1, 0.9).
 
-Usage: python tests/train_script.py OUT_DIR [--checkpoint PATH]. Writes OUT_DIR/model-RANK.pt
-(the final state dict) and OUT_DIR/curves-RANK.csv.
+Usage: python tests/train_script.py OUT_DIR [--checkpoint PATH] [--fingerprint KEY]. Writes
+OUT_DIR/model-RANK.pt (the final state dict) and OUT_DIR/curves-RANK.csv; one line per epoch on
+stderr. Under torchrun it sets DDP up from the environment, as the train stage does.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -14,15 +14,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from biaslab.batches import TrainData  # noqa: E402
 from biaslab.bias import draw_s  # noqa: E402
+from biaslab.cli.runtime import Progress, distributed  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
 from biaslab.prepare import prepare_arrays  # noqa: E402
 from biaslab.sources import load_digits_source  # noqa: E402
-from biaslab.train import TrainData, fit  # noqa: E402
+from biaslab.train import fit  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("out")
 parser.add_argument("--checkpoint")
+parser.add_argument("--fingerprint")
 parser.add_argument("--epochs", type=int, default=6)
 args = parser.parse_args()
 torch.set_num_threads(1)
@@ -35,7 +38,10 @@ train = TrainData(rows[:250], labels[:250], s[:250])
 val = TrainData(rows[250:], labels[250:], s[250:])
 config = TrainConfig(epochs=args.epochs, batch_size=32, width=4, augment=True, optimizer="sgd",
                      lr=0.05, scheduler="step", step_size=2, loss="focal", focal_alpha=0.6)
-model, curves = fit(pixels, train, val, config, checkpoint=args.checkpoint)
-rank = os.environ.get("RANK", "0")
-torch.save(model.state_dict(), Path(args.out) / f"model-{rank}.pt")
-curves.to_csv(Path(args.out) / f"curves-{rank}.csv", index=False)
+device, ddp = distributed(config.device)
+progress = Progress(config.epochs, len(train.rows), quiet=ddp.rank != 0)
+fitted = fit(pixels, train, val, config, device=device, ddp=ddp, checkpoint=args.checkpoint,
+             fingerprint=args.fingerprint, log=progress.log, on_epoch=progress.epoch,
+             on_batch=progress.batch)
+torch.save(fitted.model.state_dict(), Path(args.out) / f"model-{ddp.rank}.pt")
+fitted.curves.to_csv(Path(args.out) / f"curves-{ddp.rank}.csv", index=False)

@@ -1,27 +1,118 @@
-"""What the file sources share: safe path resolution under the data root, listing images,
-and the index columns in their contract order and types."""
+"""What the sources share: the :class:`Source` they yield, reading their tables as UTF-8,
+safe path resolution under the data root, listing images, and the index columns in their
+contract order and types."""
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
 
+from biaslab.metadata import empty_issues
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 INDEX_COLUMNS = ["image_id", "label", "patient_id", "source"]
+REJECTED_COLUMNS = ["path", "table_row", "reason"]
 
 
 def empty_rejected() -> pd.DataFrame:
-    return pd.DataFrame({"path": pd.Series(dtype="object"), "reason": pd.Series(dtype="object")})
+    return rejected_frame([], [])
 
 
-def rejected_frame(paths, reasons) -> pd.DataFrame:
-    """The ``rejected`` table: ``path`` as written in the source, ``reason``."""
-    out = pd.DataFrame({"path": pd.Series(paths, dtype="object").astype(str).to_numpy(),
-                        "reason": pd.Series(reasons, dtype="object").to_numpy()})
-    return out if len(out) else empty_rejected()
+def rejected_frame(paths, reasons, table_rows=None) -> pd.DataFrame:
+    """The ``rejected`` table: ``path`` as written in the source, ``table_row`` (the row of the
+    source's table, numbered as in ``issues.csv``; NA without a table), ``reason``."""
+    paths = pd.Series(paths, dtype="object").astype(str).to_numpy()
+    rows = [pd.NA] * len(paths) if table_rows is None else list(table_rows)
+    return pd.DataFrame({"path": paths, "table_row": pd.array(rows, dtype="Int64"),
+                         "reason": pd.Series(reasons, dtype="object").to_numpy()},
+                        columns=REJECTED_COLUMNS)
+
+
+@dataclass
+class Source:
+    """What a source yields.
+
+    Attributes
+    ----------
+    index : DataFrame
+        One row per usable image (no ``row`` column yet).
+    images : ndarray of uint8 (N, h, w), or None
+        In-memory images (digits).
+    paths : list of str, or None
+        Absolute image paths aligned with ``index`` (file sources).
+    rejected : DataFrame
+        ``path`` (relative to the data root), ``table_row``, ``reason``.
+    issues : DataFrame
+        ``table_row``, ``column``, ``value``, ``reason`` of metadata left missing.
+    table_rows : list of int (or None), or None
+        Aligned with ``index``: the row of the source's table that lists the image (0 = the
+        first row after the header, as ``issues`` numbers them; None for an image of a folder
+        that its metadata table does not describe). None for sources without a table.
+    """
+
+    index: pd.DataFrame
+    images: np.ndarray | None = None
+    paths: list[str] | None = None
+    rejected: pd.DataFrame = field(default_factory=empty_rejected)
+    issues: pd.DataFrame = field(default_factory=empty_issues)
+    table_rows: list[int | None] | None = None
+
+
+def read_text_table(path: Path, **options) -> pd.DataFrame:
+    """``pd.read_csv(path, **options)`` of a UTF-8 table (with or without a byte order mark).
+
+    Another encoding is an error naming the file and the first byte that is not UTF-8, rather
+    than a guess: Latin-1 decodes any bytes, so a cp1252, Mac Roman or UTF-16 table would be
+    read as wrong text without a word. An empty file or a row pandas cannot split is an error
+    naming the file (and the line) too.
+    """
+    try:
+        table = pd.read_csv(path, encoding="utf-8", **options)
+    except UnicodeDecodeError:  # its position is within pandas' buffer: find the byte again
+        table, why = None, _not_utf8(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file (no header line); a table needs a header line "
+                         "naming its columns") from None
+    except pd.errors.ParserError as exc:
+        raise ValueError(f"{path}: {_unparsable(exc)}") from None
+    else:  # UTF-16 without a byte order mark is valid UTF-8, with a NUL in every other byte
+        why = None if not any("\x00" in str(c) for c in table.columns) else (
+            "not UTF-8 text (NUL bytes in the header: UTF-16 without a byte order mark?)")
+    if why:
+        raise ValueError(f"{path}: {why}; save it as UTF-8 (e.g. from Excel: CSV UTF-8)")
+    return table
+
+
+def _unparsable(exc: pd.errors.ParserError) -> str:
+    """pandas' reason, on one line; a ragged row as ``line N has K fields, the header H``."""
+    text = " ".join(str(exc).split()).removeprefix("Error tokenizing data. C error: ")
+    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if ragged:
+        expected, line, saw = ragged.groups()
+        return (f"line {line} has {saw} fields, the header {expected}; quote a value that "
+                "holds the separator")
+    return text
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the bytes of ``path`` (gzip-compressed when named ``.gz``) stop being UTF-8."""
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as file:
+        data = file.read()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "not UTF-8 text but UTF-16 (it starts with a UTF-16 byte order mark)"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}, line {line})"
+    return "not UTF-8 text"
 
 
 def _escape_reason(rel: str, root_real: str) -> tuple[str | None, str | None]:

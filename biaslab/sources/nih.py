@@ -13,8 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from biaslab.columns import require_columns
 from biaslab.metadata import normalise_metadata
-from biaslab.sources._files import finish_index, list_images, rejected_frame, resolve_under
+from biaslab.sources._files import (
+    Source,
+    finish_index,
+    list_images,
+    read_text_table,
+    rejected_frame,
+    resolve_under,
+)
 
 COLUMNS = {"Image Index": "file", "Finding Labels": "findings", "Follow-up #": "follow_up",
            "Patient ID": "patient", "Patient Age": "age", "Patient Gender": "sex",
@@ -33,12 +41,10 @@ def find_table(root: Path) -> Path:
 def read_nih_table(path: Path) -> pd.DataFrame:
     """Read the NIH table (plain or gzipped), keeping the named columns as strings."""
     # index_col=False: rows with a trailing comma must not turn the first column into the index
-    table = pd.read_csv(path, dtype=str, index_col=False, keep_default_na=False,
-                        usecols=lambda c: c in COLUMNS)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected the NIH "
-                         f"Data_Entry_2017 columns {list(COLUMNS)}")
+    table = read_text_table(path, dtype=str, index_col=False, keep_default_na=False,
+                            usecols=lambda c: c in COLUMNS)
+    require_columns(table, COLUMNS, what=str(path),
+                    hint=f"expected the NIH Data_Entry_2017 columns {list(COLUMNS)}")
     return table.rename(columns=COLUMNS)
 
 
@@ -90,7 +96,9 @@ def nih_index(
     return index, issues
 
 
-def load_nih_source(root: Path, *, finding: str, views: list[str], age_bins: list[float]):
+def load_nih_source(
+    root: Path, *, finding: str, views: list[str], age_bins: list[float]
+) -> Source:
     """Index + image paths of NIH ChestX-ray14 under ``root``.
 
     Images are found by file name in every ``images*/`` folder (recursively, as in the
@@ -98,7 +106,8 @@ def load_nih_source(root: Path, *, finding: str, views: list[str], age_bins: lis
 
     Returns
     -------
-    index, paths, rejected, issues (see :class:`biaslab.sources.Source`)
+    Source
+        With ``table_rows``: the row of the table of each image.
     """
     index, issues = nih_index(read_nih_table(find_table(root)), finding=finding, views=views,
                               age_bins=age_bins)
@@ -112,6 +121,7 @@ def load_nih_source(root: Path, *, finding: str, views: list[str], age_bins: lis
     paths = paths.reindex(index.index)
     reasons = reasons.reindex(index.index).mask(~found, "missing file")
     bad = reasons.notna()
-    rejected = rejected_frame(rel.fillna(index["source"])[bad], reasons[bad])
+    rejected = rejected_frame(rel.fillna(index["source"])[bad], reasons[bad], index.index[bad])
     index = index[~bad].assign(source=rel[~bad])
-    return finish_index(index), paths[~bad].tolist(), rejected, issues
+    return Source(index=finish_index(index), paths=paths[~bad].tolist(), rejected=rejected,
+                  issues=issues, table_rows=index.index.tolist())

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biaslab.config import ConfigError, DataConfig, TrainConfig
+from biaslab.cli.runtime import Progress, distributed
+from biaslab.config import BiasConfig, ConfigError, DataConfig, TrainConfig
 
 
 def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
@@ -42,58 +43,65 @@ def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def train(args) -> None:
+    from biaslab.batches import TrainData
+    from biaslab.checkpoint import save_checkpoint
     from biaslab.split import stratified_split
-    from biaslab.train import TrainData, fit, save_checkpoint
+    from biaslab.train import fit
 
+    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, device=args.device, seed=args.seed)
+    device, ddp = distributed(config.device)
     index, pixels = _images(args)
     split = stratified_split(index, {"train": 0.8, "val": 0.2, "test": 0.0}, ["label"],
                              args.seed)
     table = index.merge(split, on="row")
-    weights = None
-    if args.weights_col:
-        weights = pd.to_numeric(table[args.weights_col], errors="raise").to_numpy(float)
-
-    def part(name):
-        mask = (table["split"] == name).to_numpy()
-        return TrainData(table["row"].to_numpy()[mask], table["label"].to_numpy()[mask],
-                         table["s"].to_numpy()[mask] if "s" in table else None,
-                         None if weights is None else weights[mask] / weights[mask].mean())
-
-    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, device=args.device, seed=args.seed)
-    model, curves = fit(pixels, part("train"), part("val"), config)
+    if args.weights_col:  # each split's weights scaled to mean 1
+        w = pd.to_numeric(table[args.weights_col], errors="raise")
+        table["weight"] = w / w.groupby(table["split"]).transform("mean")
+    weights = "weight" if args.weights_col else None
+    train_data = TrainData.from_table(table, "train", weights=weights)
+    progress = Progress(config.epochs, -(-len(train_data.rows) // ddp.world_size),
+                        quiet=ddp.rank != 0)
+    fitted = fit(pixels, train_data, TrainData.from_table(table, "val", weights=weights), config,
+                 bias_seed=args.bias_seed, device=device, ddp=ddp, log=progress.log,
+                 on_epoch=progress.epoch, on_batch=progress.batch)
+    if ddp.rank != 0:  # under torchrun only the first process writes
+        return
     logdir = Path(args.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, config, 2 if "s" in table else 1, logdir / "model.pt")
-    curves.to_csv(logdir / "curves.csv", index=False)
+    save_checkpoint(fitted.model, config, train_data.in_channels, logdir / "model.pt")
+    fitted.curves.to_csv(logdir / "curves.csv", index=False)
     table[["row", "source", "label", "split"]].to_csv(logdir / "split.csv", index=False)
-    print(f"train: {len(table)} images, best val_loss {curves['val_loss'].min():.4f} -> "
+    if fitted.degenerate:
+        print(f"train: warning: {fitted.degenerate}", file=sys.stderr)
+    print(f"train: {len(table)} images, best val_loss {fitted.curves['val_loss'].min():.4f} -> "
           f"{logdir / 'model.pt'}")
 
 
 def predict(args) -> None:
+    from biaslab.checkpoint import load_checkpoint
     from biaslab.predict import predict_scores
-    from biaslab.train import load_checkpoint
 
     if not Path(args.ckpt).is_file():
         raise FileNotFoundError(f"--ckpt: {args.ckpt} not found; give the model.pt that "
                                 "`python -m biaslab train` (or the pipeline) wrote")
     model, _ = load_checkpoint(args.ckpt)
     index, pixels = _images(args)
-    needs_s = model.state_dict()[next(iter(model.state_dict()))].shape[1] == 2
+    needs_s = model.in_channels == 2
     if needs_s and "s" not in index:
         raise ValueError(f"{args.csv}: the model in {args.ckpt} was trained with the bias "
                          "channel; the table needs an 's' column (0/1)")
     table = index.assign(split="test")
     if not needs_s:
         table = table.drop(columns=["s"], errors="ignore")
-    scores = predict_scores(model, pixels, table, bias_seed=0)
+    scores = predict_scores(model, pixels, table, bias_seed=args.bias_seed)
     out = index[["source", "label"]].assign(score=scores["score"].to_numpy())
     out.to_csv(args.csv_out, index=False)
     print(f"predict: {len(out)} images scored with {args.ckpt} -> {args.csv_out}")
 
 
 def parser() -> argparse.ArgumentParser:
+    data, train_cfg = DataConfig(), TrainConfig()  # the pipeline's defaults are the CLI's
     p = argparse.ArgumentParser(prog="python -m biaslab", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,19 +109,24 @@ def parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=f"{name} from a table of image paths")
         s.add_argument("--datadir", required=True, type=Path, help="folder of the images")
         s.add_argument("--csv", required=True, help="table under --datadir (path, label, ...)")
-        s.add_argument("--path-col", default="path", help="image path column (default: path)")
-        s.add_argument("--label-col", default="label", help="0/1 label column (default: label)")
+        s.add_argument("--path-col", default=data.path_column,
+                       help=f"image path column (default: {data.path_column})")
+        s.add_argument("--label-col", default=data.label_column,
+                       help=f"0/1 label column (default: {data.label_column})")
         s.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
         s.add_argument("--workers", type=int, default=0, help="decoding processes (0: cores)")
         s.add_argument("--weights-col", help="sample-weight column (train only)")
+        s.add_argument("--bias-seed", type=int, default=BiasConfig().seed,
+                       help="seed of the noise channel where s = 1 (default: bias.seed's "
+                            f"default, {BiasConfig().seed})")
     t = sub.choices["train"]
     t.add_argument("--logdir", required=True, help="where model.pt and curves.csv go")
-    t.add_argument("--model", default="small_cnn", help="small_cnn, alexnet, resnet18/34/50")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--model", default=train_cfg.model, help="small_cnn, alexnet, resnet18/34/50")
+    for flag, key in (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
+                      ("--seed", "seed")):
+        default = getattr(train_cfg, key)
+        t.add_argument(flag, type=type(default), default=default, help=f"default: {default}")
+    t.add_argument("--device", default=train_cfg.device, help="auto, cpu or cuda")
     q = sub.choices["predict"]
     q.add_argument("--ckpt", required=True, help="model.pt written by train (or the pipeline)")
     q.add_argument("--csv-out", required=True, help="where to write path, label, score")

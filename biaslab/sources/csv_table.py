@@ -1,4 +1,8 @@
-"""``csv``: any table of image paths, labels and attribute columns (names configurable)."""
+"""``csv``: any table of image paths, labels and attribute columns (names configurable).
+
+Also the reader of the folder source's optional metadata table (:func:`read_csv_table`,
+:func:`metadata_columns`).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,28 @@ from pathlib import Path
 
 import pandas as pd
 
+from biaslab.columns import require_columns
 from biaslab.metadata import normalise_metadata
-from biaslab.sources._files import finish_index, parse_labels, rejected_frame, resolve_under
+from biaslab.sources._files import (
+    Source,
+    finish_index,
+    parse_labels,
+    read_text_table,
+    rejected_frame,
+    resolve_under,
+)
+
+# what to set when a column is missing, appended to the error
+PATH_HINT = "set data.path_column to the table's column of image paths"
+LABEL_HINT = "set data.label_column to the table's column of 0/1 labels"
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV metadata table as strings (nothing is guessed at reading time)."""
+def read_csv_table(path: Path) -> pd.DataFrame:
+    """Read a UTF-8 CSV table of images and metadata as strings (nothing is guessed at reading
+    time); its DataFrame index is the table row (0 = the first row after the header)."""
     if not path.is_file():
         raise FileNotFoundError(f"data.table: {path} not found")
-    return pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False)
-
-
-def check_columns(table: pd.DataFrame, path: Path, required: dict[str, str]) -> None:
-    """Fail naming the param, the column and the columns the table has."""
-    for key, column in required.items():
-        if column not in table.columns:
-            raise ValueError(f"data.{key} = {column!r}: no such column in {path}; "
-                             f"available: {list(table.columns)}")
+    return read_text_table(path, dtype=str, keep_default_na=False, index_col=False)
 
 
 def metadata_columns(table: pd.DataFrame, columns: dict, age_bins: list[float]):
@@ -38,8 +47,8 @@ def metadata_columns(table: pd.DataFrame, columns: dict, age_bins: list[float]):
 def load_csv_source(
     root: Path, *, table: str, path_column: str, label_column: str, columns: dict,
     views: list[str], age_bins: list[float],
-):
-    """Index + image paths from the table ``root/table``.
+) -> Source:
+    """Index + image paths from the table ``root/table``, each with its table row.
 
     Parameters
     ----------
@@ -58,18 +67,19 @@ def load_csv_source(
         Cut points of ``age_group``.
     """
     path = root / table
-    frame = read_table(path)
-    check_columns(frame, path, {"path_column": path_column, "label_column": label_column})
-    check_columns(frame, path, {f"attributes ({a})": a for a in columns["attributes"]})
+    frame = read_csv_table(path)
+    require_columns(frame, [path_column], what=f"{path} (data.path_column)", hint=PATH_HINT)
+    require_columns(frame, [label_column], what=f"{path} (data.label_column)", hint=LABEL_HINT)
+    require_columns(frame, columns["attributes"], what=f"{path} (data.attributes)")
     if views:
-        check_columns(frame, path, {"views (column view)": "view"})
+        require_columns(frame, ["view"], what=f"{path} (data.views)")
         frame = frame[frame["view"].isin(views)]
     labels, bad_label = parse_labels(frame[label_column])
     paths, reasons = resolve_under(root, frame[path_column])
     reasons = reasons.mask(reasons.isna() & bad_label,
-                           "label " + frame[label_column].astype(str) + " is not 0/1")
+                           "label " + frame[label_column].map(_shown) + " is not 0/1")
     bad = reasons.notna()
-    rejected = rejected_frame(frame.loc[bad, path_column], reasons[bad])
+    rejected = rejected_frame(frame.loc[bad, path_column], reasons[bad], frame.index[bad])
     frame = frame[~bad]
     meta, issues = metadata_columns(frame, columns, age_bins)
     stems = frame[path_column].str.replace(r"^.*[\\/]", "", regex=True)
@@ -78,4 +88,11 @@ def load_csv_source(
         stems.str.replace(r"\.[^.]+$", "", regex=True),
         "label": labels[~bad], "source": frame[path_column],
     }), meta], axis=1)
-    return finish_index(index), paths[~bad].tolist(), rejected, issues
+    return Source(index=finish_index(index), paths=paths[~bad].tolist(), rejected=rejected,
+                  issues=issues, table_rows=frame.index.tolist())
+
+
+def _shown(value) -> str:
+    """A label as a rejection reason shows it: an empty one quoted, so that it can be seen."""
+    text = "" if pd.isna(value) else str(value)
+    return text if text.strip() else repr(text)

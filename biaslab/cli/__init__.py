@@ -1,0 +1,5 @@
+"""The command-line edge: ``python -m biaslab`` (:mod:`biaslab.cli.commands`) and the runtime
+shared with the training stage (:mod:`biaslab.cli.runtime`). The rest of ``biaslab`` is pure:
+it neither prints nor reads the environment. Kept empty so that importing the runtime does
+not import the commands.
+"""

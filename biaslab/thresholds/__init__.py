@@ -1,0 +1,35 @@
+"""Decision-threshold post-processing, scikit-learn shaped: fit on validation, predict on test.
+
+Every post-processor has ``fit(scores, labels, groups=None)`` storing fitted attributes ending
+in ``_`` and returning ``self``; ``predict(scores, groups=None)`` giving 0/1 decisions;
+``threshold_of(scores, groups=None)`` giving the threshold each row is compared with;
+``params_()`` giving what to save so that the decisions can be reproduced from the scores (and
+groups) alone; and the class attribute ``needs_groups``, true when ``fit`` and ``predict`` need
+the group key of every row (:func:`biaslab.groups.group_keys`).
+
+Modules: ``single`` (fixed, youden: one threshold for everybody), ``parity`` (demographic
+parity, equal opportunity), ``odds`` (equalized odds), ``registry`` (:data:`METHODS`,
+:func:`make_postprocessor`), ``decide`` (fit on a table, decide every row, counterfactuals
+included), ``_scores`` (input checks and the cut table they all share).
+"""
+
+from biaslab.thresholds._scores import cut_table
+from biaslab.thresholds.decide import decide, fit_postprocessor, row_groups
+from biaslab.thresholds.odds import EqualizedOddsThresholds
+from biaslab.thresholds.parity import DemographicParityThresholds, EqualOpportunityThresholds
+from biaslab.thresholds.registry import METHODS, make_postprocessor
+from biaslab.thresholds.single import FixedThreshold, YoudenThreshold
+
+__all__ = [
+    "METHODS",
+    "DemographicParityThresholds",
+    "EqualOpportunityThresholds",
+    "EqualizedOddsThresholds",
+    "FixedThreshold",
+    "YoudenThreshold",
+    "cut_table",
+    "decide",
+    "fit_postprocessor",
+    "make_postprocessor",
+    "row_groups",
+]
