@@ -1,17 +1,19 @@
 """postprocess@SCHEME: fit each threshold method on validation, apply it to val and test.
 
 Per-group methods take the group of each row from ``postprocess.groups`` (``s`` and/or index
-columns, intersected); :func:`biaslab.thresholds.decide` writes the decisions, counterfactual
-ones included.
+columns, intersected); :func:`biaslab.thresholds.decide_methods` writes the decisions,
+counterfactual ones included. A method the validation rows cannot support (a group with one
+class, as under extreme bias) is left out of the decisions, recorded in the thresholds file as
+``{"METHOD": {"not_applicable": REASON}}`` and said in a warning; the others go on.
 """
 
 import argparse
-
-import pandas as pd
+import sys
+from pathlib import Path
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.thresholds import decide, fit_postprocessor
+from biaslab.thresholds import decide_methods, not_applicable
 from stages import run
 
 
@@ -21,22 +23,23 @@ def main() -> None:
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
     cfg = load_section("postprocess")
+    stage = f"postprocess@{Path(args.out).stem}"  # dvc.yaml names the decisions after the scheme
 
     preds = io.read_table(args.predictions, required=("row", "split", "score")).merge(
         io.read_rows(args.index, args.bias), on="row")
     val, test = preds[preds["split"] == "val"], preds[preds["split"] == "test"]
-    frames, fitted = [], {}
-    for method in cfg.methods:
-        post = fit_postprocessor(method, val, cfg.groups, fixed_threshold=cfg.fixed_threshold,
-                                 tolerance=cfg.tolerance, seed=cfg.seed)
-        fitted[method] = post.params_()
-        frames += [decide(post, part, cfg.groups, split=split, method=method)
-                   for split, part in (("val", val), ("test", test))]
-    io.write_parquet(pd.concat(frames, ignore_index=True), args.out)
+    decisions, fitted = decide_methods(
+        cfg.methods, val, test, cfg.groups, fixed_threshold=cfg.fixed_threshold,
+        tolerance=cfg.tolerance, seed=cfg.seed)
+    io.write_parquet(decisions, args.out)
     io.write_json(fitted, args.thresholds)
-    print(f"postprocess: {len(cfg.methods)} methods ({', '.join(cfg.methods)}) fit on "
-          f"{len(val)} val rows, groups {cfg.groups}, applied to {len(test)} test rows "
-          f"-> {args.out}")
+    skipped = not_applicable(fitted)
+    for method, reason in skipped.items():
+        print(f"{stage}: warning: {method} not applicable: {reason}", file=sys.stderr)
+    applied = [m for m in cfg.methods if m not in skipped]
+    print(f"{stage}: {len(applied)} methods ({', '.join(applied)}) fit on {len(val)} val rows, "
+          f"groups {cfg.groups}, applied to {len(test)} test rows"
+          + (f", {len(skipped)} not applicable" if skipped else "") + f" -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,23 +1,30 @@
 """biaslab.thresholds: every threshold method, the registry and the decisions of a table."""
 
+import json
 import re
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+import stages
 from biaslab.thresholds import (
     METHODS,
     DemographicParityThresholds,
     EqualizedOddsThresholds,
     EqualOpportunityThresholds,
     FixedThreshold,
+    NotApplicable,
     YoudenThreshold,
     decide,
+    decide_methods,
     fit_postprocessor,
     make_postprocessor,
+    not_applicable,
 )
 from tests.conftest import ROOT
 
@@ -444,3 +451,202 @@ def test_decide_empty_split():
 def test_fit_postprocessor_names_missing_columns():
     with pytest.raises(ValueError, match=r"predictions: column\(s\) \['label'\] not found"):
         fit_postprocessor("youden", _table().drop(columns="label"), ["s"])
+
+
+# --- not applicable: the data cannot support a method (issue 12, item 6) -------------------
+
+def _one_class_group(label: int, n=300):
+    """Group b of :func:`_grouped` with every label set to ``label``; a and c keep both."""
+    scores, y, g = _grouped(n)
+    return scores, np.where(g == "b", label, y), g
+
+
+@pytest.mark.parametrize(("cls", "label", "says"), [
+    (EqualOpportunityThresholds, 0, r"group b has no positive row in the fit data \(\d+ rows, "
+                                    r"all label 0\): its TPR is undefined"),
+    (EqualizedOddsThresholds, 0, r"group b has one class in the fit data \(\d+ rows, all "
+                                 r"label 0\): its TPR is undefined"),
+    (EqualizedOddsThresholds, 1, r"group b has one class in the fit data \(\d+ rows, all "
+                                 r"label 1\): its FPR is undefined"),
+])
+def test_group_with_one_class_is_not_applicable(cls, label, says):
+    scores, y, g = _one_class_group(label)
+    with pytest.raises(NotApplicable, match=rf"^{cls.__name__}: {says}$") as caught:
+        cls().fit(scores, y, g)
+    assert re.fullmatch(says, caught.value.reason)  # the reason, without the method's name
+    assert isinstance(caught.value, ValueError)  # a stage that does not skip stops cleanly
+
+
+@pytest.mark.parametrize(("cls", "label"), [(DemographicParityThresholds, 0),
+                                            (DemographicParityThresholds, 1),
+                                            (EqualOpportunityThresholds, 1)])
+def test_group_with_one_class_is_fine_where_the_rate_is_defined(cls, label):
+    """Selection rates need no class; a group of positives only has a TPR."""
+    scores, y, g = _one_class_group(label)
+    post = cls().fit(scores, y, g)
+    rates = list(post.rates_.values())
+    assert set(post.thresholds_) == {"a", "b", "c"}
+    assert max(rates) - min(rates) <= 2 / min((g == k).sum() for k in "abc")
+
+
+@pytest.mark.parametrize("method", ["youden", "demographic_parity", "equal_opportunity",
+                                    "equalized_odds"])
+@pytest.mark.parametrize("label", [0, 1])
+def test_fit_data_of_one_class_is_not_applicable_for_every_fitted_method(method, label):
+    scores, _, g = _grouped(300)
+    post = make_postprocessor(method)
+    with pytest.raises(NotApplicable, match=rf"^{type(post).__name__}: .*all label {label}"):
+        post.fit(scores, np.full(len(scores), label), g if post.needs_groups else None)
+    fixed = make_postprocessor("fixed").fit(scores, np.full(len(scores), label))
+    assert fixed.threshold_ == 0.5  # learns nothing: applies whatever the classes
+
+
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_group_unseen_in_fit_is_not_applicable(cls):
+    scores, y, g = _grouped(300)
+    post = cls().fit(scores, y, g)
+    with pytest.raises(NotApplicable, match=r"^groups: \['z'\] were not seen in fit"):
+        post.predict(scores[:2], np.array(["a", "z"], dtype=object))
+
+
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_bad_inputs_are_errors_not_not_applicable(cls):
+    """Shapes, NaN, labels and missing groups are bugs or bad params: they must stop the run."""
+    scores, y, g = _grouped(300)
+    for args in [(scores, y, None), (np.r_[np.nan, scores[1:]], y, g), (scores, y * 2, g),
+                 (scores, y[:-1], g), (scores, y, g[:-1])]:
+        with pytest.raises(ValueError) as caught:
+            cls().fit(*args)
+        assert not isinstance(caught.value, NotApplicable), caught.value
+    with pytest.raises(ValueError) as caught:
+        make_postprocessor("hardt")
+    assert not isinstance(caught.value, NotApplicable)
+
+
+def _extreme(n=80, seed=0):
+    """Predictions under p0 = 0, p1 = 1: S is the label, so each group of s has one class."""
+    table = _table(n, seed)
+    table["s"] = table["label"]
+    return table
+
+
+ALL = ["fixed", "youden", "demographic_parity", "equal_opportunity", "equalized_odds"]
+
+
+def test_decide_methods_skips_the_methods_the_data_cannot_support():
+    table = _extreme()
+    val, test = table.iloc[:40], table.iloc[40:]
+    decisions, params = decide_methods(ALL, val, test, ["s"], fixed_threshold=0.4, seed=3)
+    assert not_applicable(params) == {
+        "equal_opportunity": "group s=0 has no positive row in the fit data "
+                             f"({(val['s'] == 0).sum()} rows, all label 0): its TPR is undefined",
+        "equalized_odds": "group s=0 has one class in the fit data "
+                          f"({(val['s'] == 0).sum()} rows, all label 0): its TPR is undefined"}
+    assert list(params) == ALL  # every method has its entry, in order
+    assert params["fixed"] == {"threshold": 0.4}
+    assert list(decisions["method"].unique()) == ["fixed", "youden", "demographic_parity"]
+    # the others' decisions are those of fitting them alone
+    for method in ("youden", "demographic_parity"):
+        post = fit_postprocessor(method, val, ["s"])
+        assert params[method] == post.params_()
+        alone = decide(post, test, ["s"], split="test", method=method)
+        got = decisions[(decisions["method"] == method) & (decisions["split"] == "test")]
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), alone)
+    assert (decisions.groupby("method")["split"].value_counts() == 40).all()
+
+
+def test_decide_methods_skips_a_method_whose_test_group_was_not_in_validation():
+    table = _table(200)
+    val, test = table[table["sex"] == "F"], table
+    decisions, params = decide_methods(["fixed", "demographic_parity"], val, test, ["sex"])
+    assert not_applicable(params) == {
+        "demographic_parity": "groups: ['sex=M'] were not seen in fit; fitted groups: ['sex=F']"}
+    assert set(decisions["method"]) == {"fixed"}
+
+
+def test_decide_methods_fails_when_no_method_applies():
+    table = _extreme()
+    with pytest.raises(ValueError, match=(
+            r"^postprocess\.methods: no method applies to the 40 validation rows "
+            r"\(equal_opportunity: group s=0 has no positive row .*; equalized_odds: group s=0 "
+            r"has one class .*\); add fixed")) as caught:
+        decide_methods(["equal_opportunity", "equalized_odds"], table.iloc[:40], table.iloc[40:],
+                       ["s"])
+    assert not isinstance(caught.value, NotApplicable)  # the run stops: nothing to decide
+
+
+def test_decide_methods_lets_config_errors_through():
+    table = _extreme()
+    with pytest.raises(ValueError, match=r"groups: column\(s\) \['age'\] not found"):
+        decide_methods(["fixed", "equalized_odds"], table, table, ["age"])
+    with pytest.raises(ValueError, match=r"unknown method 'hardt'"):
+        decide_methods(["fixed", "hardt"], table, table, ["s"])
+
+
+# --- the postprocess stage, in this process (as tests/test_hostile.py runs stages) ----------
+
+@pytest.fixture
+def stage_folder(tmp_path, monkeypatch):
+    """An empty working directory; the signal handlers stages.run sets are put back after."""
+    saved = {signum: signal.getsignal(signum) for signum in stages.STOP_SIGNALS}
+    monkeypatch.delenv("DVC_STAGE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def _postprocess(folder, monkeypatch, methods) -> int:
+    """Write the stage's inputs (extreme bias: s is the label) and run it as dvc.yaml does."""
+    import stages.postprocess
+
+    table = _extreme(80)
+    for rel, frame in {
+        "data/predictions/none.parquet": table[["row", "score", "score_s0", "score_s1"]].assign(
+            split=np.where(np.arange(80) < 40, "val", "test")),
+        "data/prepared/index.parquet": table[["row", "label"]],
+        "data/bias.parquet": table[["row", "s"]],
+    }.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(folder / rel, index=False)
+    (folder / "params.yaml").write_text(yaml.safe_dump({"postprocess": {"methods": methods}}))
+    monkeypatch.setattr(sys, "argv", [
+        "stages.postprocess", "--predictions", "data/predictions/none.parquet",
+        "--index", "data/prepared/index.parquet", "--bias", "data/bias.parquet",
+        "--out", "data/decisions/none.parquet", "--thresholds", "metrics/thresholds/none.json"])
+    try:
+        stages.run(stages.postprocess.main, "postprocess")
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
+def test_stage_skips_a_method_and_records_why(stage_folder, monkeypatch, capsys):
+    code = _postprocess(stage_folder, monkeypatch, ["fixed", "youden", "equalized_odds"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    reason = ("group s=0 has one class in the fit data (20 rows, all label 0): its TPR is "
+              "undefined")
+    assert err.splitlines() == [f"postprocess@none: warning: equalized_odds not applicable: "
+                                f"{reason}"]
+    assert out.startswith("postprocess@none: 2 methods (fixed, youden) fit on 40 val rows")
+    assert "1 not applicable" in out
+    fitted = json.loads((stage_folder / "metrics/thresholds/none.json").read_text())
+    assert list(fitted) == ["fixed", "youden", "equalized_odds"]
+    assert fitted["equalized_odds"] == {"not_applicable": reason}
+    decisions = pd.read_parquet(stage_folder / "data/decisions/none.parquet")
+    assert decisions.groupby("method", sort=False).size().to_dict() == {"fixed": 80, "youden": 80}
+
+
+def test_stage_fails_in_one_line_when_no_method_applies(stage_folder, monkeypatch, capsys):
+    code = _postprocess(stage_folder, monkeypatch, ["equal_opportunity", "equalized_odds"])
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        "postprocess: error: postprocess.methods: no method applies to the 40 validation rows "
+        "(equal_opportunity: group s=0 has no positive row in the fit data (20 rows, all label "
+        "0): its TPR is undefined; equalized_odds: group s=0 has one class in the fit data (20 "
+        "rows, all label 0): its TPR is undefined); add fixed, which needs no class, or change "
+        "the data or split"]
+    assert not (stage_folder / "data/decisions").exists()
+    assert not (stage_folder / "metrics").exists()

@@ -10,11 +10,22 @@ the group key of every row (:func:`biaslab.groups.group_keys`).
 Modules: ``single`` (fixed, youden: one threshold for everybody), ``parity`` (demographic
 parity, equal opportunity), ``odds`` (equalized odds), ``registry`` (:data:`METHODS`,
 :func:`make_postprocessor`), ``decide`` (fit on a table, decide every row, counterfactuals
-included), ``_scores`` (input checks and the cut table they all share).
+included; every method of a run, skipping those the data cannot support), ``_scores`` (input
+checks, :class:`NotApplicable` and the cut table they all share).
+
+A method whose fit data cannot support it (a group with one class, a group absent from the fit
+data, ...) raises :class:`NotApplicable`, a ValueError: the run reports it as not applicable and
+goes on with the others. Every other error is a bad input or param and stops the run.
 """
 
-from biaslab.thresholds._scores import cut_table
-from biaslab.thresholds.decide import decide, fit_postprocessor, row_groups
+from biaslab.thresholds._scores import NotApplicable, cut_table
+from biaslab.thresholds.decide import (
+    decide,
+    decide_methods,
+    fit_postprocessor,
+    not_applicable,
+    row_groups,
+)
 from biaslab.thresholds.odds import EqualizedOddsThresholds
 from biaslab.thresholds.parity import DemographicParityThresholds, EqualOpportunityThresholds
 from biaslab.thresholds.registry import METHODS, make_postprocessor
@@ -26,10 +37,13 @@ __all__ = [
     "EqualOpportunityThresholds",
     "EqualizedOddsThresholds",
     "FixedThreshold",
+    "NotApplicable",
     "YoudenThreshold",
     "cut_table",
     "decide",
+    "decide_methods",
     "fit_postprocessor",
     "make_postprocessor",
+    "not_applicable",
     "row_groups",
 ]

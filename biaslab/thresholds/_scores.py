@@ -1,4 +1,5 @@
-"""Checks shared by every threshold method, and the table of every cut of a score vector."""
+"""Checks shared by every threshold method, the error saying that one does not apply to the
+data, and the table of every cut of a score vector."""
 
 from __future__ import annotations
 
@@ -6,6 +7,28 @@ import numpy as np
 
 GRID = np.linspace(0.0, 1.0, 1001)  # candidate target rates, with every achievable rate added
 EPS = 1e-12
+
+
+class NotApplicable(ValueError):
+    """The fit data cannot support the method: a group with one class, no group row, ...
+
+    Not a bug and not a bad param: with other data the same call works. A caller fitting several
+    methods skips this one and says why (:func:`biaslab.thresholds.decide_methods`); every other
+    error (wrong shapes, NaN scores, an unknown method or column) still stops it. ``reason`` is
+    the message without the method's name.
+    """
+
+    def __init__(self, reason: str, method: str | None = None):
+        super().__init__(f"{method}: {reason}" if method else reason)
+        self.reason = reason
+
+
+def one_class(labels: np.ndarray) -> str:
+    """Why ``labels`` (0/1) cannot define both TPR and FPR, e.g. "12 rows, all label 0"; or ""."""
+    values = np.unique(labels)
+    if len(values) == 2:
+        return ""
+    return f"{len(labels)} rows, all label {values[0]}" if len(values) else "no row"
 
 
 def check_scores(scores, labels=None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -33,9 +56,9 @@ def check_groups(groups, n: int, fitted=None) -> np.ndarray:
         raise ValueError(f"groups: expected {n} values, like scores, got shape {groups.shape}")
     if fitted is not None:
         unknown = sorted(set(groups) - set(fitted))
-        if unknown:
-            raise ValueError(f"groups: {unknown} were not seen in fit; fitted groups: "
-                             f"{sorted(fitted)}")
+        if unknown:  # no row of theirs in the fit data, so no threshold: the data's doing
+            raise NotApplicable(f"groups: {unknown} were not seen in fit; fitted groups: "
+                                f"{sorted(fitted)}")
     return groups
 
 

@@ -5,6 +5,8 @@ The per-group methods (``needs_groups``) take the group of each row from the joi
 without those columns suits them. The counterfactual decisions ``decision_s0``/``decision_s1``
 read the score with S forced to 0/1 *and*, when ``s`` is a group column, the group with S
 forced likewise, so a method with per-S thresholds applies the forced group's threshold.
+:func:`decide_methods` does both for every method of a run, skipping the ones the data cannot
+support (:class:`~biaslab.thresholds.NotApplicable`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pandas as pd
 
 from biaslab.columns import require_columns
 from biaslab.groups import group_keys
+from biaslab.thresholds._scores import NotApplicable
 from biaslab.thresholds.registry import make_postprocessor
 
 
@@ -86,3 +89,60 @@ def decide(post, table: pd.DataFrame, group_columns: list[str], *, split: str,
                       if "s" in group_columns else keys)
             out[f"decision_s{value}"] = post.predict(table[column].to_numpy(), forced)
     return out
+
+
+def decide_methods(methods: list[str], val: pd.DataFrame, test: pd.DataFrame,
+                   group_columns: list[str], **options) -> tuple[pd.DataFrame, dict]:
+    """Fit each method on ``val`` and decide every row of ``val`` and ``test``.
+
+    A method the data cannot support (its fit or its decisions raise
+    :class:`~biaslab.thresholds.NotApplicable`, e.g. a group with one class in validation) is
+    skipped, and the reason recorded; any other error propagates.
+
+    Parameters
+    ----------
+    methods : list of str
+        Keys of :data:`biaslab.thresholds.METHODS`, in the order of the output.
+    val, test : DataFrame
+        The validation rows (fit and decided) and the test rows (decided), as in :func:`decide`,
+        with ``label`` in ``val``.
+    group_columns : list of str
+        As in :func:`fit_postprocessor`.
+    **options
+        ``fixed_threshold``, ``tolerance``, ``seed``: as in :func:`fit_postprocessor`.
+
+    Returns
+    -------
+    decisions : DataFrame
+        The :func:`decide` rows of every applicable method, val then test for each.
+    params : dict
+        Method -> its ``params_()``, or ``{"not_applicable": REASON}`` for a skipped method.
+
+    Raises
+    ------
+    ValueError
+        When no method applies (the reason of each is in the message).
+    """
+    frames, params = [], {}
+    for method in methods:
+        try:
+            post = fit_postprocessor(method, val, group_columns, **options)
+            # decide before keeping anything: a test group unseen in validation skips it too
+            parts = [decide(post, part, group_columns, split=split, method=method)
+                     for split, part in (("val", val), ("test", test))]
+        except NotApplicable as exc:
+            params[method] = {"not_applicable": exc.reason}
+            continue
+        frames += parts
+        params[method] = post.params_()
+    if not frames:
+        reasons = "; ".join(f"{m}: {p['not_applicable']}" for m, p in params.items())
+        raise ValueError(f"postprocess.methods: no method applies to the {len(val)} validation "
+                         f"rows ({reasons}); add fixed, which needs no class, or change the "
+                         "data or split")
+    return pd.concat(frames, ignore_index=True), params
+
+
+def not_applicable(params: dict) -> dict[str, str]:
+    """Method -> reason, for each method :func:`decide_methods` skipped."""
+    return {m: p["not_applicable"] for m, p in params.items() if "not_applicable" in p}

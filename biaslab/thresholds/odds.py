@@ -7,10 +7,12 @@ import numpy as np
 from biaslab.thresholds._scores import (
     EPS,
     GRID,
+    NotApplicable,
     check_fitted,
     check_groups,
     check_scores,
     cut_table,
+    one_class,
 )
 
 RULE = ("t_high", "t_low", "p_low", "p_ignore", "p_constant")  # what a row's decision reads
@@ -60,10 +62,11 @@ class EqualizedOddsThresholds:
         hulls = {}
         for key in sorted(set(groups)):
             m = groups == key
+            if why := one_class(labels[m]):
+                rate = "TPR" if labels[m].sum() == 0 else "FPR"
+                raise NotApplicable(f"group {key} has one class in the fit data ({why}): its "
+                                    f"{rate} is undefined", type(self).__name__)
             n_pos = labels[m].sum()
-            if n_pos == 0 or n_pos == m.sum():
-                raise ValueError(f"EqualizedOddsThresholds: group {key} needs both classes in "
-                                 "the fit data; its TPR or FPR is undefined")
             thresholds, tp, fp = cut_table(scores[m], labels[m])
             x, y = fp / (m.sum() - n_pos), tp / n_pos
             h = _upper_hull(x, y)

@@ -15,10 +15,12 @@ import numpy as np
 from biaslab.thresholds._scores import (
     EPS,
     GRID,
+    NotApplicable,
     check_fitted,
     check_groups,
     check_scores,
     cut_table,
+    one_class,
 )
 
 
@@ -68,9 +70,10 @@ class _RateParity:
     def fit(self, scores, labels, groups=None):
         scores, labels = check_scores(scores, labels)
         groups = check_groups(groups, len(scores))
+        if why := one_class(labels):
+            raise NotApplicable(f"the fit data need both classes ({why}): balanced accuracy "
+                                "is undefined", type(self).__name__)
         n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
-        if n_pos == 0 or n_neg == 0:
-            raise ValueError(f"{type(self).__name__}: the fit data need both classes")
         tables = {}
         for key in sorted(set(groups)):
             m = groups == key
@@ -121,7 +124,7 @@ class EqualOpportunityThresholds(_RateParity):
 
     def _rate(self, tp, fp, n_pos, n_neg, key):
         if n_pos == 0:
-            raise ValueError(f"EqualOpportunityThresholds: group {key} has no positive row in "
-                             "the fit data; its TPR is undefined")
+            raise NotApplicable(f"group {key} has no positive row in the fit data ({n_neg} "
+                                "rows, all label 0): its TPR is undefined", type(self).__name__)
         # TPR is flat across cuts that add only negatives: ties resolved by the gain
         return tp / n_pos

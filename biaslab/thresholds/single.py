@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from biaslab.thresholds._scores import check_fitted, check_scores, cut_table
+from biaslab.thresholds._scores import (
+    NotApplicable,
+    check_fitted,
+    check_scores,
+    cut_table,
+    one_class,
+)
 
 
 class _SingleThreshold:
@@ -49,11 +55,10 @@ class YoudenThreshold(_SingleThreshold):
 
     def fit(self, scores, labels, groups=None):
         scores, labels = check_scores(scores, labels)
+        if why := one_class(labels):
+            raise NotApplicable(f"the fit data need both classes ({why}): TPR or FPR is "
+                                "undefined", "YoudenThreshold")
         n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
-        if n_pos == 0 or n_neg == 0:
-            raise ValueError(
-                "YoudenThreshold: the fit data need both classes (TPR or FPR is undefined)"
-            )
         thresholds, tp, fp = cut_table(scores, labels)
         best = int(np.argmax(tp / n_pos - fp / n_neg))  # first best: "nobody positive" on ties
         self.threshold_ = float(thresholds[best])
