@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from stages._warnings import stage_warnings
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RESTART = "start again with dvc repro"
 
@@ -31,13 +33,15 @@ class Interrupted(KeyboardInterrupt):
 def run(main: Callable[[], None], name: str) -> None:
     """Run a stage's ``main``; a bad input or param ends it with one clear line, not a traceback.
 
+    Python warnings are printed as ``NAME: warning: MESSAGE`` (see :mod:`stages._warnings`).
     A stopping signal ends it with ``NAME: interrupted (SIGINT); start again with dvc repro``
     and exit status 128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for
     SIGHUP). Unexpected errors (bugs) keep their traceback.
     """
     _raise_on_signals()
     try:
-        main()
+        with stage_warnings(name):  # the library's warnings as NAME: warning: lines
+            main()
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         sys.exit(1)
