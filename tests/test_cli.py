@@ -76,3 +76,12 @@ def test_defaults_are_the_pipelines():
     assert (args.model, args.epochs, args.batch_size, args.lr, args.seed, args.device) == (
         train.model, train.epochs, train.batch_size, train.lr, train.seed, train.device)
     assert args.bias_seed == BiasConfig().seed
+
+
+def test_a_bad_option_is_named_as_the_option_not_as_a_params_key(tmp_path, capsys):
+    code = main(["train", "--datadir", str(tmp_path), "--csv", "x.csv", "--logdir",
+                 str(tmp_path / "run"), "--batch-size", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == ("biaslab train: error: --batch-size = 0 is not allowed; expected an integer "
+                   ">= 1\n")

@@ -13,6 +13,7 @@ pipeline with the noise channel need an ``s`` column (0/1) in the table.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -48,8 +49,12 @@ def train(args) -> None:
     from biaslab.split import stratified_split
     from biaslab.train import fit
 
-    config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, device=args.device, seed=args.seed)
+    try:
+        config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, device=args.device, seed=args.seed)
+    except ConfigError as exc:  # the values came from the command line, not params.yaml
+        raise ConfigError(re.sub(r"params\.yaml: train\.(\w+)",
+                                 lambda m: "--" + m[1].replace("_", "-"), str(exc))) from None
     device, ddp = distributed(config.device)
     index, pixels = _images(args)
     split = stratified_split(index, {"train": 0.8, "val": 0.2, "test": 0.0}, ["label"],
