@@ -57,7 +57,7 @@ class YoudenThreshold(_SingleThreshold):
         scores, labels = check_scores(scores, labels)
         if why := one_class(labels):
             raise NotApplicable(f"the fit data need both classes ({why}): TPR or FPR is "
-                                "undefined", "YoudenThreshold")
+                                "undefined", type(self).__name__)
         n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
         thresholds, tp, fp = cut_table(scores, labels)
         best = int(np.argmax(tp / n_pos - fp / n_neg))  # first best: "nobody positive" on ties
