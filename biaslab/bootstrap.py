@@ -1,12 +1,27 @@
 """Stratified bootstrap of binned predictions: every metric from resampled cell counts.
 
 Each row falls in one cell of its group: (score bin, flip, y, ŷ), with ``bins`` quantile bins
-of the pooled scores. Resampling rows within a group (a bootstrap stratified by group, which
-never leaves a group empty) is the same as drawing that group's cell counts from a multinomial
-with the observed cell shares, so B resamples cost B multinomial draws over at most
-``8 * bins`` occupied cells, whatever the number of rows. The counting metrics (accuracy, TPR,
-...) are exact functions of the counts; AUC and calibration error are computed from the binned
-scores:
+of the pooled scores. Every metric is a function of the cell counts, so a resample only needs
+its counts, never its rows. Two designs:
+
+- **Images.** Resampling rows within a group (a bootstrap stratified by group, which never
+  leaves a group empty) is the same as drawing that group's cell counts from a multinomial with
+  the observed cell shares, so B resamples cost B multinomial draws over at most ``8 * bins``
+  occupied cells, whatever the number of rows.
+- **Patients** (a cluster bootstrap). The images of one patient are not independent, so whole
+  patients are resampled. A patient is the vector of its images' cell counts and a resample is
+  a weighting of patients: how many times each was drawn (with replacement, as many draws as
+  patients). Patients with the same counts are interchangeable, so they are merged into one
+  *type* drawn as often as its members together. The stratum of a patient is the set of groups
+  its images fall in: a patient whose images are all in s=0 is drawn among such patients, one
+  with images in both s=0 and s=1 (S is drawn per image) among those, and always brings all its
+  images. Every group keeps at least one image in every resample (each stratum keeps its number
+  of patients, each with an image in each of its groups) and a patient's images in two groups
+  move together, so a gap between them keeps their correlation. A patient with one image is an
+  image: without repeated patients both designs give the same numbers.
+
+The counting metrics (accuracy, TPR, ...) are exact functions of the counts; AUC and
+calibration error are computed from the binned scores:
 
 - AUC = Σ_b P_b (N_<b + N_b / 2) / (P N), where P_b, N_b count positives and negatives in score
   bin b and N_<b the negatives below it: scores within one bin count as ties. With a few
@@ -19,20 +34,18 @@ scores:
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 ECE_BINS = 10
+# the largest array one chunk of patient resamples holds, in elements (8 MiB of float64):
+# memory stays bounded whatever the number of patients and resamples
+CHUNK = 1 << 20
 
 
 def score_bins(scores: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
     """Quantile bin (0..n_bins-1) of each score, and the number of distinct bins."""
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)[1:-1]))
     return np.searchsorted(edges, scores, side="right"), len(edges) + 1
-
-
-def _onehot(index: np.ndarray, size: int, values=None) -> np.ndarray:
-    out = np.zeros((len(index), size))
-    out[np.arange(len(index)), index] = 1.0 if values is None else values
-    return out
 
 
 def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -50,9 +63,9 @@ def ece_from_bins(n: np.ndarray, pos: np.ndarray, score_sum: np.ndarray) -> np.n
 
 def binned_resamples(
     codes: np.ndarray, cells: np.ndarray, bins: np.ndarray, scores: np.ndarray,
-    n_groups: int, n_bins: int, n_boot: int, seed: int,
+    n_groups: int, n_bins: int, n_boot: int, seed: int, units: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Resampled sufficient statistics, rows resampled within each group.
+    """Resampled sufficient statistics, rows (or whole patients) resampled within strata.
 
     Parameters
     ----------
@@ -60,6 +73,8 @@ def binned_resamples(
     cells : int array, ``4 * flip + 2 * y + ŷ`` of each row.
     bins : int array, the score bin (0..n_bins-1) of each row.
     scores : float array, each row's score (for the calibration error).
+    units : array, optional
+        The patient of each row (any ids): whole patients are resampled. None: rows are.
 
     Returns
     -------
@@ -70,22 +85,102 @@ def binned_resamples(
     rng = np.random.default_rng(seed)
     fine = (codes * n_bins + bins) * 8 + cells  # one code per (group, bin, cell)
     occupied, inverse, count = np.unique(fine, return_inverse=True, return_counts=True)
-    mean_score = np.bincount(inverse, weights=scores) / count
-    o_group, o_bin, o_cell = occupied // (8 * n_bins), occupied // 8 % n_bins, occupied % 8
-    o_y = (o_cell // 2) % 2
-    o_coarse = o_bin * ECE_BINS // n_bins  # equal-mass unions of the quantile bins
-    # map occupied cells to each statistic: resampled stats = draws @ mapping
-    mapping = np.concatenate([
-        _onehot(o_cell, 8), _onehot(o_bin, n_bins, o_y), _onehot(o_bin, n_bins, 1 - o_y),
-        _onehot(o_coarse, ECE_BINS), _onehot(o_coarse, ECE_BINS, o_y),
-        _onehot(o_coarse, ECE_BINS, mean_score),
-    ], axis=1)
-    stats = np.zeros((n_boot, n_groups, mapping.shape[1]))
-    for g in range(n_groups):
-        mine = np.flatnonzero(o_group == g)
-        n_g = count[mine].sum()
-        draws = rng.multinomial(n_g, count[mine] / n_g, size=n_boot)  # (n_boot, K_g)
-        stats[:, g] = draws @ mapping[mine]
+    mapping = _mapping(occupied, np.bincount(inverse, weights=scores) / count, n_bins)
+    o_group = occupied // (8 * n_bins)
+    if units is None or len(np.unique(units)) == len(units):
+        stats = np.zeros((n_boot, n_groups, mapping.shape[1]))
+        for g in range(n_groups):
+            mine = np.flatnonzero(o_group == g)
+            n_g = count[mine].sum()
+            draws = rng.multinomial(n_g, count[mine] / n_g, size=n_boot)  # (n_boot, K_g)
+            stats[:, g] = draws @ mapping[mine].toarray()
+    else:
+        stats = _patient_stats(units, inverse, o_group, mapping, n_groups, n_boot, rng)
     splits = np.cumsum([8, n_bins, n_bins, ECE_BINS, ECE_BINS])
     names = ("counts", "pos", "neg", "ece_n", "ece_pos", "ece_score")
     return dict(zip(names, np.split(stats, splits, axis=-1), strict=True))
+
+
+def _mapping(occupied: np.ndarray, mean_score: np.ndarray, n_bins: int) -> sparse.csr_matrix:
+    """What one row of each occupied cell adds to each statistic: (cells, statistics).
+
+    Columns: 8 cell counts, positives then negatives per score bin, then rows, positives and
+    score sums per coarse (ECE) bin; resampled statistics = resampled cell counts @ mapping.
+    """
+    o_bin, o_cell = occupied // 8 % n_bins, occupied % 8
+    o_y = (o_cell // 2) % 2
+    o_coarse = o_bin * ECE_BINS // n_bins  # equal-mass unions of the quantile bins
+    ece = 8 + 2 * n_bins
+    columns = [o_cell, 8 + o_bin + n_bins * (1 - o_y), ece + o_coarse,
+               ece + ECE_BINS + o_coarse, ece + 2 * ECE_BINS + o_coarse]
+    values = [np.ones(len(occupied))] * 3 + [o_y.astype(float), mean_score]
+    rows = np.tile(np.arange(len(occupied)), len(columns))
+    out = sparse.csr_matrix((np.concatenate(values), (rows, np.concatenate(columns))),
+                            shape=(len(occupied), ece + 3 * ECE_BINS))
+    out.eliminate_zeros()
+    return out
+
+
+def _patient_types(units: np.ndarray, inverse: np.ndarray, n_cells: int):
+    """Distinct patients by their cell counts, ordered by those counts alone.
+
+    Returns the (types, cells) matrix of counts and how many patients each type has. The
+    order depends on the counts only, so the resamples do not depend on the row order or on
+    how patients are named.
+    """
+    units = np.unique(units, return_inverse=True)[1].astype(np.int64)  # 0..patients-1
+    pair, pair_n = np.unique(units * n_cells + inverse, return_counts=True)
+    p_unit, p_cell = np.divmod(pair, n_cells)  # sorted by patient, then cell
+    length = np.bincount(p_unit)
+    start = np.cumsum(length) - length
+    cells, counts, members, lengths = [], [], [], []
+    for size in np.unique(length):  # patients with as many occupied cells, rows side by side
+        at = start[length == size, None] + np.arange(size)
+        kinds, n_of = np.unique(np.hstack([p_cell[at], pair_n[at]]), axis=0,
+                                return_counts=True)
+        cells.append(kinds[:, :size].ravel())
+        counts.append(kinds[:, size:].ravel())
+        members.append(n_of)
+        lengths.append(np.full(len(n_of), size))
+    indptr = np.r_[0, np.cumsum(np.concatenate(lengths))]
+    types = sparse.csr_matrix((np.concatenate(counts).astype(float), np.concatenate(cells),
+                               indptr), shape=(len(indptr) - 1, n_cells))
+    return types, np.concatenate(members)
+
+
+def _patient_stats(units, inverse, o_group, mapping, n_groups, n_boot, rng) -> np.ndarray:
+    """Statistics of ``n_boot`` patient resamples, (n_boot, n_groups, statistics)."""
+    n_stats = mapping.shape[1]
+    types, members = _patient_types(units, inverse, len(o_group))
+    # the stratum of a type: the set of groups its cells fall in
+    in_group = sparse.csr_matrix((np.ones(types.nnz), o_group[types.indices], types.indptr),
+                                 shape=(types.shape[0], n_groups)).toarray() > 0
+    signatures, stratum = np.unique(in_group, axis=0, return_inverse=True)
+    stratum = stratum.ravel()  # numpy 2.0.0 gave it a trailing axis
+    stats = np.zeros((n_boot, n_groups, n_stats))
+    for s, groups in enumerate(signatures):
+        groups = np.flatnonzero(groups)
+        mine = np.flatnonzero(stratum == s)
+        # cells of this stratum: counts of each type (cells, types), and what each adds to the
+        # statistics of each of its groups (groups * statistics, cells)
+        cells = np.unique(types[mine].indices)
+        to_cells = types[mine][:, cells].T.tocsr()
+        local = np.searchsorted(groups, o_group[cells])
+        per_cell = mapping[cells].tocoo()
+        to_stats = sparse.csr_matrix(
+            (per_cell.data, (local[per_cell.row] * n_stats + per_cell.col, per_cell.row)),
+            shape=(len(groups) * n_stats, len(cells)))
+        slot = np.repeat(np.arange(len(mine)), members[mine])  # the type of each patient
+        n_pat = len(slot)
+        step = max(1, CHUNK // max(n_pat, len(cells), len(groups) * n_stats))
+        for lo in range(0, n_boot, step):
+            b = min(step, n_boot - lo)
+            # each resample draws as many patients as the stratum has, with replacement
+            drawn = slot[rng.integers(0, n_pat, size=(b, n_pat), dtype=np.int32)]
+            # times each type was drawn in each resample: (types, b)
+            times = np.bincount((drawn * b + np.arange(b)[:, None]).ravel(),
+                                minlength=len(mine) * b).reshape(len(mine), b)
+            resampled = to_stats @ (to_cells @ times)  # (groups * statistics, b)
+            stats[lo:lo + b, groups] += resampled.reshape(len(groups), n_stats, b).transpose(
+                2, 0, 1)
+    return stats

@@ -40,34 +40,74 @@ def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
 
 
 def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
-                  bins: int = 256):
+                  bins: int = 256, resample: str = "image", min_cell: int = 5):
     """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
     flip = None
     if "decision_s0" in test.columns:
         flip = (test["decision_s0"] != test["decision_s1"]).to_numpy()
     scores = test["score"].to_numpy() if "score" in test.columns else None
+    patients = _patients(test) if "patient_id" in test.columns else None
     flat, tables = {}, []
     for i, cols in enumerate(groups):
         attr = SEP.join(cols)
         per_group, between = group_report(
             test["label"], test["decision"], group_keys(test, cols, what="evaluate.groups"),
-            flip=flip, scores=scores, n_boot=n_boot, level=level, seed=seed, name=attr,
-            bins=bins, labelled=True,
+            flip=flip, scores=scores, patients=patients, resample=resample, n_boot=n_boot,
+            level=level, seed=seed, name=attr, bins=bins, labelled=True, min_cell=min_cell,
         )
         if i == 0:  # overall figures do not depend on the attribute: take them once
             overall = per_group.iloc[-1]
             flat[f"{prefix}n"] = int(overall["n"])
+            flat[f"{prefix}patients"] = int(overall["patients"])
             for m in [h for h in HEADLINE if h != "flip_rate" or flip is not None]:
                 for suffix in ("", "_lo", "_hi"):
                     flat[f"{prefix}{m}{suffix}"] = float(overall[m + suffix])
+            flat[f"{prefix}insufficient"] = overall["insufficient"]
+            flat[f"{prefix}undefined"] = overall["undefined"]
         for row in between.itertuples():
             flat[f"{prefix}{attr}.{row.metric}"] = row.value
             flat[f"{prefix}{attr}.{row.metric}_lo"] = row.lo
             flat[f"{prefix}{attr}.{row.metric}_hi"] = row.hi
         flat[f"{prefix}{attr}.groups"] = between["groups"].iloc[0]
+        flat[f"{prefix}{attr}.insufficient"], flat[f"{prefix}{attr}.undefined"] = _gap_notes(
+            between)
         tables.append(per_group.assign(attribute=attr).query("group != 'all'"))
     tables.append(per_group.query("group == 'all'").assign(attribute="all"))
     return flat, pd.concat(tables, ignore_index=True)
+
+
+def _patients(test: pd.DataFrame) -> np.ndarray:
+    """The patient of each image; one without a patient id is a patient of its own (as in
+    :func:`biaslab.split.patient_units`, not imported: evaluate does not depend on split)."""
+    ids = test["patient_id"].astype("string")
+    return ids.fillna("row:" + test["row"].astype(str)).astype(str).to_numpy()
+
+
+def _gap_notes(between: pd.DataFrame) -> tuple[str, str]:
+    """One attribute's gaps, for one grid cell each: the missing ones with why, gaps with the
+    same reason together ('equal_opportunity_difference, auc_gap: s=0 has 4 positives (<
+    evaluate.min_cell = 5)'), and those undefined in some resamples ('disparate_impact 0.4%')."""
+    short = between[between["insufficient"] != ""].groupby("insufficient", sort=False)["metric"]
+    missing = "; ".join(f"{', '.join(gaps)}: {why}" for why, gaps in short)
+    undefined = ", ".join(f"{r.metric} {100 * r.undefined:.3g}%"
+                          for r in between.itertuples() if r.undefined > 0)
+    return missing, undefined
+
+
+def resample_unit(attributes: pd.DataFrame, resample: str) -> str:
+    """What the bootstrap resamples, ``patient`` or ``image``, for ``evaluate.resample``.
+
+    ``auto`` is ``patient`` when the index has patient ids (nih, csv, folder sources with a
+    patient column), else ``image`` (digits: one image per writer sample).
+    """
+    if resample not in ("auto", "patient", "image"):
+        raise ValueError(f"evaluate.resample = {resample!r}; expected one of auto, patient, "
+                         "image")
+    has_ids = "patient_id" in attributes.columns and attributes["patient_id"].notna().any()
+    if resample == "patient" and not has_ids:
+        raise ValueError("evaluate.resample = 'patient' needs patient ids (the index's "
+                         "patient_id column), and this data has none; use auto or image")
+    return resample if resample != "auto" else ("patient" if has_ids else "image")
 
 
 def evaluate_decisions(
@@ -83,6 +123,8 @@ def evaluate_decisions(
     intersect: bool = True,
     bins: int = 256,
     pareto_gap: str = "disparate_impact",
+    resample: str = "auto",
+    min_cell: int = 5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the test decisions of each scheme.
 
@@ -92,7 +134,8 @@ def evaluate_decisions(
         The ``decisions`` artifact of each scheme (``row``, ``split``, ``method``, ``threshold``,
         ``decision`` and, with an injected bias, ``decision_s0``, ``decision_s1``).
     attributes : DataFrame
-        ``row``, ``label`` and the ``groups`` columns (e.g. ``s``, ``sex``) of every image.
+        ``row``, ``label``, the ``groups`` columns (e.g. ``s``, ``sex``) and, when known,
+        ``patient_id`` of every image (a null id: the image is a patient of its own).
     groups : list of str
         Attributes to evaluate between groups, each on its own and, with ``intersect``,
         intersected (attribute ``s&sex``, groups ``s=1&sex=F``, see
@@ -102,19 +145,30 @@ def evaluate_decisions(
     pareto_gap : str
         The gap of the first attribute traded against balanced accuracy in the ``pareto``
         column (see :func:`pareto_front`).
+    resample : {"auto", "patient", "image"}
+        What the bootstrap resamples (see :func:`resample_unit`).
+    min_cell : int
+        A figure computed from fewer positives, negatives, ... of a group is missing, with
+        the reason (see :func:`biaslab.metrics.group_report`).
 
     Returns
     -------
     grid : DataFrame
-        One row per (scheme, method): test metrics with ``_lo``/``_hi`` intervals, gaps per
-        attribute (``ATTR.METRIC``), group sizes (``ATTR.groups``) and, with an injected bias,
+        One row per (scheme, method): test metrics with ``_lo``/``_hi`` intervals, images
+        ``n`` and ``patients``, gaps per attribute (``ATTR.METRIC``), group sizes
+        (``ATTR.groups``), the missing figures with why and those undefined in some resamples
+        (``insufficient``, ``undefined``, ``ATTR.insufficient``, ``ATTR.undefined``) and, with
+        an injected bias,
         the same on the shifted test set (prefix ``shifted.``), ``warning`` and
         ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` and ``pareto`` (on
         the Pareto front of balanced accuracy against the cost).
     per_group : DataFrame
-        One row per (scheme, method, set, attribute, group) with every per-group metric.
+        One row per (scheme, method, set, attribute, group): images ``n``, ``patients``,
+        ``positives``, ``negatives``, every per-group metric with its interval,
+        ``insufficient`` and ``undefined`` (see :func:`biaslab.metrics.group_report`).
     """
     require_columns(attributes, groups, what="evaluate.groups")
+    unit = resample_unit(attributes, resample)
     grid_rows, group_tables = [], []
     for scheme, table in decisions.items():
         test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
@@ -129,7 +183,8 @@ def evaluate_decisions(
                 attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
                 if name == "shifted":  # the scores were not read under the drawn S
                     data = data.drop(columns="score", errors="ignore")
-                flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins)
+                flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins,
+                                                unit, min_cell)
                 row.update(flat)
                 group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
             row["warning"] = degenerate_reasons(part, row)
@@ -176,6 +231,28 @@ def add_training_flags(grid: pd.DataFrame, flags: dict[str, str | None]) -> pd.D
                                      for w in grid.loc[rows, "warning"]]
         grid.loc[rows, "degenerate"] = True
     return grid
+
+
+def add_not_applicable(grid: pd.DataFrame, thresholds: dict[str, dict]) -> pd.DataFrame:
+    """``grid`` with a row for each (scheme, method) that postprocess could not fit.
+
+    ``thresholds`` is scheme -> its ``metrics/thresholds/SCHEME.json``, where a skipped method
+    reads ``{"not_applicable": REASON}`` (e.g. a group with one class in validation). Its row
+    has every figure missing, ``warning`` "not applicable: REASON", and is on no Pareto front;
+    rows keep the order of the schemes and of each scheme's methods.
+    """
+    rows = [{"scheme": scheme, "method": method, "degenerate": False, "pareto": False,
+             "warning": f"not applicable: {p['not_applicable']}"}
+            for scheme, fitted in thresholds.items() for method, p in fitted.items()
+            if "not_applicable" in p]
+    if not rows:
+        return grid
+    order = {(s, m): i for i, (s, m) in enumerate(
+        (s, m) for s, fitted in thresholds.items() for m in fitted)}
+    grid = pd.concat([grid, pd.DataFrame(rows)], ignore_index=True)
+    pairs = zip(grid["scheme"], grid["method"], strict=True)
+    rank = [order.get(pair, len(order)) for pair in pairs]
+    return grid.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
 
 
 def summary_line(grid: pd.DataFrame) -> str:

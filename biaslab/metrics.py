@@ -1,13 +1,17 @@
 """Performance and fairness metrics per group, gaps between groups, with bootstrap intervals.
 
 Every counting metric here is a function of the counts of (flip, y, ŷ) cells in each group, so
-resampling rows within each group (a bootstrap stratified by group, which never leaves a group
-empty) is the same as drawing each group's cell counts from a multinomial with the observed cell
-shares. That makes 1,000 resamples of any number of rows cost a few array operations, not 1,000
-passes. AUC and calibration error join them through binned scores (:mod:`biaslab.bootstrap`).
+a bootstrap resample only needs its cell counts: resampling rows (or whole patients) within each
+group costs a few array operations, not a pass over the rows (:mod:`biaslab.bootstrap`). AUC
+and calibration error join them through binned scores.
 
 Cells: ``index = 4 * flip + 2 * y + ŷ``; ``flip`` marks a row whose decision changes when the
 injected bias S is forced from 0 to 1 (the counterfactual flip rate), and is 0 when unknown.
+
+A metric is a share of some rows of its group (TPR of the positives, FPR of the negatives, PPV
+of the positive decisions, the others of all images). With fewer than ``min_cell`` such rows
+it says nothing, and its interval would be a zero-width ``0.0 [0.0, 0.0]``: it is reported as
+missing, with the reason, and so is every gap that needs it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,21 @@ GAPS = (
     "average_odds_difference", "equalized_odds_difference", "worst_group_balanced_accuracy",
     "auc_gap",
 )
+RESAMPLES = ("patient", "image")
+# the rows each metric is a share of, and the per-group metrics each gap is computed from
+CELLS = ("images", "positives", "negatives", "positive decisions")
+NEEDS = {
+    "prevalence": ("images",), "accuracy": ("images",), "selection_rate": ("images",),
+    "flip_rate": ("images",), "calibration_error": ("images",), "tpr": ("positives",),
+    "fpr": ("negatives",), "ppv": ("positive decisions",),
+    "balanced_accuracy": ("positives", "negatives"), "auc": ("positives", "negatives"),
+}
+GAP_NEEDS = {
+    "disparate_impact": ("selection_rate",), "statistical_parity_difference": ("selection_rate",),
+    "equal_opportunity_difference": ("tpr",), "average_odds_difference": ("tpr", "fpr"),
+    "equalized_odds_difference": ("tpr", "fpr"),
+    "worst_group_balanced_accuracy": ("balanced_accuracy",), "auc_gap": ("auc",),
+}
 
 
 def _check(y, d, flip, groups) -> tuple[np.ndarray, ...]:
@@ -154,9 +173,9 @@ def _score_point(y, scores, codes, n_groups, n_bins, bins) -> dict[str, np.ndarr
     return {"auc": auc, "calibration_error": ece}
 
 
-def _boot_rates(res: dict, overall: bool, with_scores: bool) -> dict[str, np.ndarray]:
-    """Per-group (or, summed over groups, overall) metrics of every resample."""
-    res = {k: v.sum(1) if overall else v for k, v in res.items()}
+def _boot_rates(res: dict, with_scores: bool) -> dict[str, np.ndarray]:
+    """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum)."""
+    res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()}
     out = rates(res["counts"])
     nan = np.full(out["n"].shape, np.nan)
     out["auc"] = auc_from_bins(res["pos"], res["neg"]) if with_scores else nan
@@ -173,10 +192,50 @@ def _warn_undefined(point_r: dict, labels_g: list[str]) -> None:
                               stacklevel=3)
 
 
+def cell_sizes(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows each metric is a share of (:data:`CELLS`), from cell counts (..., 8)."""
+    tn, fp, fn, tp = np.moveaxis(counts.reshape(*counts.shape[:-1], 2, 4).sum(-2), -1, 0)
+    return {"images": tn + fp + fn + tp, "positives": fn + tp, "negatives": tn + fp,
+            "positive decisions": fp + tp}
+
+
+def _rows_of(count: int, cell: str) -> str:
+    """'4 positives', '1 positive decision'."""
+    return f"{count} {cell.removesuffix('s') if count == 1 else cell}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.3g}%"
+
+
+def _reasons(causes: dict[str, list[str]], min_cell: int) -> str:
+    """'a, b: 4 positives; c: 3 negatives (< evaluate.min_cell = 5)', names with equal causes
+    together; "" without causes."""
+    by_cause: dict[str, list[str]] = {}
+    for name, cause in causes.items():
+        if cause:
+            by_cause.setdefault(", ".join(cause), []).append(name)
+    if not by_cause:
+        return ""
+    text = "; ".join(f"{', '.join(names)}: {cause}" for cause, names in by_cause.items())
+    return f"{text} (< evaluate.min_cell = {min_cell})"
+
+
+def _units(patients, n: int) -> np.ndarray:
+    """The patient of each row as codes 0..; each row its own patient without ``patients``."""
+    if patients is None:
+        return np.arange(n)
+    patients = np.asarray(patients, dtype=object)
+    if patients.shape != (n,) or pd.isna(patients).any():
+        raise ValueError(f"patients: expected {n} ids without missing values, like labels "
+                         "(a row of an unknown patient gets an id of its own)")
+    return pd.factorize(patients)[0]
+
+
 def group_report(
-    labels, decisions, groups, *, flip=None, scores=None, n_boot: int = 1000,
-    level: float = 0.95, seed: int = 0, name: str = "group", bins: int = 256,
-    labelled: bool = False,
+    labels, decisions, groups, *, flip=None, scores=None, patients=None,
+    resample: str = "patient", n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    name: str = "group", bins: int = 256, labelled: bool = False, min_cell: int = 5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics and between-group gaps, with percentile bootstrap intervals.
 
@@ -191,6 +250,11 @@ def group_report(
         1 where forcing the bias S from 0 to 1 changes the decision.
     scores : array of float, optional
         P(y=1) of each row, for AUC and calibration error (NaN without them).
+    patients : array, optional
+        The patient of each row (None: every row is a patient of its own).
+    resample : {"patient", "image"}
+        Resample whole patients within their strata, or rows within their group (see
+        :mod:`biaslab.bootstrap`); the same without ``patients``.
     n_boot, level, seed : bootstrap resamples (0 for none), confidence level, seed.
     name : str
         Attribute name, used in messages and in the ``group`` column (``name=value``).
@@ -198,17 +262,28 @@ def group_report(
         ``groups`` already are the labels of the ``group`` column (not prefixed by ``name``).
     bins : int
         Quantile bins of the scores in the bootstrap (see :mod:`biaslab.bootstrap`).
+    min_cell : int
+        A metric whose group has fewer of the rows it is a share of (:data:`NEEDS`) is
+        missing (NaN, interval too), and so is a gap needing it in any group (:data:`GAP_NEEDS`).
 
     Returns
     -------
     per_group : DataFrame
-        One row per group plus ``all``: ``group``, ``n`` and, for each metric M of
-        :data:`PER_GROUP`, ``M``, ``M_lo``, ``M_hi``.
+        One row per group plus ``all``: ``group``, ``n`` (images), ``patients``, ``positives``,
+        ``negatives``; for each metric M of :data:`PER_GROUP`, ``M``, ``M_lo``, ``M_hi``;
+        ``insufficient`` (the missing metrics and why, or "") and ``undefined`` (the metrics
+        undefined in some resamples with the share of them, e.g. ``tpr 3.1%``; the interval
+        is of the others).
     between : DataFrame
         One row per gap of :data:`GAPS`: ``metric``, ``value``, ``lo``, ``hi``, ``groups`` (the
-        group sizes behind it, e.g. ``s=0:120;s=1:95``).
+        group sizes behind it, e.g. ``s=0:120;s=1:95``), ``insufficient`` (why it is missing,
+        e.g. ``s=0 has 4 positives (< evaluate.min_cell = 5)``, or "") and ``undefined`` (the
+        share of resamples in which it is undefined).
     """
     y, d, flip, groups = _check(labels, decisions, flip, groups)
+    if resample not in RESAMPLES:
+        raise ValueError(f"resample: expected one of {', '.join(RESAMPLES)}, got {resample!r}")
+    units = _units(patients, len(y))
     codes, values = pd.factorize(groups, sort=True)
     if len(values) < 2:
         raise ValueError(
@@ -222,30 +297,67 @@ def group_report(
     bin_of, n_bins = (np.zeros(len(y), int), 1) if score_arr is None else score_bins(score_arr,
                                                                                       bins)
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
+    counts = np.vstack([counts, counts.sum(0)])  # each group, then all
     res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
-                           else score_arr, len(values), n_bins, n_boot, seed)
+                           else score_arr, len(values), n_bins, n_boot, seed,
+                           units=units if resample == "patient" else None)
     labels_g = [str(v) if labelled else f"{name}={v}" for v in values]
+    point = {**rates(counts), **_score_point(y, score_arr, codes, len(values), n_bins, bin_of)}
+    _warn_undefined({m: v[:-1] for m, v in point.items()}, labels_g)
+    boot = _boot_rates(res, score_arr is not None)
+    metrics = PER_GROUP if score_arr is not None else RATES  # no scores: AUC, ECE just absent
+    sizes = cell_sizes(counts)
+    short = {m: np.logical_or.reduce([sizes[c] < min_cell for c in NEEDS[m]]) for m in metrics}
+    for m in metrics:  # too few rows: missing, in the point and in every resample
+        point[m] = np.where(short[m], np.nan, point[m])
+        boot[m][:, short[m]] = np.nan
+    table = _per_group_table(labels_g, counts, units, codes, sizes, point, boot, short,
+                             level, min_cell)
+    return table, _between(labels_g, sizes, point, boot, short, level, min_cell)
 
-    # per group and overall ("all" sums the stratified resamples)
-    sp = _score_point(y, score_arr, codes, len(values), n_bins, bin_of)
-    point_r = {**rates(counts), **{k: v[:-1] for k, v in sp.items()}}
-    point_all = {**rates(counts.sum(0)), **{k: v[-1] for k, v in sp.items()}}
-    boot_r = _boot_rates(res, False, score_arr is not None)
-    boot_all = _boot_rates(res, True, score_arr is not None)
-    table = pd.DataFrame({"group": labels_g + ["all"], "n": np.r_[counts.sum(1), len(y)]})
+
+def _per_group_table(labels_g, counts, units, codes, sizes, point, boot, short, level,
+                     min_cell) -> pd.DataFrame:
+    n_groups = len(labels_g)
+    patients = np.bincount(np.unique(units * n_groups + codes) % n_groups, minlength=n_groups)
+    table = pd.DataFrame({"group": labels_g + ["all"], "n": counts.sum(1),
+                          "patients": np.r_[patients, len(np.unique(units))],
+                          "positives": sizes["positives"], "negatives": sizes["negatives"]})
     for m in PER_GROUP:
-        lo, hi = _interval(boot_r[m], level)
-        lo_all, hi_all = _interval(boot_all[m], level)
-        table[m] = np.r_[point_r[m], point_all[m]]
-        table[f"{m}_lo"], table[f"{m}_hi"] = np.r_[lo, lo_all], np.r_[hi, hi_all]
-    _warn_undefined(point_r, labels_g)
+        lo, hi = _interval(boot[m], level)
+        table[m], table[f"{m}_lo"], table[f"{m}_hi"] = point[m], lo, hi
+    table["insufficient"] = [
+        _reasons({m: [_rows_of(sizes[c][g], c) for c in NEEDS[m] if sizes[c][g] < min_cell]
+                  for m in short}, min_cell) for g in range(n_groups + 1)]
+    undefined = {m: _undefined_share(boot[m]) for m in short}
+    table["undefined"] = [", ".join(f"{m} {_percent(u[g])}" for m, u in undefined.items()
+                                    if u[g] > 0 and not short[m][g])
+                          for g in range(n_groups + 1)]
+    return table
 
-    # between groups
-    point_g, boot_g = gaps(point_r), gaps(boot_r)
-    sizes = ";".join(f"{g}:{n}" for g, n in zip(labels_g, counts.sum(1), strict=True))
+
+def _undefined_share(boot: np.ndarray) -> np.ndarray:
+    """Share of the resamples (axis 0) in which a value is NaN (0 without resamples)."""
+    return np.isnan(boot).mean(0) if boot.shape[0] else np.zeros(boot.shape[1:])
+
+
+def _between(labels_g, sizes, point, boot, short, level, min_cell) -> pd.DataFrame:
+    """The gaps of :func:`gaps` between the groups (not the last, ``all``), one row each."""
+    point_g = gaps({m: v[:-1] for m, v in point.items()})
+    boot_g = gaps({m: v[:, :-1] for m, v in boot.items()})
+    group_sizes = ";".join(f"{g}:{n}" for g, n in zip(labels_g, sizes["images"], strict=False))
     rows = []
     for m in GAPS:
         lo, hi = _interval(boot_g[m], level)
-        rows.append({"metric": m, "value": float(point_g[m]), "lo": float(lo), "hi": float(hi),
-                     "groups": sizes})
-    return table, pd.DataFrame(rows)
+        needed = {c for k in GAP_NEEDS[m] if k in short for c in NEEDS[k]}  # none: not computed
+        causes = [f"{label} has {', '.join(few)}" for g, label in enumerate(labels_g)
+                  if (few := [_rows_of(sizes[c][g], c) for c in CELLS
+                              if c in needed and sizes[c][g] < min_cell])]
+        rows.append({
+            "metric": m, "value": float(point_g[m]), "lo": float(lo), "hi": float(hi),
+            "groups": group_sizes,
+            "insufficient": f"{', '.join(causes)} (< evaluate.min_cell = {min_cell})"
+            if causes else "",
+            "undefined": float(_undefined_share(boot_g[m]) if needed and not causes else 0.0),
+        })
+    return pd.DataFrame(rows)

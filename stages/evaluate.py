@@ -7,7 +7,13 @@ from pathlib import Path
 
 from biaslab import io
 from biaslab.config import load_section
-from biaslab.evaluate import add_training_flags, evaluate_decisions, headline, summary_line
+from biaslab.evaluate import (
+    add_not_applicable,
+    add_training_flags,
+    evaluate_decisions,
+    headline,
+    summary_line,
+)
 from stages import run
 from stages._warnings import stage_warnings
 
@@ -17,6 +23,8 @@ def main() -> None:
     for name in ("decisions", "index", "bias", "headline", "grid", "groups"):
         parser.add_argument(f"--{name}", required=True)
     parser.add_argument("--health", help="folder of train's SCHEME.json model checks")
+    parser.add_argument("--thresholds", help="folder of postprocess's SCHEME.json: a method "
+                        "it could not fit is a grid row saying why")
     args = parser.parse_args()
     cfg, schemes = load_section("evaluate"), load_section("weights").schemes
 
@@ -29,15 +37,24 @@ def main() -> None:
         grid, per_group = evaluate_decisions(
             decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
             level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
-            intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap)
+            intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
+            resample=cfg.resample, min_cell=cfg.min_cell)
         if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
             grid = add_training_flags(grid, {
                 s: json.loads((Path(args.health) / f"{s}.json").read_text()).get("degenerate")
+                for s in schemes})
+        if args.thresholds:  # postprocess's skipped methods: said, not silently missing
+            grid = add_not_applicable(grid, {
+                s: json.loads((Path(args.thresholds) / f"{s}.json").read_text())
                 for s in schemes})
         # everything the stage says is computed before the first write: a failure writes nothing
         figures, summary = headline(grid, cfg.groups), summary_line(grid)
     warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
                 for r in grid[grid["degenerate"]].itertuples()]
+    # gaps missing for too few positives or negatives: the same test rows for every pair
+    warnings += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
+                        f"{why}" for col in grid.columns if col.endswith(".insufficient")
+                        for why in grid[col] if why})
 
     io.write_json(figures, args.headline)
     io.write_csv(grid, args.grid)

@@ -297,6 +297,10 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
             (folder / "metrics/health").mkdir(parents=True)
             (folder / "metrics/health/none.json").write_text(
                 json.dumps({"scheme": "none", "degenerate": None}))
+        if decisions and "metrics/thresholds/none.json" not in drop:
+            (folder / "metrics/thresholds").mkdir(parents=True)
+            (folder / "metrics/thresholds/none.json").write_text(
+                json.dumps({"fixed": {"threshold": 0.5}}))
         base = {"weights": {"schemes": ["none"], "groups": ["s"]},
                 "evaluate": {"groups": ["s"], "n_boot": 0}}
         params(folder, base, sections or {})

@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.evaluate import HEADLINE, evaluate_decisions, headline, shifted_view
+from biaslab.evaluate import (
+    HEADLINE,
+    evaluate_decisions,
+    headline,
+    resample_unit,
+    shifted_view,
+)
 from biaslab.groups import group_keys
 from biaslab.metrics import GAPS, RATES
 
@@ -329,3 +335,114 @@ def test_stage_warns_about_a_degenerate_model(tmp_path, monkeypatch, capsys, att
     assert "; 1 degenerate -> out/fairness.json" in captured.out
     grid = pd.read_csv(tmp_path / "out" / "grid.csv", keep_default_na=False)
     assert grid.set_index("method").loc["constant", "warning"].startswith("constant decisions")
+
+
+# ---------------------------------------------------------------- patients, too few rows
+def _with_patients(attributes):
+    """Three images per patient; the images of every tenth patient have no id."""
+    patient = (attributes["row"] // 3).astype(str).radd("p")
+    return attributes.assign(patient_id=patient.where(attributes["row"] % 30 >= 3)
+                             .astype("string"))
+
+
+@pytest.mark.parametrize(("resample", "ids", "unit"), [
+    ("auto", True, "patient"), ("auto", False, "image"), ("image", True, "image"),
+    ("patient", True, "patient"),
+])
+def test_resample_unit(attributes, resample, ids, unit):
+    table = _with_patients(attributes) if ids else attributes
+    assert resample_unit(table, resample) == unit
+    # a patient_id column with no id at all (digits) has no patients
+    assert resample_unit(attributes.assign(patient_id=pd.NA), "auto") == "image"
+
+
+def test_resample_unit_errors(attributes):
+    with pytest.raises(ValueError, match=r"evaluate\.resample = 'patient' needs patient ids"):
+        resample_unit(attributes.assign(patient_id=pd.NA), "patient")
+    with pytest.raises(ValueError, match=r"evaluate\.resample = 'cluster'; expected one of "
+                                         r"auto, patient, image"):
+        resample_unit(attributes, "cluster")
+
+
+def test_patients_are_counted_and_resampled(attributes, decisions):
+    table = _with_patients(attributes)
+    grid, per_group = evaluate_decisions(decisions, table, ["s"], n_boot=100)
+    test = table[table["row"] < 300]
+    # an image without a patient id is a patient of its own
+    patients = test["patient_id"].nunique() + test["patient_id"].isna().sum()
+    assert (grid["patients"] == patients).all() and (grid["shifted.patients"] == patients).all()
+    assert (grid["n"] == 300).all()
+    one = per_group.query("scheme == 'none' and method == 'fixed' and set == 'test'")
+    s0 = test[test["s"] == 0]
+    row = one.set_index("group").loc["s=0"]
+    assert row["patients"] == s0["patient_id"].nunique() + s0["patient_id"].isna().sum()
+    assert (row["positives"], row["negatives"]) == ((s0["label"] == 1).sum(),
+                                                    (s0["label"] == 0).sum())
+    # the image bootstrap on the same rows: the same figures, other intervals
+    image, _ = evaluate_decisions(decisions, table, ["s"], n_boot=100, resample="image")
+    plain, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=100)
+    counts = ["patients", "shifted.patients"]
+    pd.testing.assert_frame_equal(image.drop(columns=counts), plain.drop(columns=counts))
+    assert not grid["accuracy_lo"].equals(image["accuracy_lo"])
+    pd.testing.assert_series_equal(grid["accuracy"], image["accuracy"])
+
+
+def test_gaps_of_a_group_with_too_few_positives_are_missing(attributes, decisions):
+    attributes = attributes.copy()
+    s0 = attributes.index[(attributes["row"] < 300) & (attributes["s"] == 0)]
+    attributes.loc[s0, "label"] = 0
+    attributes.loc[s0[:3], "label"] = 1  # 3 positives in s=0 on the test split
+    grid, per_group = evaluate_decisions(decisions, attributes, ["s"], n_boot=50)
+    row = grid.iloc[0]
+    assert row["s.insufficient"] == (
+        "equal_opportunity_difference, average_odds_difference, equalized_odds_difference, "
+        "worst_group_balanced_accuracy, auc_gap: s=0 has 3 positives (< evaluate.min_cell = 5)")
+    assert np.isnan(row["s.equal_opportunity_difference"])
+    assert np.isnan(row["s.equal_opportunity_difference_lo"])
+    assert not np.isnan(row["s.disparate_impact_lo"])
+    assert row["insufficient"] == "" and row["shifted.s.insufficient"] == ""
+    tpr = per_group.query("set == 'test' and group == 's=0'")
+    assert tpr["tpr"].isna().all() and (tpr["positives"] == 3).all()
+    assert tpr["insufficient"].str.startswith("balanced_accuracy, tpr, auc: 3 positives").all()
+    # with min_cell = 3 they are back
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=50, min_cell=3)
+    assert (grid["s.insufficient"] == "").all()
+    assert grid["s.equal_opportunity_difference"].notna().all()
+
+
+def test_stage_resamples_patients_and_says_what_is_missing(tmp_path, monkeypatch, capsys,
+                                                           attributes, decisions):
+    import stages.evaluate
+
+    attributes = _with_patients(attributes)
+    s0 = attributes.index[(attributes["row"] < 300) & (attributes["s"] == 0)]
+    attributes.loc[s0, "label"] = 0
+    attributes.loc[s0[:4], "label"] = 1
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
+    attributes[["row", "label", "sex", "patient_id"]].to_parquet(tmp_path / "index.parquet")
+    stages.evaluate.main()
+    err = capsys.readouterr().err
+    assert ("evaluate: warning: too few test images, gaps missing: s: "
+            "equal_opportunity_difference, average_odds_difference, equalized_odds_difference, "
+            "worst_group_balanced_accuracy, auc_gap: s=0 has 4 positives (< evaluate.min_cell "
+            "= 5)") in err.splitlines()
+    grid = pd.read_csv(tmp_path / "out" / "grid.csv", keep_default_na=False)
+    assert (grid["patients"] < grid["n"]).all()
+    groups = pd.read_csv(tmp_path / "out" / "groups.csv")
+    assert {"patients", "positives", "negatives", "insufficient", "undefined"} <= set(groups)
+
+
+def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
+    from biaslab.evaluate import add_not_applicable
+
+    grid = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "balanced_accuracy": [0.9],
+                         "warning": [""], "degenerate": [False], "pareto": [True]})
+    fitted = {"none": {"fixed": {"threshold": 0.5},
+                       "equalized_odds": {"not_applicable": "group s=0 has one class"}}}
+    out = add_not_applicable(grid, fitted)
+    assert list(out["method"]) == ["fixed", "equalized_odds"]
+    row = out.iloc[1]
+    assert row["warning"] == "not applicable: group s=0 has one class"
+    assert np.isnan(row["balanced_accuracy"]) and not row["pareto"]
+    assert add_not_applicable(grid, {"none": {"fixed": {"threshold": 0.5}}}).equals(grid)

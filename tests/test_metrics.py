@@ -193,7 +193,9 @@ def test_group_report_matches_sklearn_and_overall():
 
 
 def _expected_columns():
-    return ["group", "n"] + [c for m in PER_GROUP for c in (m, f"{m}_lo", f"{m}_hi")]
+    return (["group", "n", "patients", "positives", "negatives"]
+            + [c for m in PER_GROUP for c in (m, f"{m}_lo", f"{m}_hi")]
+            + ["insufficient", "undefined"])
 
 
 @pytest.mark.parametrize("n_boot", [0, 50])
@@ -203,7 +205,8 @@ def test_group_report_has_the_same_shape_every_time(n_boot, groups):
     per_group, between = group_report(y, d, g, n_boot=n_boot)
     assert per_group.columns.tolist() == _expected_columns()
     assert len(per_group) == len(groups) + 1
-    assert between.columns.tolist() == ["metric", "value", "lo", "hi", "groups"]
+    assert between.columns.tolist() == ["metric", "value", "lo", "hi", "groups", "insufficient",
+                                        "undefined"]
     assert between["metric"].tolist() == list(GAPS)
     if n_boot == 0:
         assert per_group.filter(regex="_(lo|hi)$").isna().all().all()
@@ -320,3 +323,157 @@ def test_group_report_input_errors(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         group_report(n_boot=0, **args)
+
+
+# ---------------------------------------------------------------- patients, too few rows
+def _few_positives(n_pos=4, n=200, seed=0):
+    """Groups a and b; group a has ``n_pos`` positives, all detected (TPR 1 [1, 1] before)."""
+    y, d, g, flip = _data(n=n, seed=seed)
+    a = np.flatnonzero(g == "a")
+    y[a] = 0
+    y[a[:n_pos]] = 1
+    d[a[:n_pos]] = 1
+    return y, d, g, flip
+
+
+def test_a_metric_with_too_few_positives_is_missing_with_the_reason():
+    y, d, g, _ = _few_positives(4)
+    per_group, between = group_report(y, d, g, n_boot=200, name="s", min_cell=5)
+    row = per_group.set_index("group").loc["s=a"]
+    for m in ("tpr", "balanced_accuracy"):  # no scores: AUC is absent, not insufficient
+        assert np.isnan(row[m]) and np.isnan(row[f"{m}_lo"]) and np.isnan(row[f"{m}_hi"])
+    assert row["insufficient"] == "balanced_accuracy, tpr: 4 positives (< evaluate.min_cell = 5)"
+    assert not np.isnan(row["fpr"]) and not np.isnan(row["accuracy_lo"])
+    assert per_group.set_index("group").loc["s=b", "insufficient"] == ""
+    gap = between.set_index("metric")
+    for m in ("equal_opportunity_difference", "average_odds_difference",
+              "equalized_odds_difference", "worst_group_balanced_accuracy"):
+        assert gap.loc[m, ["value", "lo", "hi"]].isna().all()
+        assert gap.loc[m, "insufficient"] == "s=a has 4 positives (< evaluate.min_cell = 5)"
+    for m in ("disparate_impact", "statistical_parity_difference"):
+        assert gap.loc[m, "insufficient"] == "" and gap.loc[m, ["lo", "hi"]].notna().all()
+    assert gap.loc["auc_gap", "insufficient"] == ""  # no scores: nothing to say
+    # at min_cell = 4 the same figures are back, with their (zero-width) interval
+    per_group, between = group_report(y, d, g, n_boot=200, name="s", min_cell=4)
+    row = per_group.set_index("group").loc["s=a"]
+    assert (row["tpr"], row["tpr_lo"], row["tpr_hi"]) == (1.0, 1.0, 1.0)
+    assert (per_group["insufficient"] == "").all() and (between["insufficient"] == "").all()
+
+
+def test_too_few_negatives_and_positive_decisions_name_their_cells():
+    y, d, g, _ = _data(n=300, seed=3)
+    rng = np.random.default_rng(0)
+    a, b = np.flatnonzero(g == "a"), np.flatnonzero(g == "b")
+    y[a] = 1
+    y[a[:3]] = 0  # 3 negatives in a
+    d[b] = 0
+    d[b[:2]] = 1  # 2 positive decisions in b
+    scores = np.clip(0.5 * y + 0.5 * rng.random(len(y)), 0, 1)
+    per_group, between = group_report(y, d, g, scores=scores, n_boot=50, name="s")
+    reason = per_group.set_index("group")["insufficient"]
+    assert reason["s=a"] == ("balanced_accuracy, fpr, auc: 3 negatives (< evaluate.min_cell "
+                             "= 5)")
+    assert reason["s=b"] == "ppv: 2 positive decisions (< evaluate.min_cell = 5)"
+    assert reason["all"] == ""
+    gap = between.set_index("metric")["insufficient"]
+    assert gap["average_odds_difference"] == "s=a has 3 negatives (< evaluate.min_cell = 5)"
+    assert gap["auc_gap"] == "s=a has 3 negatives (< evaluate.min_cell = 5)"
+    assert gap["equal_opportunity_difference"] == ""  # TPR needs positives only
+
+
+def test_a_small_group_misses_every_metric():
+    y, d, g, _ = _data(n=300)
+    g = np.where(np.arange(300) < 3, "c", g)
+    y[:3] = 0  # no positive at all: undefined too, and said so
+    with pytest.warns(UserWarning, match="undefined for group s=c"):
+        per_group, between = group_report(y, d, g, n_boot=20, name="s")
+    row = per_group.set_index("group").loc["s=c"]
+    assert row[list(RATES)].isna().all()
+    assert row["insufficient"].startswith("prevalence, accuracy, selection_rate, flip_rate: "
+                                          "3 images; ")
+    assert between["value"].iloc[:6].isna().all()
+
+
+def test_per_group_counts_of_images_patients_positives_negatives():
+    y, d, g, _ = _data(n=400, seed=4)
+    patients = np.arange(400) // 4  # four images each ...
+    g = np.where(patients % 2 == 0, "a", "b")
+    g[::4] = np.where(g[::4] == "a", "b", "a")  # ... one of them in the other group
+    per_group, _ = group_report(y, d, g, patients=patients, n_boot=0)
+    table = per_group.set_index("group")
+    for label, m in (("group=a", g == "a"), ("group=b", g == "b"), ("all", np.ones(400, bool))):
+        assert table.loc[label, "n"] == m.sum()
+        assert table.loc[label, "patients"] == len(np.unique(patients[m]))
+        assert table.loc[label, "positives"] == y[m].sum()
+        assert table.loc[label, "negatives"] == (1 - y[m]).sum()
+    assert table.loc["group=a", "patients"] == 100 and table.loc["all", "patients"] == 100
+    # without patient ids each image is a patient of its own
+    per_group, _ = group_report(y, d, g, n_boot=0)
+    assert (per_group["patients"] == per_group["n"]).all()
+
+
+def test_the_share_of_resamples_where_a_metric_is_undefined_is_reported():
+    # group a: 10 patients; the 6 positives all belong to one of them, so a resample lacks
+    # them (and TPR is undefined) when that patient is not drawn: (9/10)^10 = 35% of the time
+    y, d, g, _ = _data(n=200, seed=5)
+    patients = np.arange(200) + 100
+    a = np.flatnonzero(g == "a")[:60]
+    g = np.where(np.isin(np.arange(200), a), "a", "b")
+    patients[a] = np.arange(60) // 6
+    y[a] = 0
+    y[a[:6]] = 1
+    per_group, between = group_report(y, d, g, patients=patients, n_boot=2000, seed=1,
+                                      name="s")
+    undefined = per_group.set_index("group")["undefined"]
+    shares = {m: float(p[:-1]) / 100 for m, p in (i.split(" ") for i in
+                                                  undefined["s=a"].split(", "))}
+    assert set(shares) == {"tpr", "balanced_accuracy"}  # no scores: no AUC
+    share = shares["tpr"]
+    assert share == shares["balanced_accuracy"] == pytest.approx(0.9 ** 10, abs=0.03)
+    assert undefined["s=b"] == "" and undefined["all"] == ""
+    gap = between.set_index("metric")["undefined"]
+    assert gap["equal_opportunity_difference"] == pytest.approx(share, abs=1e-9)
+    assert gap["disparate_impact"] == 0
+    # the image bootstrap, with 6 positives among 60 images, almost never loses them all
+    _, between = group_report(y, d, g, patients=patients, resample="image", n_boot=2000)
+    assert between.set_index("metric").loc["equal_opportunity_difference", "undefined"] < 0.01
+
+
+def test_resample_image_with_patients_is_the_image_bootstrap():
+    y, d, g, flip = _data(n=500)
+    patients = np.arange(500) // 3
+    plain = group_report(y, d, g, flip=flip, n_boot=100, seed=2)
+    image = group_report(y, d, g, flip=flip, patients=patients, resample="image", n_boot=100,
+                         seed=2)
+    pd.testing.assert_frame_equal(plain[0].drop(columns="patients"),
+                                  image[0].drop(columns="patients"))
+    pd.testing.assert_frame_equal(plain[1], image[1])
+    cluster = group_report(y, d, g, flip=flip, patients=patients, n_boot=100, seed=2)
+    assert not cluster[0]["accuracy_lo"].equals(image[0]["accuracy_lo"])
+    pd.testing.assert_series_equal(cluster[0]["accuracy"], image[0]["accuracy"])
+
+
+def test_patient_intervals_are_wider_for_clustered_decisions():
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(300), 5)
+    g = np.where(patients < 150, "a", "b")
+    y = rng.integers(0, 2, 1500)
+    d = (rng.random(300) < 0.5).astype(int)[patients]  # a patient's decisions all alike
+    per_group, _ = group_report(y, d, g, patients=patients, n_boot=400, seed=0)
+    image, _ = group_report(y, d, g, patients=patients, resample="image", n_boot=400, seed=0)
+    width = per_group["selection_rate_hi"] - per_group["selection_rate_lo"]
+    width_image = image["selection_rate_hi"] - image["selection_rate_lo"]
+    assert (width > 1.8 * width_image).all()  # sqrt(5) = 2.2 times wider in theory
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"patients": ["p1", None, "p2"]}, r"patients: expected 3 ids without missing values"),
+        ({"patients": ["p1", "p2"]}, r"patients: expected 3 ids"),
+        ({"resample": "patients"}, r"resample: expected one of patient, image, got 'patients'"),
+    ],
+)
+def test_patient_input_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        group_report([0, 1, 1], [0, 1, 0], ["a", "b", "b"], n_boot=0, **kwargs)

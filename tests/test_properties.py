@@ -72,3 +72,20 @@ def test_metrics_are_invariant_to_row_order(data, perm_seed):
     b = group_report(y[perm], d[perm], g[perm], scores=scores[perm], n_boot=30, seed=1, bins=64)
     pd.testing.assert_frame_equal(a[0], b[0])
     pd.testing.assert_frame_equal(a[1], b[1])
+
+
+@SETTINGS
+@given(labelled_groups(), st.integers(0, 2**16), st.integers(1, 6))
+def test_patient_metrics_are_invariant_to_row_order_and_patient_names(data, perm_seed,
+                                                                       per_patient):
+    y, d, g, scores = data
+    rng = np.random.default_rng(perm_seed)
+    patients = rng.integers(0, max(1, len(y) // per_patient), len(y))
+    perm = rng.permutation(len(y))
+    renamed = np.array([f"p{p * 31 % 1009}" for p in patients])  # the same patients
+    a = group_report(y, d, g, scores=scores, patients=patients, n_boot=30, seed=1, bins=64)
+    b = group_report(y[perm], d[perm], g[perm], scores=scores[perm], patients=renamed[perm],
+                     n_boot=30, seed=1, bins=64)
+    pd.testing.assert_frame_equal(a[0], b[0])
+    pd.testing.assert_frame_equal(a[1], b[1])
+    assert a[0]["patients"].iloc[-1] == len(np.unique(patients))

@@ -339,6 +339,14 @@ class EvaluateConfig(Section):
         "score bins of the bootstrap's AUC and calibration error"))
     pareto_gap: choice(PARETO_GAPS) = Field("disparate_impact", description=(
         "the fairness gap traded against balanced accuracy on grid.csv's Pareto front"))
+    resample: choice(("auto", "patient", "image")) = Field("auto", description=(
+        "what the bootstrap resamples: patient (whole patients, each with all its test "
+        "images), image (single images, within their group), or auto: patient when the index "
+        "has patient ids, else image"))
+    min_cell: bounded(int, "an integer >= 1", ge=1) = Field(5, description=(
+        "a figure computed from fewer positives (TPR, AUC, ...), negatives (FPR, ...), "
+        "positive decisions (PPV) or images (accuracy, ...) of a group is reported as missing, "
+        "with the reason, and so is every gap that needs it"))
 
 
 class Params(BaseModel):
