@@ -115,6 +115,19 @@ def _audit_extras(audit: dict) -> str:
     return "".join(parts)
 
 
+def _insufficient(grid: pd.DataFrame) -> list[str]:
+    """The figures left empty for too few cases, one line per reason (test group sizes do not
+    depend on the method, so a reason usually holds for every pair: said once)."""
+    pairs: dict[str, list[str]] = {}
+    for _, row in grid.iterrows():
+        for col in (c for c in grid.columns if c.endswith("insufficient")):
+            if isinstance(row[col], str) and row[col]:
+                pairs.setdefault(f"{col}: {row[col]}", []).append(
+                    f"{row['scheme']} / {row['method']}")
+    return [f"{'every model' if len(who) == len(grid) else ', '.join(who)}: {text}"
+            for text, who in pairs.items()]
+
+
 def build_report(
     *, grid: pd.DataFrame, per_group: pd.DataFrame, curves: dict[str, pd.DataFrame],
     audit: dict, prevalence: pd.DataFrame, examples: str = "", groups: list[str],
@@ -133,8 +146,9 @@ def build_report(
     headline.columns = [f"{s} / {m}" for s, m in zip(cells["scheme"], cells["method"], strict=True)]
     headline.insert(0, "metric", metrics)
     sizes = grid[["scheme", "method", *[f"{a}.groups" for a in groups]]]
+    counts = [c for c in ("n", "patients", "positives", "negatives") if c in per_group]
     groups_tbl = _with_ci(
-        per_group, ["scheme", "method", "set", "group", "n"],
+        per_group, ["scheme", "method", "set", "group", *counts],
         ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
          "calibration_error", "flip_rate"],
     )
@@ -145,16 +159,23 @@ def build_report(
     audit_tbl = _with_ci(audit_rows, ["split", "attribute", "group", "n"], ["prevalence"])
     warnings = "".join(f"<li class=warn>{html.escape(w)}</li>" for w in audit["warnings"])
     audit_more = _audit_extras(audit)
+    model_notes = "".join(
+        f"<li class=warn>{html.escape(f'{r.scheme} / {r.method}: {r.warning}')}</li>"
+        for r in grid.itertuples() if isinstance(getattr(r, "warning", None), str) and r.warning)
+    model_notes += "".join(f"<li>{html.escape(note)}</li>" for note in _insufficient(grid))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>biaslab report</title>
 <style>{CSS}</style></head><body>
 <h1>biaslab report: can we trust this classifier?</h1>
 <p class="note">Test split, one column per weighting scheme and threshold method. Brackets are
-bootstrap confidence intervals (resampling within each group). <b>DI</b> =
-P(ŷ=1|g0)/P(ŷ=1|g1); <b>flip rate</b> = share of test images whose decision changes when the
+bootstrap confidence intervals (resampling whole patients, or images when there are no patient
+ids, within each group); an empty cell is a figure with too few cases, listed under the table.
+<b>DI</b> = P(ŷ=1|g)/P(ŷ=1|reference), the reference being the last group (S=1);
+<b>flip rate</b> = share of test images whose decision changes when the
 injected bias S is forced from 0 to 1; <b>shifted</b> = the same test images with S drawn
 independently of the label: a large drop from accuracy means the model learnt the shortcut.</p>
 <h2>Headline</h2>{_table(headline)}
+<ul>{model_notes}</ul>
 <p class="note">Group sizes behind the gaps:</p>{_table(sizes)}
 <h2>Training curves</h2>{curves_figure(curves) if curves else "<p>none</p>"}
 <h2>Per group</h2>{_table(groups_tbl)}

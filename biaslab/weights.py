@@ -10,12 +10,16 @@ weighted sampler).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from biaslab.columns import require_columns
 from biaslab.groups import MISSING, group_keys
 
+# schemes that balance (group, class) cells: an empty cell cannot be made up for
+CELL_SCHEMES = ("group_class_balanced", "reweighing")
 GROUP_SCHEMES = ("group_balanced", "group_class_balanced", "reweighing", "undersample",
                  "oversample")
 
@@ -91,6 +95,23 @@ def _check(train: pd.DataFrame, scheme: str, groups: list[str], all_rows) -> Non
             )
 
 
+def _warn_empty_cells(train: pd.DataFrame, scheme: str, groups: list[str],
+                      sample_by: str) -> None:
+    """Warn when a (group, class) cell has no training row: the scheme then weighs only the
+    cells present, and cannot make label and group independent (under extreme bias, p0 = 0
+    and p1 = 1, reweighing is a no-op)."""
+    if scheme not in CELL_SCHEMES and not (
+            scheme in ("undersample", "oversample") and sample_by == "group_class"):
+        return
+    keys = _keys(train, groups)
+    present = set(zip(keys, train["label"].astype(int), strict=True))
+    empty = [f"{g}&label={y}" for g in sorted(set(keys)) for y in (0, 1)
+             if (g, y) not in present]
+    if empty:
+        warnings.warn(f"{scheme}: cell(s) {', '.join(empty)} have no training row: the weights "
+                      "cannot make label and group independent", stacklevel=2)
+
+
 def compute_weights(
     train: pd.DataFrame, scheme: str, groups: list[str], all_rows: pd.DataFrame | None = None,
     *, sample_by: str = "group", column: str | None = None, seed: int = 0,
@@ -121,6 +142,7 @@ def compute_weights(
         Seed of the undersample / oversample draws.
     """
     _check(train, scheme, groups, all_rows)
+    _warn_empty_cells(train, scheme, groups, sample_by)
     y = train["label"].to_numpy().astype(int)
     cell_cols = groups + ["label"] if sample_by == "group_class" else groups
     if scheme == "none":

@@ -227,3 +227,21 @@ def test_sample_order_draws_in_proportion_to_weight():
 def test_sample_order_rejects_bad_weights(w):
     with pytest.raises(ValueError, match=r"the sampler needs a non-empty 1-D array"):
         sample_order(np.array(w), 5, np.random.default_rng(0))
+
+
+def test_reweighing_warns_when_a_group_class_cell_is_empty():
+    # extreme bias: s = label, so the cells (s=0, 1) and (s=1, 0) are empty
+    train = pd.DataFrame({"label": [0, 0, 1, 1], "s": [0, 0, 1, 1]})
+    with pytest.warns(UserWarning, match=r"reweighing: cell\(s\) s=0&label=1, s=1&label=0 have "
+                                         "no training row"):
+        w = compute_weights(train, "reweighing", ["s"])
+    assert np.allclose(w, 1.0)  # what the warning is about: nothing is reweighed
+
+
+def test_no_warning_when_every_cell_has_rows():
+    import warnings
+
+    train = pd.DataFrame({"label": [0, 1, 0, 1], "s": [0, 0, 1, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compute_weights(train, "reweighing", ["s"])
