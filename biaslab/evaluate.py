@@ -1,12 +1,19 @@
-"""Evaluate test decisions of every (scheme, method): metrics, gaps, flip rate, shifted test set.
+"""Evaluate test decisions of every (scheme, method): metrics, gaps, flip rate, shifted test set,
+and the (scheme, method) recommended on the validation split.
 
 The shifted test set is the seed experiment's check for a shortcut: on the same test images,
 draw S ~ Bernoulli(shift_p) independently of the label and read the decision the model makes
 with S forced to that value (``decision_s0`` / ``decision_s1``). A model that learnt the image
 keeps its accuracy; a model that learnt S loses it.
+
+Choosing a pair on the test split and reporting its test figures would flatter it (the best of
+several noisy figures is biased upwards). So the Pareto front and the recommended pair are
+chosen on the validation decisions, and only reported on test.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -125,6 +132,7 @@ def evaluate_decisions(
     pareto_gap: str = "disparate_impact",
     resample: str = "auto",
     min_cell: int = 5,
+    max_accuracy_loss: float = 0.02,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the test decisions of each scheme.
 
@@ -143,13 +151,16 @@ def evaluate_decisions(
     bins : int
         Score bins of the bootstrap's AUC and calibration error.
     pareto_gap : str
-        The gap of the first attribute traded against balanced accuracy in the ``pareto``
-        column (see :func:`pareto_front`).
+        The gap of the first attribute traded against balanced accuracy on the validation
+        split, for the ``pareto`` and ``recommended`` columns (see :func:`recommend`).
     resample : {"auto", "patient", "image"}
         What the bootstrap resamples (see :func:`resample_unit`).
     min_cell : int
         A figure computed from fewer positives, negatives, ... of a group is missing, with
         the reason (see :func:`biaslab.metrics.group_report`).
+    max_accuracy_loss : float
+        The recommended pair may lose this much validation balanced accuracy against the best
+        pair, for a lower fairness cost (see :func:`recommend`).
 
     Returns
     -------
@@ -160,8 +171,11 @@ def evaluate_decisions(
         (``insufficient``, ``undefined``, ``ATTR.insufficient``, ``ATTR.undefined``) and, with
         an injected bias,
         the same on the shifted test set (prefix ``shifted.``), ``warning`` and
-        ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` and ``pareto`` (on
-        the Pareto front of balanced accuracy against the cost).
+        ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` (of the test gap,
+        :func:`fairness_cost`), ``val.balanced_accuracy`` and ``val.fairness_cost`` (the same
+        on the validation decisions, no intervals), ``pareto`` (on the validation Pareto front
+        of balanced accuracy against the cost) and ``recommended`` (the one pair
+        :func:`recommend` picks on validation; none when validation says nothing).
     per_group : DataFrame
         One row per (scheme, method, set, attribute, group): images ``n``, ``patients``,
         ``positives``, ``negatives``, every per-group metric with its interval,
@@ -172,6 +186,7 @@ def evaluate_decisions(
     grid_rows, group_tables = [], []
     for scheme, table in decisions.items():
         test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
+        val = table[table["split"] == "val"].merge(attributes, on="row", how="left")
         # one row per image: the table repeats each test image once per method
         _check_group_sizes(test.drop_duplicates("row"), attributes, groups, min_group_size, scheme)
         for method, part in test.groupby("method", sort=False):
@@ -189,13 +204,37 @@ def evaluate_decisions(
                 group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
             row["warning"] = degenerate_reasons(part, row)
             row["degenerate"] = bool(row["warning"])
+            val_part = val[val["method"] == method]
+            row["val.balanced_accuracy"], val_gap = _val_figures(val_part, groups[0],
+                                                                 pareto_gap, min_cell)
+            row["val.fairness_cost"] = float(fairness_cost(pd.Series([val_gap]), pareto_gap)[0])
             grid_rows.append(row)
     per_group = pd.concat(group_tables, ignore_index=True)
     lead = ["scheme", "method", "set", "attribute", "group"]
     grid = pd.DataFrame(grid_rows)
     grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
-    grid["pareto"] = pareto_front(grid["balanced_accuracy"], grid["fairness_cost"])
+    # chosen on validation, reported on test: see the module's docstring
+    grid["pareto"] = pareto_front(grid["val.balanced_accuracy"], grid["val.fairness_cost"])
+    grid["recommended"] = recommend(grid["val.balanced_accuracy"], grid["val.fairness_cost"],
+                                    max_accuracy_loss)
     return grid, per_group[lead + [c for c in per_group if c not in lead]]
+
+
+def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple[float, float]:
+    """Balanced accuracy and the ``gap`` of ``attr`` on one pair's validation decisions, points
+    only; NaN when validation cannot tell (no rows, a single group, too few cases)."""
+    if val[attr].nunique(dropna=False) < 2:
+        return np.nan, np.nan
+    scores = val["score"].to_numpy() if "score" in val.columns else None
+    with warnings.catch_warnings():
+        # the test figures already warn of undefined rates; here a NaN only keeps a pair
+        # off the front, and val.balanced_accuracy / val.fairness_cost show it
+        warnings.simplefilter("ignore")
+        per_group, between = group_report(
+            val["label"], val["decision"], group_keys(val, [attr], what="evaluate.groups"),
+            scores=scores, n_boot=0, name=attr, labelled=True, min_cell=min_cell)
+    return (float(per_group["balanced_accuracy"].iloc[-1]),
+            float(between.set_index("metric").loc[gap, "value"]))
 
 
 def degenerate_reasons(test: pd.DataFrame, figures: dict) -> str:
@@ -238,11 +277,11 @@ def add_not_applicable(grid: pd.DataFrame, thresholds: dict[str, dict]) -> pd.Da
 
     ``thresholds`` is scheme -> its ``metrics/thresholds/SCHEME.json``, where a skipped method
     reads ``{"not_applicable": REASON}`` (e.g. a group with one class in validation). Its row
-    has every figure missing, ``warning`` "not applicable: REASON", and is on no Pareto front;
-    rows keep the order of the schemes and of each scheme's methods.
+    has every figure missing, ``warning`` "not applicable: REASON", is on no Pareto front and
+    is never recommended; rows keep the order of the schemes and of each scheme's methods.
     """
     rows = [{"scheme": scheme, "method": method, "degenerate": False, "pareto": False,
-             "warning": f"not applicable: {p['not_applicable']}"}
+             "recommended": False, "warning": f"not applicable: {p['not_applicable']}"}
             for scheme, fitted in thresholds.items() for method, p in fitted.items()
             if "not_applicable" in p]
     if not rows:
@@ -255,24 +294,48 @@ def add_not_applicable(grid: pd.DataFrame, thresholds: dict[str, dict]) -> pd.Da
     return grid.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
 
 
-def summary_line(grid: pd.DataFrame) -> str:
-    """The evaluate stage's summary, NaN-safe: the best balanced accuracy may be undefined."""
-    bacc = grid["balanced_accuracy"]
-    if bacc.notna().any():
-        best = grid.loc[bacc.idxmax()]
-        best_text = (f"best balanced accuracy {best['balanced_accuracy']:.3f} "
-                     f"({best['scheme']}/{best['method']})")
+def summary_line(grid: pd.DataFrame, gap: str) -> str:
+    """The evaluate stage's summary: the pair recommended on validation, with its test figures
+    (balanced accuracy and the Pareto gap, column ``gap`` of ``grid``). NaN-safe."""
+    front = int(grid["pareto"].sum())
+    picked = grid[grid["recommended"].eq(True)]
+    if len(picked):
+        best = picked.iloc[0]
+        text = (f"recommended {best['scheme']}/{best['method']} (chosen on validation): test "
+                f"balanced accuracy {best['balanced_accuracy']:.3f}, {gap} {best[gap]:.3f}")
     else:
-        best_text = "balanced accuracy undefined for every pair (a class absent from test)"
+        text = "no pair recommended (balanced accuracy or fairness cost undefined on validation)"
+    if grid["balanced_accuracy"].isna().all():
+        text += "; balanced accuracy undefined for every pair (a class absent from test)"
     degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
-    return (f"{len(grid)} (scheme, method) pairs, {int(grid['pareto'].sum())} on the Pareto "
-            f"front; {best_text}" + (f"; {degenerate} degenerate" if degenerate else ""))
+    return (f"{len(grid)} (scheme, method) pairs, {front} on the validation Pareto front; "
+            f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
 
 
 def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:
-    """How far a gap is from parity: |1 - DI| for disparate impact, |value| for a difference."""
+    """How far a gap is from parity, the same either side of it: |log DI| for disparate
+    impact (DI 0.8 and its mirror 1.25 cost the same; DI 0 or inf cost inf), |value| for a
+    difference."""
     values = gap.to_numpy(dtype=float)
-    return np.abs(1 - values) if metric == "disparate_impact" else np.abs(values)
+    if metric != "disparate_impact":
+        return np.abs(values)
+    with np.errstate(divide="ignore"):
+        return np.abs(np.log(values))
+
+
+def recommend(score, cost, max_loss: float) -> np.ndarray:
+    """True for one row: among the Pareto front of ``score`` against ``cost`` (see
+    :func:`pareto_front`), the lowest cost among the rows whose score is at least the best
+    score minus ``max_loss``; ties go to the first row. All False when no row has both figures.
+    """
+    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
+    front = pareto_front(score, cost)
+    out = np.zeros(len(score), dtype=bool)
+    if front.any():
+        # a hair of slack: 0.90 - 0.02 must admit 0.88 despite floating point
+        near = front & (score >= score[front].max() - max_loss - 1e-12)
+        out[np.flatnonzero(near)[np.argmin(cost[near])]] = True
+    return out
 
 
 def pareto_front(score, cost) -> np.ndarray:
@@ -307,16 +370,18 @@ def _check_group_sizes(
 def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
     """The nested dict for metrics/fairness.json: scheme -> method -> headline figures.
 
-    Seven figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
+    Nine figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
     its interval: balanced accuracy, flip rate, shifted accuracy, for the first attribute of
-    ``groups`` disparate impact, equalized-odds difference and worst-group balanced accuracy,
-    and ``degenerate`` (true: read the ``warning`` column of grid.csv before the gaps).
+    ``groups`` disparate impact, its excess over the labels' own (see
+    :func:`biaslab.metrics.gaps`), equalized-odds difference and worst-group balanced
+    accuracy, ``degenerate`` (true: read the ``warning`` column of grid.csv before the gaps)
+    and ``recommended`` (the pair chosen on validation, see :func:`recommend`).
     """
     out: dict = {}
     first = groups[0]
     keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
-            f"{first}.equalized_odds_difference", f"{first}.worst_group_balanced_accuracy",
-            "degenerate"]
+            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference",
+            f"{first}.worst_group_balanced_accuracy", "degenerate", "recommended"]
     for row in grid.to_dict("records"):
         figures = {}
         for key in keys:

@@ -39,7 +39,8 @@ PER_GROUP = RATES + SCORE_METRICS
 GAPS = (
     "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
     "average_odds_difference", "equalized_odds_difference", "worst_group_balanced_accuracy",
-    "auc_gap",
+    "auc_gap", "base_disparate_impact", "excess_disparate_impact",
+    "base_statistical_parity_difference", "excess_statistical_parity_difference",
 )
 RESAMPLES = ("patient", "image")
 # the rows each metric is a share of, and the per-group metrics each gap is computed from
@@ -55,6 +56,9 @@ GAP_NEEDS = {
     "equal_opportunity_difference": ("tpr",), "average_odds_difference": ("tpr", "fpr"),
     "equalized_odds_difference": ("tpr", "fpr"),
     "worst_group_balanced_accuracy": ("balanced_accuracy",), "auc_gap": ("auc",),
+    "base_disparate_impact": ("prevalence",), "base_statistical_parity_difference": ("prevalence",),
+    "excess_disparate_impact": ("selection_rate", "prevalence"),
+    "excess_statistical_parity_difference": ("selection_rate", "prevalence"),
 }
 
 
@@ -126,12 +130,24 @@ def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     A gap is NaN when a group's rate is undefined. Equalized-odds difference =
     max(TPR range, FPR range) and AUC gap = max - min AUC (NaN without ``auc``) over all
     groups; worst-group balanced accuracy = min over groups.
+
+    DI and SPD have a baseline: the labels' own disparity, which a perfect classifier (ŷ = y)
+    reproduces. ``base_*`` is the gap of the prevalences P(y=1|g) (DI and SPD with decisions =
+    labels); ``excess_*`` is what the decisions add to it, per group g and then the g
+    farthest from parity like the others: excess DI = DI(g) / base DI(g) (1: no more
+    disparity than in the labels; a ratio like DI, so |log| picks g), excess SPD = SPD(g) -
+    base SPD(g). With two groups they are the ratio and the difference of the reported gaps.
+    NaN without ``prevalence``.
     """
     sel, tpr, fpr = r["selection_rate"], r["tpr"], r["fpr"]
     auc = r.get("auc", np.full(sel.shape, np.nan))
+    prev = r.get("prevalence", np.full(sel.shape, np.nan))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = sel[..., :-1] / sel[..., -1:]
+        base_ratio = prev[..., :-1] / prev[..., -1:]
+        excess_ratio = ratio / base_ratio
         d_sel, d_tpr = sel[..., :-1] - sel[..., -1:], tpr[..., :-1] - tpr[..., -1:]
+        d_prev = prev[..., :-1] - prev[..., -1:]
         d_odds = ((fpr[..., :-1] - fpr[..., -1:]) + d_tpr) / 2
         eqodds = np.maximum(tpr.max(-1) - tpr.min(-1), fpr.max(-1) - fpr.min(-1))
         return {
@@ -142,6 +158,11 @@ def gaps(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             "equalized_odds_difference": eqodds,
             "worst_group_balanced_accuracy": r["balanced_accuracy"].min(-1),
             "auc_gap": auc.max(-1) - auc.min(-1),
+            "base_disparate_impact": _worst_vs_reference(base_ratio, np.abs(np.log(base_ratio))),
+            "excess_disparate_impact": _worst_vs_reference(excess_ratio,
+                                                           np.abs(np.log(excess_ratio))),
+            "base_statistical_parity_difference": _worst_vs_reference(d_prev),
+            "excess_statistical_parity_difference": _worst_vs_reference(d_sel - d_prev),
         }
 
 

@@ -134,11 +134,13 @@ def build_report(
 ) -> str:
     """Assemble the report page from the evaluate, train and audit outputs."""
     gap_cols = [f"{a}.{m}" for a in groups for m in (
-        "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
+        "disparate_impact", "base_disparate_impact", "excess_disparate_impact",
+        "statistical_parity_difference", "equal_opportunity_difference",
         "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap")]
     shifted = [c for c in ("shifted.accuracy", "shifted.balanced_accuracy") if c in grid]
     metrics = [m for m in ("accuracy", "balanced_accuracy", "auc", "flip_rate", *shifted,
-                           *gap_cols, "fairness_cost", "pareto")
+                           *gap_cols, "fairness_cost", "val.balanced_accuracy",
+                           "val.fairness_cost", "pareto", "recommended")
                if m in grid.columns]
     cells = _with_ci(grid, ["scheme", "method"], metrics)
     # metrics as rows, one column per (scheme, method): stays readable as schemes are added
@@ -173,7 +175,10 @@ ids, within each group); an empty cell is a figure with too few cases, listed un
 <b>DI</b> = P(ŷ=1|g)/P(ŷ=1|reference), the reference being the last group (S=1);
 <b>flip rate</b> = share of test images whose decision changes when the
 injected bias S is forced from 0 to 1; <b>shifted</b> = the same test images with S drawn
-independently of the label: a large drop from accuracy means the model learnt the shortcut.</p>
+independently of the label: a large drop from accuracy means the model learnt the shortcut.
+<b>base DI</b> is what a perfect classifier scores (the labels' own disparity) and <b>excess
+DI</b> = DI / base DI what the model adds. <b>pareto</b> and <b>recommended</b> are chosen on
+the validation split (val.* rows), never on test.</p>
 <h2>Headline</h2>{_table(headline)}
 <ul>{model_notes}</ul>
 <p class="note">Group sizes behind the gaps:</p>{_table(sizes)}

@@ -38,7 +38,8 @@ def main() -> None:
             decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
             level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
             intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
-            resample=cfg.resample, min_cell=cfg.min_cell)
+            resample=cfg.resample, min_cell=cfg.min_cell,
+            max_accuracy_loss=cfg.max_accuracy_loss)
         if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
             grid = add_training_flags(grid, {
                 s: json.loads((Path(args.health) / f"{s}.json").read_text()).get("degenerate")
@@ -48,7 +49,8 @@ def main() -> None:
                 s: json.loads((Path(args.thresholds) / f"{s}.json").read_text())
                 for s in schemes})
         # everything the stage says is computed before the first write: a failure writes nothing
-        figures, summary = headline(grid, cfg.groups), summary_line(grid)
+        figures = headline(grid, cfg.groups)
+        summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
     warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
                 for r in grid[grid["degenerate"]].itertuples()]
     # gaps missing for too few positives or negatives: the same test rows for every pair

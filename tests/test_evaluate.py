@@ -216,12 +216,17 @@ def test_headline_nests_scheme_method_metric(attributes, decisions):
     assert set(out["none"]) == {"fixed", "youden"}
     figures = out["reweighing"]["youden"]
     assert set(figures) == {"balanced_accuracy", "flip_rate", "shifted.accuracy",
-                            "s.disparate_impact", "s.equalized_odds_difference",
-                            "s.worst_group_balanced_accuracy", "degenerate"}
+                            "s.disparate_impact", "s.excess_disparate_impact",
+                            "s.equalized_odds_difference", "s.worst_group_balanced_accuracy",
+                            "degenerate", "recommended"}
     row = grid.set_index(["scheme", "method"]).loc[("reweighing", "youden")]
     assert figures["balanced_accuracy"] == round(float(row["balanced_accuracy"]), 4)
     assert figures["s.disparate_impact"] == round(float(row["s.disparate_impact"]), 4)
+    assert figures["s.excess_disparate_impact"] == round(float(row["s.excess_disparate_impact"]),
+                                                         4)
+    assert sum(out[s][m]["recommended"] for s in out for m in out[s]) == 1
     assert figures.pop("degenerate") is False
+    assert figures.pop("recommended") is bool(row["recommended"])
     assert all(isinstance(v, float) for v in figures.values())
 
 
@@ -298,8 +303,10 @@ def test_stage_succeeds_with_an_honest_summary_when_figures_are_all_nan(
     # the library's warnings reach the user as the stage's own lines, not Python's format
     assert "evaluate: warning: " in err and "is undefined for group" in err
     assert "UserWarning" not in err
-    assert "evaluate: 4 (scheme, method) pairs, 0 on the Pareto front; balanced accuracy " \
-           "undefined for every pair (a class absent from test) -> out/fairness.json" in out
+    assert "evaluate: 4 (scheme, method) pairs, 0 on the validation Pareto front; no pair " \
+           "recommended (balanced accuracy or fairness cost undefined on validation); balanced " \
+           "accuracy undefined for every pair (a class absent from test) -> out/fairness.json" \
+           in out
     grid = pd.read_csv(tmp_path / "out" / "grid.csv")
     assert grid["balanced_accuracy"].isna().all() and len(grid) == 4
     assert (tmp_path / "out" / "fairness.json").is_file()
@@ -308,7 +315,7 @@ def test_stage_succeeds_with_an_honest_summary_when_figures_are_all_nan(
 def test_stage_that_fails_writes_nothing(tmp_path, monkeypatch, capsys, attributes, decisions):
     import stages.evaluate
 
-    def broken(grid):
+    def broken(grid, gap):
         raise ValueError("summary: cannot be computed")
 
     monkeypatch.chdir(tmp_path)
@@ -335,6 +342,17 @@ def test_stage_warns_about_a_degenerate_model(tmp_path, monkeypatch, capsys, att
     assert "; 1 degenerate -> out/fairness.json" in captured.out
     grid = pd.read_csv(tmp_path / "out" / "grid.csv", keep_default_na=False)
     assert grid.set_index("method").loc["constant", "warning"].startswith("constant decisions")
+    assert {"val.balanced_accuracy", "val.fairness_cost", "pareto"} <= set(grid.columns)
+    assert grid["recommended"].sum() == 1
+    assert "on the validation Pareto front; recommended " in captured.out
+
+
+def test_without_validation_rows_nothing_is_recommended(attributes, decisions):
+    test_only = {k: v[v["split"] == "test"] for k, v in decisions.items()}
+    grid, _ = evaluate_decisions(test_only, attributes, ["s"], n_boot=0)
+    assert grid[["val.balanced_accuracy", "val.fairness_cost"]].isna().all(axis=None)
+    assert not grid["pareto"].any() and not grid["recommended"].any()
+    assert grid["balanced_accuracy"].notna().all()  # the test figures are untouched
 
 
 # ---------------------------------------------------------------- patients, too few rows
@@ -446,3 +464,104 @@ def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
     assert row["warning"] == "not applicable: group s=0 has one class"
     assert np.isnan(row["balanced_accuracy"]) and not row["pareto"]
     assert add_not_applicable(grid, {"none": {"fixed": {"threshold": 0.5}}}).equals(grid)
+
+
+# ---------------------------------------------------------------- baselines, choosing on val
+def test_fairness_cost_is_symmetric_for_disparate_impact():
+    from biaslab.evaluate import fairness_cost
+
+    cost = fairness_cost(pd.Series([0.8, 1.25, 1.0, 0.0, np.nan]), "disparate_impact")
+    assert cost[0] == pytest.approx(cost[1]) and cost[0] == pytest.approx(np.log(1.25))
+    assert cost[2] == 0 and np.isinf(cost[3]) and np.isnan(cost[4])
+    # a difference keeps |gap|
+    np.testing.assert_allclose(
+        fairness_cost(pd.Series([-0.2, 0.2]), "statistical_parity_difference"), [0.2, 0.2])
+
+
+def test_recommend_takes_the_fairest_pair_within_the_accuracy_loss():
+    from biaslab.evaluate import recommend
+
+    score = np.array([0.90, 0.89, 0.87, 0.95, np.nan, 0.885])
+    cost = np.array([0.30, 0.10, 0.01, np.nan, 0.0, 0.20])  # 5: dominated by 1
+    # within 0.02 of the best defined pair (0.90): rows 0, 1 (5 is off the front)
+    assert recommend(score, cost, 0.02).tolist() == [False, True, False, False, False, False]
+    assert recommend(score, cost, 0.0).tolist() == [True] + [False] * 5
+    assert recommend(score, cost, 0.05).tolist() == [False, False, True, False, False, False]
+    # no pair with both figures: none recommended
+    assert not recommend([np.nan, 0.9], [0.1, np.nan], 0.02).any()
+
+
+def _val_test_disagree(attributes):
+    """Scheme none: ``fixed`` is perfect on validation and noisy on test; ``youden`` the
+    opposite. The noisy decisions follow the label one time in five, else a coin."""
+    rng = np.random.default_rng(3)
+    y = attributes["label"].to_numpy()
+    is_test = np.arange(N) < 300
+    noisy = np.where(rng.random(N) < 0.2, y, rng.integers(0, 2, N)).astype(np.int8)
+    frames = [pd.DataFrame({"row": attributes["row"], "split": np.where(is_test, "test", "val"),
+                            "method": method, "threshold": 0.5, "decision": decision})
+              for method, decision in (("fixed", np.where(is_test, noisy, y)),
+                                       ("youden", np.where(is_test, y, noisy)))]
+    return {"none": pd.concat(frames, ignore_index=True)}
+
+
+def test_pareto_front_and_recommendation_are_chosen_on_validation(attributes):
+    from biaslab.evaluate import summary_line
+
+    decisions = _val_test_disagree(attributes)
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    g = grid.set_index("method")
+    # test figures (what is reported) favour youden; validation favours fixed
+    assert g.loc["youden", "balanced_accuracy"] == 1
+    assert g.loc["fixed", "val.balanced_accuracy"] == 1
+    assert g.loc["fixed", "balanced_accuracy"] < 0.7 and g.loc["youden",
+                                                               "val.balanced_accuracy"] < 0.7
+    assert grid["recommended"].tolist() == [True, False]
+    # the noisy decisions are fairer (closer to DI 1) than the labels: both on the front
+    assert g.loc["youden", "val.fairness_cost"] < g.loc["fixed", "val.fairness_cost"]
+    assert grid["pareto"].all()
+    # the cost columns: |log DI| of the test gap and of the validation one
+    assert g.loc["youden", "fairness_cost"] == pytest.approx(
+        abs(np.log(g.loc["youden", "s.disparate_impact"])))
+    # trading up to all accuracy for fairness picks the other pair
+    loose, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0, max_accuracy_loss=1)
+    assert loose["recommended"].tolist() == [False, True]
+    # the summary names the recommended pair with its test figures
+    fixed = g.loc["fixed"]
+    assert summary_line(grid, "s.disparate_impact") == (
+        "2 (scheme, method) pairs, 2 on the validation Pareto front; recommended none/fixed "
+        f"(chosen on validation): test balanced accuracy {fixed['balanced_accuracy']:.3f}, "
+        f"s.disparate_impact {fixed['s.disparate_impact']:.3f}")
+
+
+def test_base_rates_and_excess_in_the_grid(attributes):
+    grid, _ = evaluate_decisions(_val_test_disagree(attributes), attributes, ["s"], n_boot=50)
+    g = grid.set_index("method")
+    perfect = g.loc["youden"]  # decisions = labels on test
+    assert perfect["s.base_disparate_impact"] == pytest.approx(perfect["s.disparate_impact"])
+    assert perfect["s.base_disparate_impact"] < 0.5  # S follows the label in these data
+    assert perfect["s.excess_disparate_impact"] == pytest.approx(1)
+    assert perfect["s.excess_statistical_parity_difference"] == pytest.approx(0, abs=1e-12)
+    assert perfect["s.excess_disparate_impact_lo"] == pytest.approx(1)
+    # the base rates are the test labels': the same for every method
+    assert g.loc["fixed", "s.base_disparate_impact"] == perfect["s.base_disparate_impact"]
+    noisy = g.loc["fixed"]
+    assert noisy["s.excess_disparate_impact"] == pytest.approx(
+        noisy["s.disparate_impact"] / noisy["s.base_disparate_impact"])
+    assert noisy["s.excess_disparate_impact"] > 1  # the noisy decisions shrink the disparity
+
+
+def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
+    from biaslab.evaluate import add_not_applicable, summary_line
+
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    assert grid["recommended"].sum() == 1
+    out = add_not_applicable(grid, {
+        s: {"fixed": {}, "youden": {}, "equalized_odds": {"not_applicable": "one class"}}
+        for s in ("none", "reweighing")})
+    skipped = out[out["method"] == "equalized_odds"]
+    assert len(skipped) == 2 and not skipped["recommended"].any() and not skipped["pareto"].any()
+    assert out["recommended"].dtype == bool and out["recommended"].sum() == 1
+    best = out[out["recommended"]].iloc[0]
+    assert f"recommended {best['scheme']}/{best['method']} (chosen on validation)" in \
+        summary_line(out, "s.disparate_impact")

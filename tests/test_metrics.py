@@ -477,3 +477,72 @@ def test_patient_intervals_are_wider_for_clustered_decisions():
 def test_patient_input_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         group_report([0, 1, 1], [0, 1, 0], ["a", "b", "b"], n_boot=0, **kwargs)
+
+
+# ---------------------------------------------------------------- baselines of DI and SPD
+def test_gaps_base_and_excess_by_hand():
+    r = {**_rates_of(sel=[0.2, 0.5], tpr=[0.6, 0.9], fpr=[0.1, 0.4]),
+         "prevalence": np.array([0.3, 0.6])}
+    out = gaps(r)
+    assert out["base_disparate_impact"] == pytest.approx(0.3 / 0.6)
+    assert out["base_statistical_parity_difference"] == pytest.approx(0.3 - 0.6)
+    # two groups: the ratio and the difference of the reported gaps
+    assert out["excess_disparate_impact"] == pytest.approx((0.2 / 0.5) / (0.3 / 0.6))
+    assert out["excess_statistical_parity_difference"] == pytest.approx((0.2 - 0.5) - (0.3 - 0.6))
+    # without prevalences there is no baseline, and the other gaps are as before
+    bare = gaps(_rates_of(sel=[0.2, 0.5], tpr=[0.6, 0.9], fpr=[0.1, 0.4]))
+    assert np.isnan(bare["base_disparate_impact"]) and np.isnan(bare["excess_disparate_impact"])
+    assert bare["disparate_impact"] == out["disparate_impact"]
+
+
+def test_gaps_excess_picks_the_group_farthest_from_its_own_base():
+    # reference sel 0.5, prevalence 0.5; group 0 selects like its labels (excess 1), group 1
+    # selects 0.8 with prevalence 0.4: DI 1.6 / base 0.8 = excess 2
+    r = {**_rates_of(sel=[0.2, 0.8, 0.5], tpr=[0.5] * 3, fpr=[0.1] * 3),
+         "prevalence": np.array([0.2, 0.4, 0.5])}
+    out = gaps(r)
+    assert out["disparate_impact"] == pytest.approx(0.2 / 0.5)  # |log 0.4| > |log 1.6|
+    assert out["base_disparate_impact"] == pytest.approx(0.2 / 0.5)  # |log 0.4| > |log 0.8|
+    assert out["excess_disparate_impact"] == pytest.approx(1.6 / 0.8)
+    assert out["excess_statistical_parity_difference"] == pytest.approx(0.3 - -0.1)
+
+
+def _skewed_labels(y, g, groups):
+    """Labels whose prevalence differs by group: the first group loses 60% of its positives."""
+    drop = (g == groups[0]) & (np.random.default_rng(9).random(len(y)) < 0.6)
+    return np.where(drop, 0, y)
+
+
+@pytest.mark.parametrize("groups", [("a", "b"), ("x", "y", "z")])
+def test_a_perfect_classifier_scores_the_base_rates_and_no_excess(groups):
+    y, _, g, _ = _data(n=1500, seed=4, groups=groups)
+    y = _skewed_labels(y, g, groups)
+    _, between = group_report(y, y, g, n_boot=200, seed=0)
+    b = between.set_index("metric")
+    assert b.loc["base_disparate_impact", "value"] == pytest.approx(
+        b.loc["disparate_impact", "value"])
+    assert b.loc["base_statistical_parity_difference", "value"] == pytest.approx(
+        b.loc["statistical_parity_difference", "value"])
+    assert b.loc["base_disparate_impact", "value"] < 0.6  # the labels' own disparity
+    # the excess is computed in each resample, so its interval is exactly [1, 1] / [0, 0],
+    # while the base rates themselves vary from resample to resample
+    assert b.loc["excess_disparate_impact", ["value", "lo", "hi"]].tolist() == pytest.approx(
+        [1, 1, 1])
+    assert b.loc["excess_statistical_parity_difference", ["value", "lo", "hi"]].tolist() == \
+        pytest.approx([0, 0, 0], abs=1e-12)
+    assert b.loc["base_disparate_impact", "lo"] < b.loc["base_disparate_impact", "hi"]
+
+
+def test_the_base_rates_depend_on_the_labels_only():
+    y, d, g, _ = _data(n=1000, seed=5)
+    y = _skewed_labels(y, g, ("a", "b"))
+    _, perfect = group_report(y, y, g, n_boot=0)
+    _, model = group_report(y, d, g, n_boot=0)
+    base = ["base_disparate_impact", "base_statistical_parity_difference"]
+    pd.testing.assert_frame_equal(perfect.set_index("metric").loc[base],
+                                  model.set_index("metric").loc[base])
+    m = model.set_index("metric")["value"]
+    assert m["excess_disparate_impact"] == pytest.approx(
+        m["disparate_impact"] / m["base_disparate_impact"])
+    assert m["excess_statistical_parity_difference"] == pytest.approx(
+        m["statistical_parity_difference"] - m["base_statistical_parity_difference"])

@@ -52,7 +52,8 @@ def test_full_repro_builds_every_artifact(repo, first_repro):
     assert set(headline["none"]) == {"fixed", "youden", "demographic_parity", "equalized_odds"}
     assert set(headline["none"]["youden"]) == {
         "balanced_accuracy", "flip_rate", "shifted.accuracy", "s.disparate_impact",
-        "s.equalized_odds_difference", "s.worst_group_balanced_accuracy", "degenerate"}
+        "s.equalized_odds_difference", "s.worst_group_balanced_accuracy", "degenerate",
+        "s.excess_disparate_impact", "recommended"}
     grid = pd.read_csv(repo / "metrics/grid.csv")
     assert len(grid) == 8 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
     page = (repo / "reports/index.html").read_text()

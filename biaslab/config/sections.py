@@ -338,7 +338,8 @@ class EvaluateConfig(Section):
     bins: bounded(int, "an integer in [10, 4096]", ge=10, le=4096) = Field(256, description=(
         "score bins of the bootstrap's AUC and calibration error"))
     pareto_gap: choice(PARETO_GAPS) = Field("disparate_impact", description=(
-        "the fairness gap traded against balanced accuracy on grid.csv's Pareto front"))
+        "the fairness gap (of the first of evaluate.groups) traded against balanced accuracy on "
+        "the validation Pareto front, which the recommended (scheme, method) is chosen from"))
     resample: choice(("auto", "patient", "image")) = Field("auto", description=(
         "what the bootstrap resamples: patient (whole patients, each with all its test "
         "images), image (single images, within their group), or auto: patient when the index "
@@ -347,6 +348,11 @@ class EvaluateConfig(Section):
         "a figure computed from fewer positives (TPR, AUC, ...), negatives (FPR, ...), "
         "positive decisions (PPV) or images (accuracy, ...) of a group is reported as missing, "
         "with the reason, and so is every gap that needs it"))
+    max_accuracy_loss: bounded(float, "a number in [0, 1]", ge=0, le=1) = Field(
+        0.02, description=(
+            "the recommended (scheme, method) is, on the validation Pareto front, the one with "
+            "the lowest fairness cost among those within this much of the best validation "
+            "balanced accuracy"))
 
 
 class Params(BaseModel):
