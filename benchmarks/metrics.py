@@ -30,6 +30,7 @@ from sklearn.metrics import balanced_accuracy_score, precision_score, recall_sco
 
 from biaslab.bootstrap import binned_resamples, score_bins
 from biaslab.metrics import group_report
+from biaslab.significance import permutation_pvalues
 
 
 def _data(n: int, seed: int = 0):
@@ -124,6 +125,12 @@ def main() -> None:
     print(f"  peak memory of the patient bootstrap: {peak:.0f} MiB (its output, "
           f"{args.boot} x 8 groups x {8 + 2 * 256 + 30} statistics, is "
           f"{args.boot * 8 * 550 * 8 / 2**20:.0f} MiB)")
+    # the permutation test of every gap (p-values), on the same clustered data
+    start = time.perf_counter()
+    permutation_pvalues(y, d, g, patients=patients, scores=scores, n_perm=args.boot)
+    seconds = time.perf_counter() - start
+    print(f"permutation test: {args.boot:,} permutations of {args.n:,} predictions from "
+          f"{args.patients:,} patients, 8 groups, every gap: {seconds:.2f} s")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pandas as pd
 from biaslab.columns import require_columns
 from biaslab.groups import SEP, group_keys
 from biaslab.metrics import group_report
+from biaslab.significance import adjust, permutation_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
 
@@ -47,7 +48,7 @@ def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
 
 
 def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
-                  bins: int = 256, resample: str = "image", min_cell: int = 5):
+                  bins: int = 256, resample: str = "image", min_cell: int = 5, n_perm: int = 0):
     """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
     flip = None
     if "decision_s0" in test.columns:
@@ -57,8 +58,9 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
     flat, tables = {}, []
     for i, cols in enumerate(groups):
         attr = SEP.join(cols)
+        keys = group_keys(test, cols, what="evaluate.groups")
         per_group, between = group_report(
-            test["label"], test["decision"], group_keys(test, cols, what="evaluate.groups"),
+            test["label"], test["decision"], keys,
             flip=flip, scores=scores, patients=patients, resample=resample, n_boot=n_boot,
             level=level, seed=seed, name=attr, bins=bins, labelled=True, min_cell=min_cell,
         )
@@ -71,10 +73,20 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
                     flat[f"{prefix}{m}{suffix}"] = float(overall[m + suffix])
             flat[f"{prefix}insufficient"] = overall["insufficient"]
             flat[f"{prefix}undefined"] = overall["undefined"]
+        pvalues = {}
+        if n_perm and len(set(keys)) >= 2:  # the same units as the bootstrap's
+            pvalues = permutation_pvalues(
+                test["label"], test["decision"], keys, n_perm=n_perm, seed=seed, scores=scores,
+                patients=patients if resample == "patient" else None)
         for row in between.itertuples():
             flat[f"{prefix}{attr}.{row.metric}"] = row.value
             flat[f"{prefix}{attr}.{row.metric}_lo"] = row.lo
             flat[f"{prefix}{attr}.{row.metric}_hi"] = row.hi
+            # the base-rate gaps test the labels, not the model: no p-value; a gap reported
+            # missing has none either, and is not counted in the family
+            if pvalues and not row.metric.startswith("base_"):
+                flat[f"{prefix}{attr}.{row.metric}_p"] = (
+                    np.nan if np.isnan(row.value) else pvalues[row.metric])
         flat[f"{prefix}{attr}.groups"] = between["groups"].iloc[0]
         flat[f"{prefix}{attr}.insufficient"], flat[f"{prefix}{attr}.undefined"] = _gap_notes(
             between)
@@ -133,6 +145,8 @@ def evaluate_decisions(
     resample: str = "auto",
     min_cell: int = 5,
     max_accuracy_loss: float = 0.02,
+    n_perm: int = 0,
+    correction: str = "holm",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the test decisions of each scheme.
 
@@ -158,6 +172,11 @@ def evaluate_decisions(
     min_cell : int
         A figure computed from fewer positives, negatives, ... of a group is missing, with
         the reason (see :func:`biaslab.metrics.group_report`).
+    n_perm, correction : int, {"holm", "bh"}
+        Permutations behind each gap's p-value (``ATTR.GAP_p``; 0: none), and the correction
+        of all the p-values of the run together (``ATTR.GAP_p_adj``), see
+        :mod:`biaslab.significance`. The base-rate gaps test the labels, not the model: they
+        get no p-value.
     max_accuracy_loss : float
         The recommended pair may lose this much validation balanced accuracy against the best
         pair, for a lower fairness cost (see :func:`recommend`).
@@ -199,7 +218,7 @@ def evaluate_decisions(
                 if name == "shifted":  # the scores were not read under the drawn S
                     data = data.drop(columns="score", errors="ignore")
                 flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins,
-                                                unit, min_cell)
+                                                unit, min_cell, n_perm)
                 row.update(flat)
                 group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
             row["warning"] = degenerate_reasons(part, row)
@@ -212,6 +231,13 @@ def evaluate_decisions(
     per_group = pd.concat(group_tables, ignore_index=True)
     lead = ["scheme", "method", "set", "attribute", "group"]
     grid = pd.DataFrame(grid_rows)
+    # every gap of the run is one family: corrected together, whatever scheme, method or set
+    p_cols = [c for c in grid.columns if c.endswith("_p")]
+    if p_cols:
+        family = grid[p_cols].to_numpy(dtype=float)
+        adjusted = adjust(family.ravel(), correction).reshape(family.shape)
+        grid = pd.concat([grid, pd.DataFrame(adjusted, columns=[c + "_adj" for c in p_cols],
+                                             index=grid.index)], axis=1)
     grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
     # chosen on validation, reported on test: see the module's docstring
     grid["pareto"] = pareto_front(grid["val.balanced_accuracy"], grid["val.fairness_cost"])

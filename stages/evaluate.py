@@ -39,7 +39,8 @@ def main() -> None:
             level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
             intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
             resample=cfg.resample, min_cell=cfg.min_cell,
-            max_accuracy_loss=cfg.max_accuracy_loss)
+            max_accuracy_loss=cfg.max_accuracy_loss, n_perm=cfg.n_perm,
+            correction=cfg.correction)
         if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
             grid = add_training_flags(grid, {
                 s: json.loads((Path(args.health) / f"{s}.json").read_text()).get("degenerate")

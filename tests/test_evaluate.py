@@ -565,3 +565,27 @@ def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
     best = out[out["recommended"]].iloc[0]
     assert f"recommended {best['scheme']}/{best['method']} (chosen on validation)" in \
         summary_line(out, "s.disparate_impact")
+
+
+def test_every_gap_has_a_p_value_corrected_across_the_run(attributes, decisions):
+    from biaslab.significance import adjust
+
+    grid, _ = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0, n_perm=199,
+                                 correction="holm")
+    p_cols = [c for c in grid.columns if c.endswith("_p")]
+    assert "s.disparate_impact_p" in p_cols and "s&sex.equal_opportunity_difference_p" in p_cols
+    assert "shifted.s.disparate_impact_p" in p_cols
+    assert not [c for c in p_cols if ".base_" in c]  # the labels' own gaps are not tested
+    family = grid[p_cols].to_numpy(dtype=float)
+    defined = family[~np.isnan(family)]
+    assert ((defined >= 1 / 200) & (defined <= 1)).all()
+    # one family: Holm over every p-value of the run, not per row or per column
+    expected = adjust(family.ravel(), "holm").reshape(family.shape)
+    np.testing.assert_array_equal(grid[[c + "_adj" for c in p_cols]].to_numpy(dtype=float),
+                                  expected)
+    # a gap reported missing (too few cases) has no p-value either
+    for col in p_cols:
+        gap = grid[col.removesuffix("_p")]
+        assert grid.loc[gap.isna(), col].isna().all()
+    off, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0, n_perm=0)
+    assert not [c for c in off.columns if c.endswith(("_p", "_p_adj"))]

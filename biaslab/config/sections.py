@@ -353,6 +353,14 @@ class EvaluateConfig(Section):
             "the recommended (scheme, method) is, on the validation Pareto front, the one with "
             "the lowest fairness cost among those within this much of the best validation "
             "balanced accuracy"))
+    n_perm: bounded(int, "an integer >= 0 (0 turns the tests off)", ge=0) = Field(
+        10000, description=(
+            "permutations of the group labels behind each gap's p-value (0: no p-values); the "
+            "smallest p is 1 / (n_perm + 1), so Holm over m gaps needs n_perm >= 20 m to reject "
+            "at 0.05"))
+    correction: choice(("holm", "bh")) = Field("holm", description=(
+        "correction of the p-values across all gaps of the run: holm (family-wise error) or "
+        "bh (Benjamini-Hochberg, false discovery rate)"))
 
 
 class Params(BaseModel):
