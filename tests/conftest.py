@@ -25,7 +25,7 @@ REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".d
 TINY = {
     "prepare": {"size": 12},
     "train": {"epochs": 2, "width": 4, "batch_size": 64},
-    "evaluate": {"n_boot": 50},
+    "evaluate": {"n_boot": 50, "n_perm": 200},
 }
 
 

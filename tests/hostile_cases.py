@@ -302,7 +302,7 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
             (folder / "metrics/thresholds/none.json").write_text(
                 json.dumps({"fixed": {"threshold": 0.5}}))
         base = {"weights": {"schemes": ["none"], "groups": ["s"]},
-                "evaluate": {"groups": ["s"], "n_boot": 0}}
+                "evaluate": {"groups": ["s"], "n_boot": 0, "n_perm": 0}}
         params(folder, base, sections or {})
         if then:
             then(folder)

@@ -284,7 +284,8 @@ def _stage_files(tmp_path, attributes, decisions):
     for scheme, table in decisions.items():
         table.to_parquet(tmp_path / "decisions" / f"{scheme}.parquet")
     (tmp_path / "params.yaml").write_text(
-        "evaluate: {groups: [s, sex], n_boot: 20}\nweights: {schemes: [none, reweighing]}\n")
+        "evaluate: {groups: [s, sex], n_boot: 20, n_perm: 99}\n"
+        "weights: {schemes: [none, reweighing]}\n")
     outs = {"headline": "out/fairness.json", "grid": "out/grid.csv", "groups": "out/groups.csv"}
     return ["evaluate", "--decisions", "decisions", "--index", "index.parquet",
             "--bias", "bias.parquet", *[a for k, v in outs.items() for a in (f"--{k}", v)]]
