@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # cache compiled bytecode: torch and pandas import 2-3x faster in every stage and test
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: env repro test lint recover clean-env image container-test
+.PHONY: env repro test lint recover sweep clean-env image container-test
 
 env: $(VENV)/.synced
 
@@ -40,6 +40,19 @@ lint: env
 
 # after a `dvc repro` killed with SIGKILL: stops its leftover stage, removes DVC's stale locks
 # and the killed writers' temporary files
+# `make sweep`: the headline figures against the bias strength k (p0 = 0.5 - k, p1 = 0.5 + k),
+# one DVC experiment per value x training seed, run from DVC's queue (tools/sweep.py); writes
+# metrics/sweep.csv and reports/sweep.png. Defaults (tools/sweep.py): k = 0 0.1 ... 0.5, seeds
+# 0 1. Any params.yaml key can be swept; SWEEP_SET holds settings of every experiment, e.g.
+#   make sweep SWEEP=split.train_size VALUES="60 120 216" SEEDS="0 1 2" SWEEP_SET="train.epochs=5"
+SWEEP ?=
+VALUES ?=
+SEEDS ?=
+SWEEP_SET ?=
+sweep: env
+	python -m tools.sweep $(if $(SWEEP),--param $(SWEEP)) $(if $(VALUES),--values $(VALUES)) \
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(SWEEP_SET),--set $(SWEEP_SET))
+
 recover: env
 	python -m tools.recover
 

@@ -188,6 +188,12 @@ the validation split (val.* rows), never on test.</p>
 <p>{audit["n"]} images, prevalence {audit["prevalence"]:.3f}; splits {audit["splits"]}.</p>
 {audit_more}<ul>{warnings}</ul>{_table(audit_tbl)}
 <h2>Examples</h2>{examples}
+<h2>Bias sweep</h2>
+<p><code>make sweep</code> reruns the pipeline as DVC experiments over bias strengths and training
+seeds and draws DI, excess DI, flip rate and shifted-test accuracy against the bias strength, per
+scheme, with intervals: <a href="sweep.png">sweep.png</a> (beside this page, once the sweep has
+run); every figure with its interval per experiment, scheme, method and seed:
+<code>metrics/sweep.csv</code>.</p>
 <p class="note">Made by biaslab from the DVC pipeline's artifacts (metrics/*.json, *.csv).</p>
 </body></html>
 """

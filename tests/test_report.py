@@ -32,3 +32,14 @@ def test_model_warnings_reach_the_page_escaped():
     assert ("none / equalized_odds: not applicable: group s=0 has one class &lt;validation&gt;"
             in page)
     assert "<th>patients</th>" in page and "<th>negatives</th>" in page
+
+
+def test_the_page_links_the_sweep_figure():
+    per_group = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "set": ["test"],
+                              "group": ["s=0"], "n": [4]})
+    prevalence = pd.DataFrame({"split": ["all"], "attribute": ["s"], "group": ["0"], "n": [4],
+                               "prevalence": [0.25]})
+    page = build_report(grid=_grid(), per_group=per_group, curves={}, prevalence=prevalence,
+                        audit={"n": 4, "prevalence": 0.25, "splits": {}, "warnings": []},
+                        groups=["s"])
+    assert 'href="sweep.png"' in page

@@ -1,0 +1,383 @@
+"""The sweep: one DVC experiment per (value, training seed) of a param, read back as a table.
+
+``make sweep`` (tools/sweep.py) queues the experiments with ``dvc exp run --queue``, runs them
+with ``dvc queue start`` and reads them back with ``dvc exp show --json``. This module holds what
+needs no DVC: the plan (the ``-S`` settings of each experiment), the outcome of each experiment
+in ``dvc exp show``'s output, the table of results (``metrics/sweep.csv``) and its figure.
+
+Why the outcome is read from DVC's executor state and never from the metrics alone: an
+experiment that failed still shows metrics in ``dvc exp show``, those of the commit it was
+queued from (stale). Its rows carry ``status = failed`` and the reason, never a figure.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from ruamel.yaml import YAML
+
+# Not a key of params.yaml: the bias strength k, p0 = 0.5 - k and p1 = 0.5 + k (the seed
+# study's p0/p1 = 0.4/0.6 is k = 0.1; k = 0 is no bias, k = 0.5 is S = the label).
+BIAS_STRENGTH = "bias_strength"
+SEED_KEY = "train.seed"  # the second axis: every value is run once per training seed
+DEFAULT_PARAM = BIAS_STRENGTH
+DEFAULT_VALUES = ("0", "0.1", "0.2", "0.3", "0.4", "0.5")
+DEFAULT_SEEDS = (0, 1)
+SUCCESS, FAILED = "success", "failed"
+ID_COLUMNS = ["param", "value", "seed", "scheme", "method", "status", "experiment"]
+# DI / the test set's base-rate DI (what a perfect classifier scores): taken from grid.csv
+# whether or not fairness.json has it
+EXCESS_DI = "excess_disparate_impact"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a git ref component, as DVC names need
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the sweep: its DVC name, swept value, seed and ``-S`` settings."""
+
+    name: str
+    value: float | int | str
+    seed: int
+    settings: tuple[str, ...]  # "key=value", one ``-S`` each
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``dvc exp show --json`` says of one experiment.
+
+    ``state`` is DVC's executor state (success, failed, queued, running), or ``missing`` when
+    the experiment is not in the output; ``headline`` (scheme -> method -> figures) is given
+    for a successful experiment only.
+    """
+
+    state: str
+    rev: str | None = None
+    headline: dict | None = None
+
+
+def as_value(text: str) -> float | int | str:
+    """A swept value as a number when it reads as one (int first), else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def bias_settings(k: float) -> tuple[str, str]:
+    """``bias.p0=0.5-k`` and ``bias.p1=0.5+k`` (rounded: 0.5 - 0.4 is 0.09999999999999998)."""
+    return f"bias.p0={round(0.5 - k, 10)!r}", f"bias.p1={round(0.5 + k, 10)!r}"
+
+
+def plan(param: str, values: Sequence[str], seeds: Sequence[int], *, prefix: str,
+         fixed: Sequence[str] = (), params: Mapping | None = None) -> list[Experiment]:
+    """The experiments of a sweep of ``param`` over ``values`` x ``seeds``, in run order.
+
+    Parameters
+    ----------
+    param : a params.yaml key (``bias.p0``), or :data:`BIAS_STRENGTH`, which sets p0 and p1
+        together.
+    values : the values as given on the command line (passed to ``-S`` as they are).
+    seeds : values of :data:`SEED_KEY`, the second axis.
+    prefix : the experiments' names start with it: ``PREFIX-v<i>-s<seed>``.
+    fixed : ``key=value`` settings of every experiment (e.g. ``train.epochs=5``).
+    params : params.yaml; a setting of a key it lacks is written ``+key=value``, as
+        ``dvc exp run -S`` needs to add one (``split.train_composition.share`` to ``{}``).
+    """
+    key = param.lstrip("+")
+    _check(param, values, seeds, fixed)
+    if not _NAME.match(prefix):
+        raise ValueError(f"sweep name prefix {prefix!r}: letters, digits, - and _ only")
+    experiments = []
+    for i, text in enumerate(values):
+        value = as_value(text)
+        if key == BIAS_STRENGTH:
+            if isinstance(value, str) or not 0 <= value <= 0.5:
+                raise ValueError(f"VALUES: bias strength {text!r}: a number from 0 to 0.5 "
+                                 "(p0 = 0.5 - k, p1 = 0.5 + k)")
+            settings = bias_settings(value)
+        else:
+            settings = (f"{param}={text}",)
+        for seed in seeds:
+            own = (*settings, f"{SEED_KEY}={seed}", *fixed)
+            experiments.append(Experiment(f"{prefix}-v{i}-s{seed}", value, seed,
+                                          tuple(_mark_new(s, params) for s in own)))
+    return experiments
+
+
+def _mark_new(setting: str, params: Mapping | None) -> str:
+    """``+key=value`` when ``params`` lacks the key (DVC refuses to add one without the +)."""
+    if params is None or setting[:1] in "+~":
+        return setting
+    node = params
+    for part in setting.partition("=")[0].split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return f"+{setting}"
+        node = node[part]
+    return setting
+
+
+def applied(params: Mapping, settings: Sequence[str]) -> dict:
+    """``params`` with ``key=value`` settings applied as ``dvc exp run -S`` applies them.
+
+    Values are read as YAML 1.2, as DVC reads params.yaml; ``+key`` adds a key, ``~key``
+    removes one. Validating the result (biaslab.config) finds a bad setting before any
+    experiment runs.
+    """
+    out = copy.deepcopy(dict(params))
+    for setting in settings:
+        key, _, text = setting.partition("=")
+        *parents, last = key.lstrip("+~").split(".")
+        node = out
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if key.startswith("~"):
+            node.pop(last, None)
+        else:
+            node[last] = YAML(typ="safe").load(text) if text.strip() else None
+    return out
+
+
+def _check(param: str, values: Sequence[str], seeds: Sequence[int],
+           fixed: Sequence[str]) -> None:
+    """The sweep's own arguments (the settings' values are params.yaml's to check)."""
+    key = param.lstrip("+")
+    if not key or "=" in key or any(c.isspace() for c in key):
+        raise ValueError(f"SWEEP: {param!r} is not a params.yaml key (e.g. bias.p0) nor "
+                         f"{BIAS_STRENGTH}")
+    if key == SEED_KEY:
+        raise ValueError(f"SWEEP: {SEED_KEY} is the seed axis of every sweep; give its values "
+                         "as SEEDS")
+    _check_unique("VALUES", values)
+    _check_unique("SEEDS", seeds)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f"SEEDS: {list(seeds)}: whole numbers >= 0 only")
+    swept = {"bias.p0", "bias.p1"} if key == BIAS_STRENGTH else {key}
+    for setting in fixed:
+        fixed_key = setting.partition("=")[0].lstrip("+~")
+        if "=" not in setting or not fixed_key:
+            raise ValueError(f"SWEEP_SET: {setting!r} is not key=value")
+        if fixed_key in swept | {SEED_KEY}:
+            raise ValueError(f"SWEEP_SET: {setting!r} sets a key the sweep sets "
+                             f"({', '.join(sorted(swept | {SEED_KEY}))})")
+
+
+def _check_unique(name: str, items: Sequence) -> None:
+    if not items:
+        raise ValueError(f"{name}: empty; give at least one")
+    twice = sorted({str(x) for x in items if list(items).count(x) > 1})
+    if twice:
+        raise ValueError(f"{name}: {', '.join(twice)} given more than once")
+
+
+def outcomes(show: list[dict], names: Iterable[str], *,
+             headline_file: str = "metrics/fairness.json") -> dict[str, Outcome]:
+    """The outcome of each experiment ``names`` in the output of ``dvc exp show --json``.
+
+    Experiments of other names (older sweeps, other experiments) are ignored; a name that is
+    not there is ``missing``. A successful experiment whose ``headline_file`` DVC could not
+    read is ``failed``.
+    """
+    names = list(names)
+    wanted, found = set(names), {}
+    for baseline in show:
+        for exp in baseline.get("experiments") or []:
+            name = exp.get("name")
+            if name not in wanted or not exp.get("revs"):
+                continue
+            rev = exp["revs"][-1]  # the last revision: the experiment's result
+            state = (exp.get("executor") or {}).get("state") or (
+                FAILED if rev.get("error") else SUCCESS)
+            headline = None
+            if state == SUCCESS:
+                headline = (rev.get("data", {}).get("metrics", {})
+                            .get(headline_file, {}).get("data"))
+                state = SUCCESS if isinstance(headline, dict) and headline else FAILED
+            found[name] = Outcome(state, rev.get("rev"), headline)
+    return {name: found.get(name, Outcome("missing")) for name in names}
+
+
+def failure_reason(log: str) -> str:
+    """The line of an experiment's log that says why it failed.
+
+    A stage's own error line (``STAGE: error: ...``) first, else DVC's last ``ERROR:`` line,
+    else the last line of the log.
+    """
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for pattern in (r"^[\w@.-]+: error: ", r"^ERROR: "):
+        hits = [line for line in lines if re.match(pattern, line)]
+        if hits:
+            return hits[-1]
+    return lines[-1] if lines else "failed, with no log"
+
+
+def _reason(name: str, outcome: Outcome) -> str:
+    return {
+        FAILED: f"failed (dvc queue logs {name})",
+        "missing": "not in dvc exp show (removed?)",
+        SUCCESS: "no metrics/grid.csv in the experiment's commit",
+    }.get(outcome.state, f"still {outcome.state} when the sweep was collected")
+
+
+def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcome],
+                grids: Mapping[str, pd.DataFrame], *, param: str,
+                headlines: Mapping[str, dict] | None = None,
+                errors: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per experiment x scheme x method; one row per failed experiment.
+
+    Parameters
+    ----------
+    experiments, outcomes : the plan, and what ``dvc exp show`` says of each experiment.
+    grids : grid.csv of each successful experiment (by name), from its commit: the figures and
+        their intervals, at full precision, one row per scheme x method.
+    headlines : fairness.json of each experiment as written (its keys are the headline
+        figures); else the outcome's, in which DVC leaves out the figures that are null.
+    errors : why an experiment failed (its log's error line).
+
+    Returns
+    -------
+    ``param``, ``value``, ``seed``, ``scheme``, ``method``, ``status`` (success | failed),
+    ``experiment`` (the DVC name), every headline figure with ``FIGURE_lo`` and ``FIGURE_hi``
+    where grid.csv has them, the excess DI when grid.csv has it, grid.csv's reasons for missing
+    figures (``warning``, ``insufficient``, ``ATTR.insufficient``, ...) and ``error``. A failed
+    experiment's row has no figure, whatever DVC shows for it.
+    """
+    errors, headlines = errors or {}, headlines or {}
+    ok = {e.name: grids[e.name] for e in experiments
+          if outcomes.get(e.name, Outcome("missing")).state == SUCCESS and e.name in grids}
+    shown = {name: headlines.get(name, outcomes[name].headline) for name in ok}
+    figures = _figures(shown, ok)
+    reasons = list(dict.fromkeys(c for g in ok.values() for c in g.columns
+                                 if c == "warning" or c.split(".")[-1] == "insufficient"))
+    rows = []
+    for exp in experiments:
+        ids = {"param": param.removeprefix("+"), "value": exp.value, "seed": exp.seed,
+               "experiment": exp.name}
+        if exp.name not in ok:
+            outcome = outcomes.get(exp.name, Outcome("missing"))
+            rows.append({**ids, "status": FAILED,
+                         "error": errors.get(exp.name) or _reason(exp.name, outcome)})
+            continue
+        for cells in ok[exp.name].to_dict("records"):
+            pair = {"scheme": cells["scheme"], "method": cells["method"]}
+            written = shown[exp.name].get(pair["scheme"], {}).get(pair["method"], {})
+            row = {**ids, **pair, "status": SUCCESS}
+            for figure in figures:
+                row[figure] = cells.get(figure, written.get(figure))
+                row |= {f"{figure}{end}": cells[f"{figure}{end}"] for end in ("_lo", "_hi")
+                        if f"{figure}{end}" in cells}
+            rows.append(row | {c: cells.get(c) for c in reasons})
+    table = pd.DataFrame(rows)
+    columns = [*ID_COLUMNS, *[c for f in figures for c in (f, f"{f}_lo", f"{f}_hi")
+                              if c in table.columns], *reasons, "error"]
+    return table.reindex(columns=columns)
+
+
+def _figures(headlines: Mapping[str, dict], grids: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The headline figures of every experiment, and the excess DI, in grid.csv's order."""
+    found = {}
+    for name, grid in grids.items():
+        for methods in headlines[name].values():
+            for written in methods.values():
+                found |= dict.fromkeys(written)
+        found |= dict.fromkeys(c for c in grid.columns if c.endswith(f".{EXCESS_DI}"))
+    order = list(dict.fromkeys(c for grid in grids.values() for c in grid.columns))
+    return sorted(found, key=lambda f: order.index(f) if f in order else len(order))
+
+
+def plotted_figures(columns: Iterable[str]) -> list[str]:
+    """DI, excess DI, flip rate and shifted accuracy: those of them that ``columns`` has."""
+    columns = list(columns)
+    di = next((c for c in columns if re.fullmatch(r"[^.]+\.disparate_impact", c)), None)
+    wanted = [di, di and di.replace("disparate_impact", EXCESS_DI), "flip_rate",
+              "shifted.accuracy"]
+    return [c for c in wanted if c and c in columns]
+
+
+_LABELS = {"disparate_impact": "disparate impact (DI)", EXCESS_DI: "excess DI (DI / base-rate DI)",
+           "flip_rate": "flip rate (S forced 0 -> 1)", "shifted.accuracy": "shifted-test accuracy"}
+
+
+def _axis(table: pd.DataFrame) -> tuple[dict, list[str], str]:
+    """x of each swept value, the tick labels and the axis label.
+
+    The values themselves when all are numbers, else their ranks (categories, e.g. models);
+    the ticks of a bias sweep also give p0/p1.
+    """
+    values = list(dict.fromkeys(table["value"]))
+    param = str(table["param"].iloc[0]) if len(table) else "value"
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return {v: float(i) for i, v in enumerate(values)}, [str(v) for v in values], param
+    if param == BIAS_STRENGTH:
+        ticks = [f"{v:g}\n{0.5 - v:.4g}/{0.5 + v:.4g}" for v in values]
+        return {v: float(v) for v in values}, ticks, "bias strength k, and p0/p1 = 0.5 -/+ k"
+    return {v: float(v) for v in values}, [f"{v:g}" for v in values], param
+
+
+def _draw(ax, rows: pd.DataFrame, figure: str, x_of: dict, color: str, label: str) -> None:
+    """One scheme in one panel: mean over seeds, band of the seeds' intervals, seed dots."""
+    x = rows["value"].map(x_of)
+    numbers = {c: pd.to_numeric(rows[c], errors="coerce") for c in
+               (figure, f"{figure}_lo", f"{figure}_hi") if c in rows}
+    mean = numbers[figure].groupby(x).mean()
+    ax.plot(mean.index, mean, "-o", color=color, label=label, markersize=4)
+    if len(numbers) == 3:
+        lo = numbers[f"{figure}_lo"].groupby(x).min()
+        hi = numbers[f"{figure}_hi"].groupby(x).max()
+        ax.fill_between(mean.index, lo, hi, color=color, alpha=0.18, linewidth=0)
+    ax.scatter(x, numbers[figure], s=9, color=color, alpha=0.7)
+
+
+def sweep_figure(table: pd.DataFrame, *, method: str = "fixed"):
+    """DI, excess DI, flip rate and shifted-test accuracy against the swept value, per scheme.
+
+    One panel per figure (those the table has), one line per scheme: the mean over seeds, a band
+    from the lowest to the highest bound of the seeds' intervals, a dot per seed. Only the rows
+    of ``method`` (``fixed``: the model's own 0.5 threshold). A value with a failed experiment
+    is marked by a red dashed line, and the failures are named above the panels. Returns a
+    :class:`matplotlib.figure.Figure` (neither shown nor saved).
+    """
+    from matplotlib.figure import Figure
+
+    table = table.reindex(columns=list(dict.fromkeys([*ID_COLUMNS, *table.columns])))
+    panels = plotted_figures(table.columns)
+    x_of, ticks, xlabel = _axis(table)
+    ok = table[(table["status"] == SUCCESS) & (table["method"] == method)]
+    failed = table[table["status"] == FAILED]
+    ncols = min(len(panels), 2) or 1
+    nrows = max(math.ceil(len(panels) / ncols), 1)
+    fig = Figure(figsize=(5.2 * ncols, 3.4 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, figure in zip(axes, panels, strict=False):
+        for i, (scheme, rows) in enumerate(ok.groupby("scheme", sort=False)):
+            _draw(ax, rows, figure, x_of, f"C{i}", str(scheme))
+        for value in dict.fromkeys(failed["value"]):
+            ax.axvline(x_of[value], color="red", linestyle="--", linewidth=0.8, alpha=0.6)
+        if figure.endswith(("disparate_impact", EXCESS_DI)):  # ratios: 1 is parity
+            ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(_LABELS.get(figure.split(".", 1)[-1], _LABELS.get(figure, figure)),
+                     fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_xticks(list(x_of.values()), ticks, fontsize=7)
+        if not ok.empty:
+            ax.legend(fontsize=7, title=method, title_fontsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    seeds = ", ".join(str(int(s)) for s in sorted(table["seed"].dropna().unique()))
+    note = (f"{method} decisions; line: mean over training seeds {seeds}; band: the seeds' "
+            "bootstrap intervals, lowest to highest bound; dots: one per seed")
+    if len(failed):
+        note += "\nfailed (red dashes), no figures: " + ", ".join(
+            f"{v} (seed {int(s)})" for v, s in zip(failed["value"], failed["seed"], strict=True))
+    if ok.empty:
+        note += f"\nno experiment has {method} decisions to show"
+    fig.suptitle(note, fontsize=8)
+    return fig
