@@ -66,6 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.n)
         rate(paths[:8], args.size, 1)  # warm the page cache and imports
+        rate(paths[:2 * cores], args.size, cores)  # and the pool's path
         single = rate(paths[: max(8, args.n // max(cores, 2))], args.size, 1)
         parallel = rate(paths, args.size, cores)
     ratio = parallel / (cores * single)

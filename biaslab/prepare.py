@@ -18,6 +18,8 @@ import hashlib
 import multiprocessing
 import os
 import re
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,6 +132,20 @@ def _reason(path: str, exc: BaseException) -> str:
     return f"unreadable ({type(exc).__name__}: {text})"
 
 
+def _start_method() -> str:
+    """fork (fast: the workers inherit the decoders), unless torch is loaded in this process:
+    its OpenMP thread pool is not fork-safe, and a worker forked while one of its locks is held
+    hangs (seen in the test runner, which trains models in-process). The prepare stage never
+    imports torch; a caller that did (a notebook, the tests) gets workers from a fork server,
+    which imports the decoders once."""
+    return "forkserver" if "torch" in sys.modules else "fork"
+
+
+def _worker_ignores_sigint() -> None:
+    """Ctrl-C reaches the whole process group: the parent stops the pool and says so once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _decode_chunk(task: tuple[int, list[str | None], int, int, float]):
     """Worker: decode a chunk of files -> (start, pixels (k, size, size), reasons, digests).
 
@@ -192,8 +208,8 @@ def prepare_files(
     if workers == 1 or len(tasks) < 2:
         _collect(map(_decode_chunk, tasks), out, reasons, digests, progress)
     else:
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(workers) as pool:
+        ctx = multiprocessing.get_context(_start_method())
+        with ctx.Pool(workers, initializer=_worker_ignores_sigint) as pool:
             _collect(pool.imap(_decode_chunk, tasks), out, reasons, digests, progress)
     return reasons
 

@@ -361,3 +361,20 @@ def test_read_pixels_names_the_file_and_the_stage_to_rerun(tmp_path, content, sa
 def test_read_pixels_of_a_missing_file_says_which_stage_writes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"pixels\.npy: missing; rerun prepare"):
         read_pixels(tmp_path / "pixels.npy", n_rows=3)
+
+
+def test_workers_are_not_forked_from_a_process_running_torch(tmp_path):
+    """torch's OpenMP pool is not fork-safe: a worker forked from it can hang."""
+    import torch  # noqa: F401  (what the test runner and a notebook have loaded)
+
+    from biaslab.prepare import _start_method
+
+    assert _start_method() == "forkserver"
+    paths = []
+    for i in range(40):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((16, 16), i * 5, dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    out = np.zeros((40, 8, 8), dtype=np.uint8)
+    assert prepare_files(paths, 8, out, workers=2) == [None] * 40
+    assert out[39, 0, 0] == 195
