@@ -118,6 +118,15 @@ def write_npy(array: np.ndarray, path: str | Path) -> None:
         np.save(fh, array)
 
 
+def read_json(path: str | Path):
+    """A JSON artifact; one that does not parse names the file (a truncated or foreign one)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); rerun the stage that writes it "
+                         "(dvc repro)") from None
+
+
 def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a Parquet artifact and check that it has the ``required`` columns."""
     path = Path(path)

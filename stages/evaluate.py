@@ -1,7 +1,6 @@
 """evaluate: test metrics and fairness gaps of every (scheme, method), with bootstrap intervals."""
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from biaslab.evaluate import (
     summary_line,
 )
 from stages import run
-from stages._warnings import stage_warnings
 
 
 def main() -> None:
@@ -32,26 +30,25 @@ def main() -> None:
     # read only the schemes asked for: a stale file of a removed scheme is ignored
     decisions = {s: io.read_table(Path(args.decisions) / f"{s}.parquet") for s in schemes}
     # the library warns of what its figures cannot say (a metric undefined for a group lacking
-    # a class): said as this stage's lines
-    with stage_warnings("evaluate"):
-        grid, per_group = evaluate_decisions(
-            decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
-            level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
-            intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
-            resample=cfg.resample, min_cell=cfg.min_cell,
-            max_accuracy_loss=cfg.max_accuracy_loss, n_perm=cfg.n_perm,
-            correction=cfg.correction)
-        if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
-            grid = add_training_flags(grid, {
-                s: json.loads((Path(args.health) / f"{s}.json").read_text()).get("degenerate")
-                for s in schemes})
-        if args.thresholds:  # postprocess's skipped methods: said, not silently missing
-            grid = add_not_applicable(grid, {
-                s: json.loads((Path(args.thresholds) / f"{s}.json").read_text())
-                for s in schemes})
-        # everything the stage says is computed before the first write: a failure writes nothing
-        figures = headline(grid, cfg.groups)
-        summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
+    # a class): stages.run says it as this stage's lines
+    grid, per_group = evaluate_decisions(
+        decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
+        level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
+        intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
+        resample=cfg.resample, min_cell=cfg.min_cell,
+        max_accuracy_loss=cfg.max_accuracy_loss, n_perm=cfg.n_perm,
+        correction=cfg.correction)
+    if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
+        grid = add_training_flags(grid, {
+            s: io.read_json(Path(args.health) / f"{s}.json").get("degenerate")
+            for s in schemes})
+    if args.thresholds:  # postprocess's skipped methods: said, not silently missing
+        grid = add_not_applicable(grid, {
+            s: io.read_json(Path(args.thresholds) / f"{s}.json")
+            for s in schemes})
+    # everything the stage says is computed before the first write: a failure writes nothing
+    figures = headline(grid, cfg.groups)
+    summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
     warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
                 for r in grid[grid["degenerate"]].itertuples()]
     # gaps missing for too few positives or negatives: the same test rows for every pair

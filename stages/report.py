@@ -1,7 +1,6 @@
 """report: one self-contained HTML page from the metrics, curves, audit and a few images."""
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ def main() -> None:
     titles = [f"y={r.label}" + (f" S={r.s}" if s is not None else "") for r in pick.itertuples()]
     page = build_report(
         grid=pd.read_csv(args.grid), per_group=pd.read_csv(args.groups), curves=curves,
-        audit=json.loads(Path(args.audit).read_text()),
+        audit=io.read_json(args.audit),
         prevalence=pd.read_csv(Path(args.audit_tables) / "prevalence.csv"),
         examples=examples_figure(panels, titles), groups=groups)
     io.write_text(page, args.out)

@@ -12,7 +12,6 @@ from biaslab.split import (
     subsample_train,
 )
 from stages import present_columns, run
-from stages._warnings import stage_warnings
 
 
 def main() -> None:
@@ -25,9 +24,9 @@ def main() -> None:
 
     table = io.read_rows(args.index, args.bias)
     stratify = present_columns(cfg.stratify, table, "split", "not stratified on it")
-    with stage_warnings("split"):  # strata too small to keep apart, merged
-        split = source_split(table) if cfg.use_source else stratified_split(
-            table, cfg.fractions, stratify, cfg.seed, min_stratum=cfg.min_stratum)
+    # strata too small to keep apart are merged, with a warning (stages.run prints it)
+    split = source_split(table) if cfg.use_source else stratified_split(
+        table, cfg.fractions, stratify, cfg.seed, min_stratum=cfg.min_stratum)
     if cfg.train_size:
         split["split"] = subsample_train(table, split["split"], size=cfg.train_size,
                                          composition=cfg.train_composition, seed=cfg.seed)

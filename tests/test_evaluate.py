@@ -299,7 +299,7 @@ def test_stage_succeeds_with_an_honest_summary_when_figures_are_all_nan(
     attributes = attributes.assign(label=np.where(attributes["row"] < 300, 0, 1).astype(np.int8))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
-    stages.evaluate.main()
+    stages.run(stages.evaluate.main, "evaluate")
     out, err = capsys.readouterr()
     # the library's warnings reach the user as the stage's own lines, not Python's format
     assert "evaluate: warning: " in err and "is undefined for group" in err
@@ -336,7 +336,7 @@ def test_stage_warns_about_a_degenerate_model(tmp_path, monkeypatch, capsys, att
                  "reweighing": decisions["reweighing"]}
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
-    stages.evaluate.main()
+    stages.run(stages.evaluate.main, "evaluate")
     captured = capsys.readouterr()
     assert ("evaluate: warning: none/constant: degenerate model: constant decisions on the test "
             "split (all 1)") in captured.err
@@ -440,7 +440,7 @@ def test_stage_resamples_patients_and_says_what_is_missing(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", _stage_files(tmp_path, attributes, decisions))
     attributes[["row", "label", "sex", "patient_id"]].to_parquet(tmp_path / "index.parquet")
-    stages.evaluate.main()
+    stages.run(stages.evaluate.main, "evaluate")
     err = capsys.readouterr().err
     assert ("evaluate: warning: too few test images, gaps missing: s: "
             "equal_opportunity_difference, average_odds_difference, equalized_odds_difference, "
