@@ -121,7 +121,7 @@ def _mapping(occupied: np.ndarray, mean_score: np.ndarray, n_bins: int) -> spars
     return out
 
 
-def _patient_types(units: np.ndarray, inverse: np.ndarray, n_cells: int):
+def patient_types(units: np.ndarray, inverse: np.ndarray, n_cells: int):
     """Distinct patients by their cell counts, ordered by those counts alone.
 
     Returns the (types, cells) matrix of counts and how many patients each type has. The
@@ -151,7 +151,7 @@ def _patient_types(units: np.ndarray, inverse: np.ndarray, n_cells: int):
 def _patient_stats(units, inverse, o_group, mapping, n_groups, n_boot, rng) -> np.ndarray:
     """Statistics of ``n_boot`` patient resamples, (n_boot, n_groups, statistics)."""
     n_stats = mapping.shape[1]
-    types, members = _patient_types(units, inverse, len(o_group))
+    types, members = patient_types(units, inverse, len(o_group))
     # the stratum of a type: the set of groups its cells fall in
     in_group = sparse.csr_matrix((np.ones(types.nnz), o_group[types.indices], types.indptr),
                                  shape=(types.shape[0], n_groups)).toarray() > 0

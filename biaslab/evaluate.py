@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.columns import require_columns
-from biaslab.groups import SEP, group_keys
+from biaslab.groups import SEP, group_keys, patient_units
 from biaslab.metrics import group_report
 from biaslab.significance import adjust, permutation_pvalues
 
@@ -54,7 +54,7 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
     if "decision_s0" in test.columns:
         flip = (test["decision_s0"] != test["decision_s1"]).to_numpy()
     scores = test["score"].to_numpy() if "score" in test.columns else None
-    patients = _patients(test) if "patient_id" in test.columns else None
+    patients = patient_units(test).to_numpy() if "patient_id" in test.columns else None
     flat, tables = {}, []
     for i, cols in enumerate(groups):
         attr = SEP.join(cols)
@@ -93,13 +93,6 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
         tables.append(per_group.assign(attribute=attr).query("group != 'all'"))
     tables.append(per_group.query("group == 'all'").assign(attribute="all"))
     return flat, pd.concat(tables, ignore_index=True)
-
-
-def _patients(test: pd.DataFrame) -> np.ndarray:
-    """The patient of each image; one without a patient id is a patient of its own (as in
-    :func:`biaslab.split.patient_units`, not imported: evaluate does not depend on split)."""
-    ids = test["patient_id"].astype("string")
-    return ids.fillna("row:" + test["row"].astype(str)).astype(str).to_numpy()
 
 
 def _gap_notes(between: pd.DataFrame) -> tuple[str, str]:

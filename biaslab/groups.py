@@ -60,3 +60,14 @@ def group_keys(
         part = (col + "=" + part) if named else part
         keys = part if keys is None else keys + sep + part
     return keys.to_numpy(dtype=object)
+
+
+def patient_units(table: pd.DataFrame) -> pd.Series:
+    """The unit of each row: its patient, or the row itself when the patient is unknown.
+
+    What the split keeps together and the bootstrap and permutation tests move whole.
+    """
+    row_unit = "row:" + table["row"].astype(str)
+    if "patient_id" in table.columns and table["patient_id"].notna().any():
+        return table["patient_id"].astype("string").fillna(row_unit).astype(str)
+    return row_unit

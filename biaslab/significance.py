@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from biaslab.bootstrap import _patient_types, auc_from_bins, score_bins
+from biaslab.bootstrap import auc_from_bins, patient_types, score_bins
 from biaslab.metrics import GAPS, gaps, rates
 
 CORRECTIONS = ("holm", "bh")
@@ -277,7 +277,7 @@ def _whole_unit_strata(units, codes, code, label, n_groups, n_codes):
             types = sparse.csr_matrix((np.ones(len(kinds)), (np.arange(len(kinds)), kinds)),
                                       shape=(len(kinds), n_codes))
         else:
-            types, members = _patient_types(units[mine], code[mine], n_codes)
+            types, members = patient_types(units[mine], code[mine], n_codes)
         sizes = np.bincount(group[signature == s], minlength=n_groups)
         strata.append((types, members, sizes))
     return strata

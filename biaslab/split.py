@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.columns import require_columns
+from biaslab.groups import patient_units
 from biaslab.split_names import SOURCE_SPLITS, SPLITS
 
 UNUSED = "unused"  # training rows left out by subsampling
@@ -37,14 +38,6 @@ def _cut(n: int, fractions: np.ndarray) -> np.ndarray:
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[: n - counts.sum()]] += 1
     return counts
-
-
-def patient_units(table: pd.DataFrame) -> pd.Series:
-    """The unit of each row: its patient, or the row itself when the patient is unknown."""
-    row_unit = "row:" + table["row"].astype(str)
-    if "patient_id" in table.columns and table["patient_id"].notna().any():
-        return table["patient_id"].astype("string").fillna(row_unit).astype(str)
-    return row_unit
 
 
 def _assign(units: pd.DataFrame, stratify: list[str], frac: np.ndarray, seed: int,
