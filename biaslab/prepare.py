@@ -28,6 +28,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from biaslab import io
+from biaslab.sources._files import rejected_frame
 
 # progress callback: called with the number of images just done (the stage draws a bar)
 OnImages = Callable[[int], None] | None
@@ -40,9 +41,6 @@ _ORIENTATION = 0x0112  # EXIF tag
 CHUNK = 16  # images per task: large enough to amortise inter-process overhead
 MIN_SIDE = 8  # default prepare.min_side: a shorter side below it is not an image of the data
 MAX_ASPECT = 10.0  # default prepare.max_aspect: its centre square would keep < 1/10 of it
-REJECTED_COLUMNS = ["path", "table_row", "reason"]
-
-
 class RejectedImage(ValueError):
     """An image that opens but cannot be used; the message is the reason listed."""
 
@@ -261,30 +259,6 @@ def duplicate_reasons(keys, labels, names, table_rows, *, same: str) -> list[str
     return reasons
 
 
-def _table_rows(src) -> list:
-    """Row of the source table of each image, None where the source has no table."""
-    rows = getattr(src, "table_rows", None)  # absent: a source without a table
-    if rows is None:
-        return [None] * len(src.index)
-    return [None if pd.isna(r) else int(r) for r in rows]
-
-
-def rejected_table(paths, table_rows, reasons) -> pd.DataFrame:
-    """The ``rejected`` table: ``path`` as the source lists it, ``table_row`` (empty without a
-    table, numbered as in ``issues.csv``), ``reason``."""
-    return pd.DataFrame({
-        "path": pd.Series(list(paths), dtype="object").astype(str),
-        "table_row": pd.Series(list(table_rows), dtype="Int64"),
-        "reason": pd.Series(list(reasons), dtype="object"),
-    }, columns=REJECTED_COLUMNS)
-
-
-def _as_rejected(frame: pd.DataFrame) -> pd.DataFrame:
-    """A source's ``rejected`` in the columns of :func:`rejected_table` (table_row if absent)."""
-    rows = frame["table_row"] if "table_row" in frame else [None] * len(frame)
-    return rejected_table(frame["path"], rows, frame["reason"])
-
-
 def decode_source(src, size: int, out: np.ndarray, *, workers: int = 0,
                   min_side: int = MIN_SIDE, max_aspect: float = MAX_ASPECT,
                   progress: OnImages = None):
@@ -309,7 +283,8 @@ def decode_source(src, size: int, out: np.ndarray, *, workers: int = 0,
     ValueError
         When two copies of one image carry different labels.
     """
-    rows = _table_rows(src)
+    rows = ([None] * len(src.index) if src.table_rows is None  # a source without a table
+            else [None if pd.isna(r) else int(r) for r in src.table_rows])
     labels = src.index["label"].tolist()
     names = src.index["source"].astype(str).tolist()
     if src.images is not None:  # in memory (digits): no file to read, nor to compare
@@ -327,9 +302,9 @@ def decode_source(src, size: int, out: np.ndarray, *, workers: int = 0,
                                     same="image (same pixels after preparation)")
     reasons = [a or b or c for a, b, c in zip(same_file, failed, same_pixels, strict=True)]
     bad = np.array([r is not None for r in reasons], dtype=bool)
-    found = rejected_table(np.array(names, dtype=object)[bad], np.array(rows, dtype=object)[bad],
-                           np.array(reasons, dtype=object)[bad])
-    return ~bad, pd.concat([_as_rejected(src.rejected), found], ignore_index=True)
+    found = rejected_frame(np.array(names, dtype=object)[bad], np.array(reasons, dtype=object)[bad],
+                           np.array(rows, dtype=object)[bad])
+    return ~bad, pd.concat([src.rejected, found], ignore_index=True)
 
 
 # ------------------------------------------------------------------------ checks and writing

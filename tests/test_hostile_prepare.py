@@ -26,6 +26,7 @@ from biaslab.prepare import (
     prepare_files,
     write_pixels,
 )
+from biaslab.sources._files import empty_rejected
 from tests.conftest import ROOT
 
 SIZE = 8
@@ -48,7 +49,7 @@ def _source(root, rels, labels, table_rows=None, images=None):
                           "source": rels})
     paths = None if images is not None else [os.path.join(root, r) for r in rels]
     return SimpleNamespace(index=index, paths=paths, images=images, table_rows=table_rows,
-                           rejected=pd.DataFrame({"path": [], "reason": []}))
+                           rejected=empty_rejected())
 
 
 def _decode(src, **kwargs):
