@@ -363,6 +363,14 @@ class EvaluateConfig(Section):
         "bh (Benjamini-Hochberg, false discovery rate)"))
 
 
+class ExplainConfig(Section):
+    """explain: what each model looks at (attribution maps, activation signatures, robustness)."""
+
+
+class ReportConfig(Section):
+    """report: the verdict's criteria and the report's contents."""
+
+
 class Params(BaseModel):
     """The whole params.yaml: every section, each defaulting to its defaults."""
 
@@ -381,6 +389,10 @@ class Params(BaseModel):
         "decision thresholds fitted on validation"))
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=(
         "test metrics, gaps and bootstrap intervals"))
+    explain: ExplainConfig = Field(default_factory=ExplainConfig, description=(
+        "attribution maps, activation signatures and robustness probes (explain)"))
+    report: ReportConfig = Field(default_factory=ReportConfig, description=(
+        "the verdict's criteria (report)"))
 
     @model_validator(mode="before")
     @classmethod
