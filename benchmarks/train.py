@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from biaslab.batches import TrainData  # noqa: E402
-from biaslab.bias import model_inputs  # noqa: E402
+from biaslab.bias import BiasSpec, model_inputs  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
 from biaslab.models import build_model  # noqa: E402
 from biaslab.train import fit  # noqa: E402
@@ -33,7 +33,7 @@ def ceiling(pixels, rows, s, labels, config, device, epochs):
     torch.manual_seed(0)
     model = build_model(config.model, 2, config.width).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    x = torch.from_numpy(model_inputs(pixels, rows, s, 0)).to(device)
+    x = torch.from_numpy(model_inputs(pixels, rows, s, BiasSpec())).to(device)
     y = torch.from_numpy(labels.astype(np.float32)).to(device)
     use_amp = device.type == "cuda"
     speeds = []

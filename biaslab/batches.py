@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biaslab.bias import model_inputs
+from biaslab.bias import BiasSpec, model_inputs
 from biaslab.columns import require_columns
 
 CACHE_BYTES = 1 << 30  # build a split's model inputs once when they fit in this many bytes
@@ -49,28 +49,28 @@ class TrainData:
                    s=part["s"].to_numpy() if "s" in part else None,
                    weights=part[weights].to_numpy() if weights else None, sampler=sampler)
 
-    @property
-    def in_channels(self) -> int:
-        """Model input channels: the image, and the bias channel when S was injected."""
-        return 1 if self.s is None else 2
+    def in_channels(self, bias: BiasSpec) -> int:
+        """Model input channels: the image, and the bias channel when S was injected and
+        ``bias`` shows it in one (``bias.channels``)."""
+        return 1 if self.s is None else bias.channels
 
 
-def cached_inputs(pixels: np.ndarray, data: TrainData, bias_seed: int) -> torch.Tensor | None:
+def cached_inputs(pixels: np.ndarray, data: TrainData, bias: BiasSpec) -> torch.Tensor | None:
     """All model inputs of ``data`` as one float tensor, or None when above CACHE_BYTES.
 
     Drawing each image's seeded noise costs more than a small model's step on a CPU, so small
     datasets draw it once per run; large ones assemble every batch from the uint8 pixels.
     """
-    if len(data.rows) * data.in_channels * pixels[0].size * 4 > CACHE_BYTES:
+    if len(data.rows) * data.in_channels(bias) * pixels[0].size * 4 > CACHE_BYTES:
         return None
-    return torch.from_numpy(model_inputs(pixels, data.rows, data.s, bias_seed))
+    return torch.from_numpy(model_inputs(pixels, data.rows, data.s, bias))
 
 
-def batches(pixels: np.ndarray, data: TrainData, bias_seed: int, size: int, order: np.ndarray,
+def batches(pixels: np.ndarray, data: TrainData, bias: BiasSpec, size: int, order: np.ndarray,
             device: torch.device, cache: torch.Tensor | None = None,
             ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(idx, x)``: positions in ``data`` of each batch of ``order``, and their inputs
-    (B, C, H, W) on ``device``.
+    (B, C, H, W) on ``device``, with S shown as ``bias`` says.
 
     ``cache``: the inputs of ``data`` from :func:`cached_inputs`, when already built.
     """
@@ -81,5 +81,5 @@ def batches(pixels: np.ndarray, data: TrainData, bias_seed: int, size: int, orde
             x = cache[torch.from_numpy(idx)]
         else:
             s = None if data.s is None else data.s[idx]
-            x = torch.from_numpy(model_inputs(pixels, data.rows[idx], s, bias_seed))
+            x = torch.from_numpy(model_inputs(pixels, data.rows[idx], s, bias))
         yield idx, (x.pin_memory() if pin else x).to(device, non_blocking=True)

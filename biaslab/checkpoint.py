@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from biaslab.bias import BiasSpec
 from biaslab.config import TrainConfig, as_dict
 from biaslab.io import write_bytes
 from biaslab.models import build_model, load_torch_dict
@@ -87,16 +88,29 @@ class RunState:
         return f"resuming from {path} after epoch {self.epoch}"
 
 
-def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, path) -> None:
-    """Save the final model with the config that built it, so predict needs nothing else."""
+def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, path,
+                    bias: BiasSpec | None = None) -> None:
+    """Save the final model with the config that built it and ``bias``, how S was shown to it
+    (its :meth:`~biaslab.bias.BiasSpec.as_dict`; None: not recorded), so predict needs nothing
+    else.
+
+    Raises
+    ------
+    ValueError : ``in_channels`` is not the channel count ``bias`` gives.
+    """
+    if bias is not None and in_channels != bias.channels:
+        raise ValueError(f"in_channels = {in_channels}, but bias.kind = {bias.kind} gives "
+                         f"{bias.channels} input channel(s)")
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     # the pretrained file is only needed to initialise training, not to rebuild the model
     config_dict = {**as_dict(config), "pretrained": None}
-    _save({"model": state, "config": config_dict, "in_channels": in_channels}, path)
+    _save({"model": state, "config": config_dict, "in_channels": in_channels,
+           "bias": None if bias is None else bias.as_dict()}, path)
 
 
 # how to get a model.pt back, said by every error about one
-RERUN = ("expected a model.pt written by the train stage: rerun it (dvc repro train@SCHEME, "
+RERUN = ("expected a model.pt written by the train stage: rerun it "
+         "(dvc repro train@SCHEME-SEED, "
          "or python -m biaslab train) or fetch it (dvc pull)")
 CHECKPOINT_KEYS = ("model", "config", "in_channels")  # what save_checkpoint writes
 
@@ -108,13 +122,7 @@ def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
     that is missing, not a torch file (a Git LFS pointer, a truncated copy), or another
     program's (a bare state dict) is one error naming it.
     """
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: missing; {RERUN}")
-    ckpt = load_torch_dict(path, holds="a model saved by train", expected=RERUN)
-    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: no key(s) {missing} (a bare state dict, or another "
-                         f"program's file?); {RERUN}")
+    ckpt = _read(path)
     # an older train's config, or weights that do not fit it: as unreadable as a corrupt file
     try:
         config = TrainConfig(**ckpt["config"])
@@ -126,6 +134,39 @@ def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
         raise ValueError(f"{path}: not a model this version can rebuild "
                          f"({type(exc).__name__}: {said}); {RERUN}") from None
     return model.eval(), config
+
+
+def load_bias(path) -> BiasSpec:
+    """How the model saved at ``path`` by :func:`save_checkpoint` was shown S in training.
+
+    A file that records none (saved without ``bias``, or before biases were recorded) is taken
+    as trained without S when its model takes one channel; with two (the noise channel) its
+    noise seed is unknown: an error, as is a file that is not a model saved by train.
+    """
+    ckpt = _read(path)
+    recorded = ckpt.get("bias")
+    if recorded is None and ckpt["in_channels"] == 1:
+        return BiasSpec(kind="none")
+    if recorded is None:
+        raise ValueError(f"{path}: a model trained with the noise channel that does not record "
+                         f"its bias (bias.seed unknown); {RERUN}")
+    try:
+        return BiasSpec(**recorded)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bias {recorded} is not one this version knows ({exc}); "
+                         f"{RERUN}") from None
+
+
+def _read(path) -> dict:
+    """The dict saved at ``path`` by :func:`save_checkpoint`, with its keys checked."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: missing; {RERUN}")
+    ckpt = load_torch_dict(path, holds="a model saved by train", expected=RERUN)
+    missing = [key for key in CHECKPOINT_KEYS if key not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: no key(s) {missing} (a bare state dict, or another "
+                         f"program's file?); {RERUN}")
+    return ckpt
 
 
 def _save(obj, path) -> None:

@@ -14,6 +14,8 @@ chosen on the validation decisions, and only reported on test.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ import pandas as pd
 from biaslab.columns import require_columns
 from biaslab.groups import SEP, group_keys, patient_units
 from biaslab.metrics import group_report
+from biaslab.seeds import combine
 from biaslab.significance import adjust, permutation_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
@@ -48,7 +51,7 @@ def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
 
 
 def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
-                  bins: int = 256, resample: str = "image", min_cell: int = 5, n_perm: int = 0):
+                  bins: int = 256, resample: str = "image", min_cell: int = 5):
     """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
     flip = None
     if "decision_s0" in test.columns:
@@ -73,26 +76,44 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
                     flat[f"{prefix}{m}{suffix}"] = float(overall[m + suffix])
             flat[f"{prefix}insufficient"] = overall["insufficient"]
             flat[f"{prefix}undefined"] = overall["undefined"]
-        pvalues = {}
-        if n_perm and len(set(keys)) >= 2:  # the same units as the bootstrap's
-            pvalues = permutation_pvalues(
-                test["label"], test["decision"], keys, n_perm=n_perm, seed=seed, scores=scores,
-                patients=patients if resample == "patient" else None)
         for row in between.itertuples():
             flat[f"{prefix}{attr}.{row.metric}"] = row.value
             flat[f"{prefix}{attr}.{row.metric}_lo"] = row.lo
             flat[f"{prefix}{attr}.{row.metric}_hi"] = row.hi
-            # the base-rate gaps test the labels, not the model: no p-value; a gap reported
-            # missing has none either, and is not counted in the family
-            if pvalues and not row.metric.startswith("base_"):
-                flat[f"{prefix}{attr}.{row.metric}_p"] = (
-                    np.nan if np.isnan(row.value) else pvalues[row.metric])
         flat[f"{prefix}{attr}.groups"] = between["groups"].iloc[0]
         flat[f"{prefix}{attr}.insufficient"], flat[f"{prefix}{attr}.undefined"] = _gap_notes(
             between)
         tables.append(per_group.assign(attribute=attr).query("group != 'all'"))
     tables.append(per_group.query("group == 'all'").assign(attribute="all"))
     return flat, pd.concat(tables, ignore_index=True)
+
+
+def _pvalues(parts: list[pd.DataFrame], groups: list[list[str]], n_perm: int, seed: int,
+             prefix: str, resample: str) -> dict[str, float]:
+    """The permutation p-value of each gap (``PREFIX ATTR.GAP_p``) of one (scheme, method, set).
+
+    ``parts`` holds the same test images, in the same order, as decided by each training
+    seed's model: one relabelling of the groups serves every seed, and the statistic is the
+    mean over seeds of each seed's (see :func:`biaslab.significance.permutation_pvalues`). The
+    base-rate gaps test the labels, not the model: no p-value.
+    """
+    first = parts[0]
+    decisions = np.stack([p["decision"].to_numpy() for p in parts])
+    scores = (np.stack([p["score"].to_numpy() for p in parts])
+              if all("score" in p.columns for p in parts) else None)
+    patients = (patient_units(first).to_numpy()
+                if resample == "patient" and "patient_id" in first.columns else None)
+    out = {}
+    for cols in groups:
+        keys = group_keys(first, cols, what="evaluate.groups")
+        if len(set(keys)) < 2:
+            continue
+        pvalues = permutation_pvalues(first["label"], decisions, keys, n_perm=n_perm,
+                                      seed=seed, scores=scores, patients=patients)
+        attr = SEP.join(cols)
+        out |= {f"{prefix}{attr}.{gap}_p": p for gap, p in pvalues.items()
+                if not gap.startswith("base_")}
+    return out
 
 
 def _gap_notes(between: pd.DataFrame) -> tuple[str, str]:
@@ -126,20 +147,7 @@ def evaluate_decisions(
     decisions: dict[str, pd.DataFrame],
     attributes: pd.DataFrame,
     groups: list[str],
-    *,
-    shift_p: float = 0.5,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    min_group_size: int = 1,
-    intersect: bool = True,
-    bins: int = 256,
-    pareto_gap: str = "disparate_impact",
-    resample: str = "auto",
-    min_cell: int = 5,
-    max_accuracy_loss: float = 0.02,
-    n_perm: int = 0,
-    correction: str = "holm",
+    **options,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the test decisions of each scheme.
 
@@ -193,50 +201,141 @@ def evaluate_decisions(
         ``positives``, ``negatives``, every per-group metric with its interval,
         ``insufficient`` and ``undefined`` (see :func:`biaslab.metrics.group_report`).
     """
+    evaluation = evaluate_seeds({scheme: {0: table} for scheme, table in decisions.items()},
+                                attributes, groups, **options)
+    return (evaluation.grid.drop(columns="seeds"),
+            evaluation.per_group.drop(columns="seed"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate_seeds` computes: ``grid`` (one row per scheme x method, figures
+    averaged over the training seeds), ``per_seed`` (one row per scheme x method x seed) and
+    ``per_group`` (one row per scheme x method x seed x set x attribute x group)."""
+
+    grid: pd.DataFrame
+    per_seed: pd.DataFrame
+    per_group: pd.DataFrame
+
+
+def evaluate_seeds(
+    decisions: Mapping[str, Mapping[int, pd.DataFrame]],
+    attributes: pd.DataFrame,
+    groups: list[str],
+    *,
+    shift_p: float = 0.5,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_group_size: int = 1,
+    intersect: bool = True,
+    bins: int = 256,
+    pareto_gap: str = "disparate_impact",
+    resample: str = "auto",
+    min_cell: int = 5,
+    max_accuracy_loss: float = 0.02,
+    n_perm: int = 0,
+    correction: str = "holm",
+) -> Evaluation:
+    """Evaluate the test decisions of each scheme's model trained from each seed.
+
+    ``decisions`` is scheme -> training seed -> that model's ``decisions`` artifact; the other
+    parameters are those of :func:`evaluate_decisions`. Each (scheme, method, seed) is evaluated
+    on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
+    that adds the variance between seeds to the sampling variance (:func:`biaslab.seeds.combine`,
+    ``grid``). Each gap's p-value tests the seed-averaged gap: one relabelling of the groups
+    serves every seed (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
+    together. The Pareto front and the recommended pair are chosen on the seed-averaged
+    validation figures.
+    """
     require_columns(attributes, groups, what="evaluate.groups")
     unit = resample_unit(attributes, resample)
-    grid_rows, group_tables = [], []
-    for scheme, table in decisions.items():
-        test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
-        val = table[table["split"] == "val"].merge(attributes, on="row", how="left")
-        # one row per image: the table repeats each test image once per method
-        _check_group_sizes(test.drop_duplicates("row"), attributes, groups, min_group_size, scheme)
-        for method, part in test.groupby("method", sort=False):
-            row = {"scheme": scheme, "method": method}
-            sets = [("test", part, "")]
-            if "decision_s0" in part.columns and "s" in part.columns:
-                sets.append(("shifted", shifted_view(part, shift_p, seed), "shifted."))
-            for name, data, prefix in sets:
+    options = dict(n_boot=n_boot, level=level, seed=seed, bins=bins, resample=unit,
+                   min_cell=min_cell)
+    rows, group_tables, pvalues = [], [], {}
+    for scheme, by_seed in decisions.items():
+        sets_by_method: dict[tuple[str, str], list[pd.DataFrame]] = {}
+        for train_seed, table in by_seed.items():
+            test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
+            val = table[table["split"] == "val"].merge(attributes, on="row", how="left")
+            # one row per image: the table repeats each test image once per method
+            _check_group_sizes(test.drop_duplicates("row"), attributes, groups, min_group_size,
+                               scheme)
+            for method, part in test.groupby("method", sort=False):
+                part = part.sort_values("row", kind="stable")  # the same order for every seed
+                row = {"scheme": scheme, "method": method, "seed": train_seed}
+                for name, data, prefix, attrs in _sets(part, groups, intersect, shift_p, seed):
+                    flat, per_group = _evaluate_one(data, attrs, prefix=prefix, **options)
+                    row.update(flat)
+                    group_tables.append(per_group.assign(scheme=scheme, method=method,
+                                                         seed=train_seed, set=name))
+                    sets_by_method.setdefault((method, name), []).append(data)
+                row["warning"] = degenerate_reasons(part, row)
+                row["degenerate"] = bool(row["warning"])
+                val_part = val[val["method"] == method]
+                row["val.balanced_accuracy"], val_gap = _val_figures(val_part, groups[0],
+                                                                     pareto_gap, min_cell)
+                row["val.fairness_cost"] = float(
+                    fairness_cost(pd.Series([val_gap]), pareto_gap)[0])
+                rows.append(row)
+        if n_perm:
+            for (method, name), parts in sets_by_method.items():
                 attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
-                if name == "shifted":  # the scores were not read under the drawn S
-                    data = data.drop(columns="score", errors="ignore")
-                flat, per_group = _evaluate_one(data, attrs, n_boot, level, seed, prefix, bins,
-                                                unit, min_cell, n_perm)
-                row.update(flat)
-                group_tables.append(per_group.assign(scheme=scheme, method=method, set=name))
-            row["warning"] = degenerate_reasons(part, row)
-            row["degenerate"] = bool(row["warning"])
-            val_part = val[val["method"] == method]
-            row["val.balanced_accuracy"], val_gap = _val_figures(val_part, groups[0],
-                                                                 pareto_gap, min_cell)
-            row["val.fairness_cost"] = float(fairness_cost(pd.Series([val_gap]), pareto_gap)[0])
-            grid_rows.append(row)
-    per_group = pd.concat(group_tables, ignore_index=True)
-    lead = ["scheme", "method", "set", "attribute", "group"]
-    grid = pd.DataFrame(grid_rows)
-    # every gap of the run is one family: corrected together, whatever scheme, method or set
-    p_cols = [c for c in grid.columns if c.endswith("_p")]
-    if p_cols:
-        family = grid[p_cols].to_numpy(dtype=float)
-        adjusted = adjust(family.ravel(), correction).reshape(family.shape)
-        grid = pd.concat([grid, pd.DataFrame(adjusted, columns=[c + "_adj" for c in p_cols],
-                                             index=grid.index)], axis=1)
+                prefix = "" if name == "test" else f"{name}."
+                pvalues.setdefault((scheme, method), {}).update(
+                    _pvalues(parts, attrs, n_perm, seed, prefix, unit))
+    per_seed = pd.DataFrame(rows)
+    grid = combine(per_seed, by=("scheme", "method"), level=level)
+    grid = _with_pvalues(grid, pvalues, correction)
     grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
+    grid = choose(grid, max_accuracy_loss)
+    per_group = pd.concat(group_tables, ignore_index=True)
+    lead = ["scheme", "method", "seed", "set", "attribute", "group"]
+    return Evaluation(grid, per_seed,
+                      per_group[lead + [c for c in per_group if c not in lead]])
+
+
+def choose(grid: pd.DataFrame, max_accuracy_loss: float) -> pd.DataFrame:
+    """``grid`` with ``pareto`` and ``recommended`` chosen on validation (see :func:`recommend`)
+    among the pairs that are not ``degenerate``: a model that learnt nothing is never
+    recommended, whatever its gaps. Called again once training's own flags are added."""
+    usable = ~grid["degenerate"].fillna(False).astype(bool)
+    score = grid["val.balanced_accuracy"].where(usable)
+    cost = grid["val.fairness_cost"].where(usable)
     # chosen on validation, reported on test: see the module's docstring
-    grid["pareto"] = pareto_front(grid["val.balanced_accuracy"], grid["val.fairness_cost"])
-    grid["recommended"] = recommend(grid["val.balanced_accuracy"], grid["val.fairness_cost"],
-                                    max_accuracy_loss)
-    return grid, per_group[lead + [c for c in per_group if c not in lead]]
+    return grid.assign(pareto=pareto_front(score, cost),
+                       recommended=recommend(score, cost, max_accuracy_loss))
+
+
+def _sets(part: pd.DataFrame, groups: list[str], intersect: bool, shift_p: float, seed: int):
+    """(name, data, prefix, attribute sets) of the test set and, with an injected bias, of the
+    shifted test set (compared by S only; its scores were not read under the drawn S)."""
+    yield "test", part, "", attribute_sets(groups, intersect)
+    if "decision_s0" in part.columns and "s" in part.columns:
+        shifted = shifted_view(part, shift_p, seed).drop(columns="score", errors="ignore")
+        yield "shifted", shifted, "shifted.", [["s"]]
+
+
+def _with_pvalues(grid: pd.DataFrame, pvalues: dict, correction: str) -> pd.DataFrame:
+    """``grid`` with each gap's p-value (``_p``; NaN where the gap itself is missing, and then
+    not counted in the family) and the p-values of the whole run corrected together
+    (``_p_adj``)."""
+    if not pvalues:
+        return grid
+    table = pd.DataFrame([pvalues.get((s, m), {}) for s, m in zip(
+        grid["scheme"], grid["method"], strict=True)], index=grid.index)
+    for col in table.columns:  # a gap reported missing has no p-value
+        gap = grid.get(col.removesuffix("_p"))
+        if gap is not None:
+            table.loc[gap.isna().to_numpy(), col] = np.nan
+    family = table.to_numpy(dtype=float)
+    adjusted = adjust(family.ravel(), correction).reshape(family.shape)
+    table = pd.concat([table, pd.DataFrame(adjusted, index=grid.index,
+                                           columns=[c + "_adj" for c in table.columns])], axis=1)
+    out = grid.copy()
+    for col in table.columns:
+        out[col] = table[col]
+    return out
 
 
 def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple[float, float]:
@@ -274,6 +373,28 @@ def degenerate_reasons(test: pd.DataFrame, figures: dict) -> str:
     if lo <= 0.5 <= hi:  # False when the interval is NaN (no scores, one class, n_boot = 0)
         reasons.append(f"AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] does not exclude chance (0.5)")
     return "; ".join(reasons)
+
+
+def seed_flags(flags: Mapping[str, Mapping[int, str | None]]) -> dict[str, str | None]:
+    """Each scheme's training flags over its seeds (None or a reason per seed), as one text for
+    :func:`add_training_flags`: "seed 1: REASON; seed 2: REASON" (the reason alone with one
+    seed), None when no seed's model was flagged."""
+    return {scheme: "; ".join(v if len(by_seed) == 1 else f"seed {k}: {v}"
+                              for k, v in by_seed.items() if v) or None
+            for scheme, by_seed in flags.items()}
+
+
+def seed_thresholds(fitted: Mapping[str, Mapping[int, dict]]) -> dict[str, dict]:
+    """Each scheme's postprocess thresholds over its seeds, for :func:`add_not_applicable`: a
+    method is not applicable when no seed's model could fit it (what decides it is the
+    validation rows, the same for every seed); one that some seed fitted has its grid row."""
+    out = {}
+    for scheme, by_seed in fitted.items():
+        fits = list(by_seed.values())
+        out[scheme] = {method: (params if all("not_applicable" in f.get(method, {})
+                                               for f in fits) else {})
+                       for method, params in fits[0].items()}
+    return out
 
 
 def add_training_flags(grid: pd.DataFrame, flags: dict[str, str | None]) -> pd.DataFrame:
@@ -387,28 +508,31 @@ def _check_group_sizes(
 
 
 def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
-    """The nested dict for metrics/fairness.json: scheme -> method -> headline figures.
+    """metrics/fairness.json, the DVC metric that `dvc exp show` tabulates: a few figures of two
+    (scheme, method) pairs, so that a terminal shows experiments side by side.
 
-    Nine figures per pair, so `dvc exp show` stays readable; grid.csv holds every figure with
-    its interval: balanced accuracy, flip rate, shifted accuracy, for the first attribute of
-    ``groups`` disparate impact, its excess over the labels' own (see
-    :func:`biaslab.metrics.gaps`), equalized-odds difference and worst-group balanced
-    accuracy, ``degenerate`` (true: read the ``warning`` column of grid.csv before the gaps)
-    and ``recommended`` (the pair chosen on validation, see :func:`recommend`).
+    ``recommended``: the pair chosen on validation (see :func:`recommend`); ``baseline``: the
+    first pair of the grid (with the defaults, the unweighted model at its own 0.5 threshold:
+    the seed study's model). Each has ``pair`` ("scheme/method"), balanced accuracy, flip rate
+    and shifted-test accuracy (with an injected bias), for the first attribute of ``groups``
+    disparate impact, its excess over the labels' own (see :func:`biaslab.metrics.gaps`) and
+    the equalized-odds difference, and ``degenerate``; a figure that grid.csv lacks is left
+    out, a missing one is null. Every figure of every pair, with its interval, is in grid.csv.
     """
-    out: dict = {}
     first = groups[0]
     keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
-            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference",
-            f"{first}.worst_group_balanced_accuracy", "degenerate", "recommended"]
-    for row in grid.to_dict("records"):
-        figures = {}
-        for key in keys:
-            if key in row:
-                value = row[key]
-                if isinstance(value, bool | np.bool_):
-                    figures[key] = bool(value)
-                else:
-                    figures[key] = None if pd.isna(value) else round(float(value), 4)
-        out.setdefault(row["scheme"], {})[row["method"]] = figures
+            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference"]
+    out: dict = {}
+    recommended = grid[grid["recommended"].eq(True)] if "recommended" in grid else grid.iloc[:0]
+    for name, rows in (("recommended", recommended), ("baseline", grid.head(1))):
+        if rows.empty:
+            out[name] = {"pair": None}
+            continue
+        row = rows.iloc[0]
+        figures: dict = {"pair": f"{row['scheme']}/{row['method']}"}
+        for key in [k for k in keys if k in row.index]:
+            figures[key] = None if pd.isna(row[key]) else round(float(row[key]), 4)
+        if "degenerate" in row.index:
+            figures["degenerate"] = bool(row["degenerate"])
+        out[name] = figures
     return out

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 import pandas as pd
 from ruamel.yaml import YAML
 
+from biaslab.seeds import combine as combine_seeds
+
 # Not a key of params.yaml: the bias strength k, p0 = 0.5 - k and p1 = 0.5 + k (the seed
 # study's p0/p1 = 0.4/0.6 is k = 0.1; k = 0 is no bias, k = 0.5 is S = the label).
 BIAS_STRENGTH = "bias_strength"
-SEED_KEY = "train.seed"  # the second axis: every value is run once per training seed
+# the second axis: every value is run once per training seed, each experiment training one
+# (train.seeds=[S]), so that experiments run one at a time and a failure loses one seed only
+SEED_KEY = "train.seeds"
 DEFAULT_PARAM = BIAS_STRENGTH
 DEFAULT_VALUES = ("0", "0.1", "0.2", "0.3", "0.4", "0.5")
 DEFAULT_SEEDS = (0, 1)
@@ -84,7 +88,8 @@ def plan(param: str, values: Sequence[str], seeds: Sequence[int], *, prefix: str
     param : a params.yaml key (``bias.p0``), or :data:`BIAS_STRENGTH`, which sets p0 and p1
         together.
     values : the values as given on the command line (passed to ``-S`` as they are).
-    seeds : values of :data:`SEED_KEY`, the second axis.
+    seeds : the training seeds, the second axis: each experiment trains one,
+        ``train.seeds=[SEED]`` (:data:`SEED_KEY`).
     prefix : the experiments' names start with it: ``PREFIX-v<i>-s<seed>``.
     fixed : ``key=value`` settings of every experiment (e.g. ``train.epochs=5``).
     params : params.yaml; a setting of a key it lacks is written ``+key=value``, as
@@ -105,7 +110,7 @@ def plan(param: str, values: Sequence[str], seeds: Sequence[int], *, prefix: str
         else:
             settings = (f"{param}={text}",)
         for seed in seeds:
-            own = (*settings, f"{SEED_KEY}={seed}", *fixed)
+            own = (*settings, f"{SEED_KEY}=[{seed}]", *fixed)
             experiments.append(Experiment(f"{prefix}-v{i}-s{seed}", value, seed,
                                           tuple(_mark_new(s, params) for s in own)))
     return experiments
@@ -229,7 +234,6 @@ def _reason(name: str, outcome: Outcome) -> str:
 
 def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcome],
                 grids: Mapping[str, pd.DataFrame], *, param: str,
-                headlines: Mapping[str, dict] | None = None,
                 errors: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per experiment x scheme x method; one row per failed experiment.
 
@@ -238,25 +242,23 @@ def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcom
     experiments, outcomes : the plan, and what ``dvc exp show`` says of each experiment.
     grids : grid.csv of each successful experiment (by name), from its commit: the figures and
         their intervals, at full precision, one row per scheme x method.
-    headlines : fairness.json of each experiment as written (its keys are the headline
-        figures); else the outcome's, in which DVC leaves out the figures that are null.
     errors : why an experiment failed (its log's error line).
 
     Returns
     -------
     ``param``, ``value``, ``seed``, ``scheme``, ``method``, ``status`` (success | failed),
-    ``experiment`` (the DVC name), every headline figure with ``FIGURE_lo`` and ``FIGURE_hi``
-    where grid.csv has them, the excess DI when grid.csv has it, grid.csv's reasons for missing
-    figures (``warning``, ``insufficient``, ``ATTR.insufficient``, ...) and ``error``. A failed
-    experiment's row has no figure, whatever DVC shows for it.
+    ``experiment`` (the DVC name), the figures of :data:`FIGURES` and the gaps of :data:`GAPS`
+    that grid.csv has, each with ``FIGURE_lo`` and ``FIGURE_hi``, ``degenerate`` and
+    ``recommended``, grid.csv's reasons for missing figures (``warning``, ``insufficient``,
+    ``ATTR.insufficient``, ...) and ``error``. A failed experiment's row has no figure, whatever
+    DVC shows for it.
     """
-    errors, headlines = errors or {}, headlines or {}
+    errors = errors or {}
     ok = {e.name: grids[e.name] for e in experiments
           if outcomes.get(e.name, Outcome("missing")).state == SUCCESS and e.name in grids}
-    shown = {name: headlines.get(name, outcomes[name].headline) for name in ok}
-    figures = _figures(shown, ok)
+    figures = _figures(ok)
     reasons = list(dict.fromkeys(c for g in ok.values() for c in g.columns
-                                 if c == "warning" or c.split(".")[-1] == "insufficient"))
+                                 if c in FLAGS or c.split(".")[-1] == "insufficient"))
     rows = []
     for exp in experiments:
         ids = {"param": param.removeprefix("+"), "value": exp.value, "seed": exp.seed,
@@ -268,10 +270,9 @@ def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcom
             continue
         for cells in ok[exp.name].to_dict("records"):
             pair = {"scheme": cells["scheme"], "method": cells["method"]}
-            written = shown[exp.name].get(pair["scheme"], {}).get(pair["method"], {})
             row = {**ids, **pair, "status": SUCCESS}
             for figure in figures:
-                row[figure] = cells.get(figure, written.get(figure))
+                row[figure] = cells.get(figure)
                 row |= {f"{figure}{end}": cells[f"{figure}{end}"] for end in ("_lo", "_hi")
                         if f"{figure}{end}" in cells}
             rows.append(row | {c: cells.get(c) for c in reasons})
@@ -281,16 +282,27 @@ def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcom
     return table.reindex(columns=columns)
 
 
-def _figures(headlines: Mapping[str, dict], grids: Mapping[str, pd.DataFrame]) -> list[str]:
-    """The headline figures of every experiment, and the excess DI, in grid.csv's order."""
-    found = {}
-    for name, grid in grids.items():
-        for methods in headlines[name].values():
-            for written in methods.values():
-                found |= dict.fromkeys(written)
-        found |= dict.fromkeys(c for c in grid.columns if c.endswith(f".{EXCESS_DI}"))
-    order = list(dict.fromkeys(c for grid in grids.values() for c in grid.columns))
-    return sorted(found, key=lambda f: order.index(f) if f in order else len(order))
+# the figures of sweep.csv: grid.csv's overall figures and, for each single attribute (not the
+# intersections, not the shifted set's), these gaps, each with its interval
+FIGURES = ("accuracy", "balanced_accuracy", "auc", "flip_rate", "shifted.accuracy",
+           "shifted.balanced_accuracy")
+GAPS = ("disparate_impact", EXCESS_DI, "statistical_parity_difference",
+        "equal_opportunity_difference", "equalized_odds_difference",
+        "worst_group_balanced_accuracy")
+
+
+FLAGS = ("degenerate", "recommended", "warning")  # grid.csv's columns carried as they are
+
+
+def _figures(grids: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The figures of :data:`FIGURES` and the gaps of :data:`GAPS` that the experiments' grids
+    have, with their intervals, in grid.csv's order."""
+    def wanted(column: str) -> bool:
+        attr, _, gap = column.partition(".")
+        return column in FIGURES or (gap in GAPS and attr != "shifted" and "&" not in attr)
+
+    return list(dict.fromkeys(c for grid in grids.values() for c in grid.columns
+                              if wanted(c) and f"{c}_lo" in grid.columns))
 
 
 def plotted_figures(columns: Iterable[str]) -> list[str]:
@@ -322,28 +334,33 @@ def _axis(table: pd.DataFrame) -> tuple[dict, list[str], str]:
     return {v: float(v) for v in values}, [f"{v:g}" for v in values], param
 
 
-def _draw(ax, rows: pd.DataFrame, figure: str, x_of: dict, color: str, label: str) -> None:
-    """One scheme in one panel: mean over seeds, band of the seeds' intervals, seed dots."""
-    x = rows["value"].map(x_of)
-    numbers = {c: pd.to_numeric(rows[c], errors="coerce") for c in
-               (figure, f"{figure}_lo", f"{figure}_hi") if c in rows}
-    mean = numbers[figure].groupby(x).mean()
-    ax.plot(mean.index, mean, "-o", color=color, label=label, markersize=4)
-    if len(numbers) == 3:
-        lo = numbers[f"{figure}_lo"].groupby(x).min()
-        hi = numbers[f"{figure}_hi"].groupby(x).max()
-        ax.fill_between(mean.index, lo, hi, color=color, alpha=0.18, linewidth=0)
-    ax.scatter(x, numbers[figure], s=9, color=color, alpha=0.7)
+def _draw(ax, rows: pd.DataFrame, figure: str, x_of: dict, color: str, label: str,
+          level: float) -> None:
+    """One scheme in one panel: the seeds combined (biaslab.seeds: mean, Rubin's interval as
+    the band), a dot per seed."""
+    numbers = rows[["value", "seed"]].assign(**{
+        c: pd.to_numeric(rows[c], errors="coerce")
+        for c in (figure, f"{figure}_lo", f"{figure}_hi") if c in rows})
+    combined = combine_seeds(numbers, by=["value"], level=level)
+    combined = combined.assign(x=combined["value"].map(x_of)).sort_values("x")
+    ax.plot(combined["x"], combined[figure], "-o", color=color, label=label, markersize=4)
+    if f"{figure}_lo" in combined:
+        ax.fill_between(combined["x"], combined[f"{figure}_lo"], combined[f"{figure}_hi"],
+                        color=color, alpha=0.18, linewidth=0)
+    ax.scatter(rows["value"].map(x_of), numbers[figure], s=9, color=color, alpha=0.7)
 
 
-def sweep_figure(table: pd.DataFrame, *, method: str = "fixed"):
+def sweep_figure(table: pd.DataFrame, *, method: str = "fixed", level: float = 0.95):
     """DI, excess DI, flip rate and shifted-test accuracy against the swept value, per scheme.
 
-    One panel per figure (those the table has), one line per scheme: the mean over seeds, a band
-    from the lowest to the highest bound of the seeds' intervals, a dot per seed. Only the rows
-    of ``method`` (``fixed``: the model's own 0.5 threshold). A value with a failed experiment
-    is marked by a red dashed line, and the failures are named above the panels. Returns a
-    :class:`matplotlib.figure.Figure` (neither shown nor saved).
+    One panel per figure (those the table has), one line per scheme: the seeds of each value
+    combined by :func:`biaslab.seeds.combine`, the line their mean and the band its interval
+    (Rubin's rules: each seed's bootstrap interval at ``level``, the level of the experiments'
+    ``evaluate.level``, widened by the spread between the seeds; a value with one seed left
+    shows that seed's own interval; a value where a seed lacks the figure has none); a dot per
+    seed. Only the rows of ``method`` (``fixed``: the model's own 0.5 threshold). A value with
+    a failed experiment is marked by a red dashed line, and the failures are named above the
+    panels. Returns a :class:`matplotlib.figure.Figure` (neither shown nor saved).
     """
     from matplotlib.figure import Figure
 
@@ -358,7 +375,7 @@ def sweep_figure(table: pd.DataFrame, *, method: str = "fixed"):
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, figure in zip(axes, panels, strict=False):
         for i, (scheme, rows) in enumerate(ok.groupby("scheme", sort=False)):
-            _draw(ax, rows, figure, x_of, f"C{i}", str(scheme))
+            _draw(ax, rows, figure, x_of, f"C{i}", str(scheme), level)
         for value in dict.fromkeys(failed["value"]):
             ax.axvline(x_of[value], color="red", linestyle="--", linewidth=0.8, alpha=0.6)
         if figure.endswith(("disparate_impact", EXCESS_DI)):  # ratios: 1 is parity
@@ -371,9 +388,10 @@ def sweep_figure(table: pd.DataFrame, *, method: str = "fixed"):
             ax.legend(fontsize=7, title=method, title_fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
-    seeds = ", ".join(str(int(s)) for s in sorted(table["seed"].dropna().unique()))
-    note = (f"{method} decisions; line: mean over training seeds {seeds}; band: the seeds' "
-            "bootstrap intervals, lowest to highest bound; dots: one per seed")
+    trained = ", ".join(str(int(s)) for s in sorted(table["seed"].dropna().unique()))
+    note = (f"{method} decisions; line: mean over training seeds {trained}; band: its "
+            f"{level * 100:g}% interval (Rubin's rules: the seeds' bootstrap intervals widened by "
+            "the spread between seeds); dots: one per seed")
     if len(failed):
         note += "\nfailed (red dashes), no figures: " + ", ".join(
             f"{v} (seed {int(s)})" for v, s in zip(failed["value"], failed["seed"], strict=True))

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from biaslab.batches import TrainData, batches, cached_inputs
+from biaslab.bias import DEFAULT_BIAS, BiasSpec
 from biaslab.checkpoint import RunState
 from biaslab.config import TrainConfig
 from biaslab.models import build_model
@@ -99,9 +100,11 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
     return focal
 
 
-def setup(config: TrainConfig, in_channels: int, device: torch.device) -> RunState:
-    """A fresh run: the seeded model on ``device``, its optimizer, scheduler and RNGs."""
-    torch.manual_seed(config.seed)
+def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0
+          ) -> RunState:
+    """A fresh run: the model seeded by ``seed`` on ``device``, its optimizer, scheduler and
+    RNGs."""
+    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
     if device.type == "cuda" and config.channels_last:
@@ -115,8 +118,8 @@ def setup(config: TrainConfig, in_channels: int, device: torch.device) -> RunSta
     scheduler = None
     if config.scheduler == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.step_gamma)
-    return RunState(model, optimizer, scheduler, rng=np.random.default_rng(config.seed),
-                    gen=torch.Generator().manual_seed(config.seed))
+    return RunState(model, optimizer, scheduler, rng=np.random.default_rng(seed),
+                    gen=torch.Generator().manual_seed(seed))
 
 
 def epoch_order(data: TrainData, rng: np.random.Generator, ddp: Distributed) -> np.ndarray:
@@ -162,12 +165,12 @@ def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
     return total, n_seen
 
 
-def evaluate(model: nn.Module, pixels: np.ndarray, data: TrainData, bias_seed: int,
+def evaluate(model: nn.Module, pixels: np.ndarray, data: TrainData, bias: BiasSpec,
              device: torch.device, amp: bool = False, cache: torch.Tensor | None = None,
              ) -> tuple[dict[str, float], np.ndarray]:
     """Unweighted loss, accuracy, balanced accuracy and per-group accuracy (``acc_gG``) at
     threshold 0.5 of ``model`` on ``data``, and its logits."""
-    logits = predict_logits(model, pixels, data, bias_seed, EVAL_BATCH, device, amp, cache)
+    logits = predict_logits(model, pixels, data, bias, EVAL_BATCH, device, amp, cache)
     labels = data.labels
     t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))
     loss = nn.functional.binary_cross_entropy_with_logits(t_logits, t_labels).item()
@@ -214,8 +217,9 @@ def fit(
     train: TrainData,
     val: TrainData,
     config: TrainConfig,
-    bias_seed: int = 0,
+    bias: BiasSpec = DEFAULT_BIAS,
     *,
+    seed: int = 0,
     device: str | torch.device | None = None,
     ddp: Distributed = Distributed(),
     checkpoint: str | Path | None = None,
@@ -228,6 +232,8 @@ def fit(
 
     Parameters
     ----------
+    bias : how S (``train.s``, ``val.s``) is shown to the model; default: the bias section's.
+    seed : the training seed (one of ``train.seeds``): initial weights, shuffles, augmentation.
     device : the training device; None: ``pick_device(config.device, ddp.local_rank)``.
     ddp : this process's place in a DDP job; with ``world_size > 1`` the caller has already
         called ``torch.distributed.init_process_group``.
@@ -261,15 +267,15 @@ def fit(
     if ddp.world_size > 1 and not dist.is_initialized():
         raise ValueError(f"ddp.world_size = {ddp.world_size} but torch.distributed is not "
                          "initialised; call torch.distributed.init_process_group first")
-    run = setup(config, train.in_channels, device)
+    run = setup(config, train.in_channels(bias), device, seed)
     if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
         log(message)
     net = _wrap(run.model, config, device, ddp)
     loss_fn, amp = per_sample_loss(config), config.amp and device.type == "cuda"
     weights = _loss_weights(train)
     # inputs built once per run, for training and for every epoch's evaluation passes
-    cache = cached_inputs(pixels, train, bias_seed)
-    val_cache = cached_inputs(pixels, val, bias_seed)
+    cache = cached_inputs(pixels, train, bias)
+    val_cache = cached_inputs(pixels, val, bias)
 
     def stalled() -> bool:
         return bool(config.patience) and run.bad_epochs >= config.patience
@@ -278,7 +284,7 @@ def fit(
         # train on this process's shard of the epoch's shuffle, then sync processes
         order = epoch_order(train, run.rng, ddp)
         t0 = time.perf_counter()
-        loader = _loader(pixels, train, order, weights, bias_seed, config.batch_size, device,
+        loader = _loader(pixels, train, order, weights, bias, config.batch_size, device,
                          cache)
         total, n_seen = train_one_epoch(net, loss_fn, run.optimizer, loader, config, run.gen,
                                         device, lambda n: on_batch(run.epoch + 1, n))
@@ -290,8 +296,8 @@ def fit(
 
         # evaluate on train and val; keep the best model on validation loss
         run.epoch += 1
-        tr, _ = evaluate(run.model, pixels, train, bias_seed, device, amp, cache)
-        va, _ = evaluate(run.model, pixels, val, bias_seed, device, amp, val_cache)
+        tr, _ = evaluate(run.model, pixels, train, bias, device, amp, cache)
+        va, _ = evaluate(run.model, pixels, val, bias, device, amp, val_cache)
         row = {"epoch": run.epoch, "lr": lr, "train_loss": total / n_seen, "train_acc": tr["acc"],
                "val_loss": va["loss"], "val_acc": va["acc"], "val_bacc": va["bacc"],
                **{f"val_{k}": v for k, v in va.items() if k.startswith("acc_g")},
@@ -313,7 +319,7 @@ def fit(
 
     # the best model, and whether it learnt anything
     run.model.load_state_dict(run.best)
-    val_logits = predict_logits(run.model, pixels, val, bias_seed, EVAL_BATCH, device, amp,
+    val_logits = predict_logits(run.model, pixels, val, bias, EVAL_BATCH, device, amp,
                                 val_cache)
     curves = pd.DataFrame(run.history)
     flag = degenerate(val_logits, val.labels, curves["val_acc"].tolist())
@@ -341,10 +347,10 @@ def _loss_weights(data: TrainData) -> np.ndarray:
     return data.weights
 
 
-def _loader(pixels, data: TrainData, order: np.ndarray, weights: np.ndarray, bias_seed: int,
+def _loader(pixels, data: TrainData, order: np.ndarray, weights: np.ndarray, bias: BiasSpec,
             size: int, device: torch.device, cache: torch.Tensor | None):
     """The (x, y, w) batches of ``order``: inputs, 0/1 labels as floats, loss weights."""
-    for idx, x in batches(pixels, data, bias_seed, size, order, device, cache):
+    for idx, x in batches(pixels, data, bias, size, order, device, cache):
         y = torch.from_numpy(data.labels[idx].astype(np.float32)).to(device)
         w = torch.from_numpy(weights[idx].astype(np.float32)).to(device)
         yield x, y, w

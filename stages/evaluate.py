@@ -1,4 +1,5 @@
-"""evaluate: test metrics and fairness gaps of every (scheme, method), with bootstrap intervals."""
+"""evaluate: test metrics and fairness gaps of every (scheme, method), with bootstrap intervals,
+averaged over the training seeds."""
 
 import argparse
 import sys
@@ -9,8 +10,11 @@ from biaslab.config import load_section
 from biaslab.evaluate import (
     add_not_applicable,
     add_training_flags,
-    evaluate_decisions,
+    choose,
+    evaluate_seeds,
     headline,
+    seed_flags,
+    seed_thresholds,
     summary_line,
 )
 from stages import run
@@ -18,34 +22,39 @@ from stages import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("decisions", "index", "bias", "headline", "grid", "groups"):
+    for name in ("decisions", "index", "bias", "headline", "grid", "seeds", "groups"):
         parser.add_argument(f"--{name}", required=True)
-    parser.add_argument("--health", help="folder of train's SCHEME.json model checks")
-    parser.add_argument("--thresholds", help="folder of postprocess's SCHEME.json: a method "
-                        "it could not fit is a grid row saying why")
+    parser.add_argument("--health", help="folder of train's SCHEME/seedK.json model checks")
+    parser.add_argument("--thresholds", help="folder of postprocess's SCHEME/seedK.json: a "
+                        "method it could not fit is a grid row saying why")
     args = parser.parse_args()
     cfg, schemes = load_section("evaluate"), load_section("weights").schemes
+    seeds = load_section("train").seeds
+
+    def each(folder: str, suffix: str, read) -> dict[str, dict[int, object]]:
+        # only the schemes and seeds asked for: a stale file of a removed one is ignored
+        return {s: {k: read(Path(folder) / s / f"seed{k}{suffix}") for k in seeds}
+                for s in schemes}
 
     attributes = io.read_rows(args.index, args.bias)
-    # read only the schemes asked for: a stale file of a removed scheme is ignored
-    decisions = {s: io.read_table(Path(args.decisions) / f"{s}.parquet") for s in schemes}
     # the library warns of what its figures cannot say (a metric undefined for a group lacking
     # a class): stages.run says it as this stage's lines
-    grid, per_group = evaluate_decisions(
-        decisions, attributes, cfg.groups, shift_p=cfg.shift_p, n_boot=cfg.n_boot,
+    evaluation = evaluate_seeds(
+        each(args.decisions, ".parquet", io.read_table), attributes, cfg.groups,
+        shift_p=cfg.shift_p, n_boot=cfg.n_boot,
         level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
         intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
         resample=cfg.resample, min_cell=cfg.min_cell,
         max_accuracy_loss=cfg.max_accuracy_loss, n_perm=cfg.n_perm,
         correction=cfg.correction)
+    grid = evaluation.grid
     if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
-        grid = add_training_flags(grid, {
-            s: io.read_json(Path(args.health) / f"{s}.json").get("degenerate")
-            for s in schemes})
+        flags = each(args.health, ".json", lambda path: io.read_json(path).get("degenerate"))
+        grid = add_training_flags(grid, seed_flags(flags))
     if args.thresholds:  # postprocess's skipped methods: said, not silently missing
-        grid = add_not_applicable(grid, {
-            s: io.read_json(Path(args.thresholds) / f"{s}.json")
-            for s in schemes})
+        fitted = each(args.thresholds, ".json", io.read_json)
+        grid = add_not_applicable(grid, seed_thresholds(fitted))
+    grid = choose(grid, cfg.max_accuracy_loss)  # a model training flagged is never recommended
     # everything the stage says is computed before the first write: a failure writes nothing
     figures = headline(grid, cfg.groups)
     summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
@@ -58,7 +67,8 @@ def main() -> None:
 
     io.write_json(figures, args.headline)
     io.write_csv(grid, args.grid)
-    io.write_csv(per_group, args.groups)
+    io.write_csv(evaluation.per_seed, args.seeds)
+    io.write_csv(evaluation.per_group, args.groups)
     for warning in warnings:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     print(f"evaluate: {summary} -> {args.headline}")

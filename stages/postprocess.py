@@ -1,4 +1,4 @@
-"""postprocess@SCHEME: fit each threshold method on validation, apply it to val and test.
+"""postprocess@SCHEME-SEED: fit each threshold method on validation, apply it to val and test.
 
 Per-group methods take the group of each row from ``postprocess.groups`` (``s`` and/or index
 columns, intersected); :func:`biaslab.thresholds.decide_methods` writes the decisions,
@@ -21,9 +21,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("predictions", "index", "bias", "out", "thresholds"):
         parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--name", help="SCHEME-SEED, for the messages (default: --out's name)")
     args = parser.parse_args()
     cfg = load_section("postprocess")
-    stage = f"postprocess@{Path(args.out).stem}"  # dvc.yaml names the decisions after the scheme
+    stage = f"postprocess@{args.name or Path(args.out).stem}"
 
     preds = io.read_table(args.predictions, required=("row", "split", "score")).merge(
         io.read_rows(args.index, args.bias), on="row")

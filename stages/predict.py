@@ -1,8 +1,10 @@
-"""predict@SCHEME: scores on val and test, and counterfactual scores with S forced to 0 and 1."""
+"""predict@SCHEME-SEED: scores on val and test, and counterfactual scores with S forced to 0
+and 1."""
 
 import argparse
 
 from biaslab import io
+from biaslab.bias import BiasSpec
 from biaslab.checkpoint import load_checkpoint
 from biaslab.config import load_section
 from biaslab.predict import predict_scores
@@ -14,13 +16,13 @@ def main() -> None:
     for name in ("model", "pixels", "index", "bias", "split", "out"):
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
-    bias_cfg = load_section("bias")
+    bias = BiasSpec.from_config(load_section("bias"))
 
     model, _ = load_checkpoint(args.model)
     table = io.read_rows(args.index, args.bias, args.split)
     pixels = io.read_pixels(args.pixels, n_rows=len(table))
     table = table[table["split"].isin(["val", "test"])]
-    scores = predict_scores(model, pixels, table, bias_seed=bias_cfg.seed)
+    scores = predict_scores(model, pixels, table, bias=bias)
     io.write_parquet(scores, args.out)
     cols = ", ".join(c for c in scores.columns if c.startswith("score"))
     print(f"predict: {len(scores)} val+test rows scored ({cols}) -> {args.out}")

@@ -1,4 +1,5 @@
-"""report: one self-contained HTML page from the metrics, curves, audit and a few images."""
+"""report: the verdict (metrics/verdict.json) and one self-contained HTML page from the metrics,
+predictions, decisions, curves, audit, the explain stage's figures and a few images."""
 
 import argparse
 from pathlib import Path
@@ -7,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from biaslab import io
-from biaslab.bias import model_inputs
+from biaslab.bias import BiasSpec, model_inputs
 from biaslab.config import load_section
-from biaslab.report import build_report, examples_figure
+from biaslab.report import build_report, data, examples_figure, inputs
+from biaslab.verdict import Criterion, judge, metric, model_warnings, summarise
 from stages import run
 
 
@@ -18,26 +20,63 @@ def main() -> None:
     for name in ("grid", "groups", "curves", "audit", "audit_tables", "pixels", "index", "bias",
                  "out"):
         parser.add_argument(f"--{name.replace('_', '-')}", required=True)
+    parser.add_argument("--verdict", help="metrics/verdict.json, the verdict as a DVC metric")
+    parser.add_argument("--predictions", help="predict's folder: ROC and calibration per group")
+    parser.add_argument("--decisions", help="postprocess's folder: operating points, confusion")
+    parser.add_argument("--explain", help="the explain stage's folder (manifest.json)")
+    parser.add_argument("--sweep", help="the sweep's figure, linked when it exists")
     args = parser.parse_args()
-    schemes = load_section("weights").schemes
-    groups, bias_cfg = load_section("evaluate").groups, load_section("bias")
+    schemes, cfg = load_section("weights").schemes, load_section("report")
+    evaluate, bias_cfg = load_section("evaluate"), load_section("bias")
+    seeds = getattr(load_section("train"), "seeds", None)  # one model per seed, or one
 
-    curves = {s: pd.read_csv(Path(args.curves) / s / "curves.csv") for s in schemes}
-    # a few images as the model sees them: the image and, with S=1, the noise channel
+    grid, per_group = pd.read_csv(args.grid), pd.read_csv(args.groups)
+    criteria = [Criterion(**c.model_dump()) for c in cfg.criteria]
+    verdict = judge(grid, per_group, criteria)
+    summary = summarise(verdict, grid)
+    warnings = model_warnings(grid, per_group, min_group_size=cfg.min_group_size,
+                              min_class_size=cfg.min_class_size)
     table = io.read_rows(args.index, args.bias)
+    scores = counts = None
+    if args.predictions and args.decisions:
+        groups = [g for g in evaluate.groups if g in table.columns]
+        scores = data.test_scores(inputs.per_scheme(args.predictions, schemes, seeds=seeds),
+                                  table, groups)
+        counts = data.decision_counts(inputs.per_scheme(args.decisions, schemes, seeds=seeds),
+                                      table, groups)
+    sweep = Path(args.sweep) if args.sweep else None
+    page = build_report(
+        grid=grid, per_group=per_group, audit=io.read_json(args.audit),
+        prevalence=pd.read_csv(Path(args.audit_tables) / "prevalence.csv"),
+        groups=evaluate.groups, curves=inputs.curves(args.curves, schemes, seeds),
+        verdict=verdict, summary=summary, warnings=warnings, scores=scores, counts=counts,
+        gap=f"{evaluate.groups[0]}.{evaluate.pareto_gap}",
+        examples=_examples(table, args.pixels, BiasSpec.from_config(bias_cfg)),
+        explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind,
+        sweep=_relative(sweep, Path(args.out).parent) if sweep and sweep.exists() else None)
+    if args.verdict:
+        io.write_json(metric(verdict, summary), args.verdict)
+    io.write_text(page, args.out)
+    top = summary.head(1).to_dict("records")
+    said = f"{top[0]['scheme']} / {top[0]['method']}: {top[0]['verdict']}" if top else "none"
+    print(f"report: verdict {said}; {len(schemes)} scheme(s) -> {Path(args.out).resolve()}")
+
+
+def _examples(table: pd.DataFrame, pixels_path: str, spec: BiasSpec) -> bytes | None:
+    """A few images as the model sees them: the image and, with S=1, the noise channel."""
     pick = table.groupby(["label", "s"] if "s" in table else ["label"]).head(1).head(6)
-    pixels = io.read_pixels(args.pixels, n_rows=len(table))
+    pixels = io.read_pixels(pixels_path, n_rows=len(table))
     s = pick["s"].to_numpy() if "s" in pick else None
-    x = model_inputs(pixels, pick["row"].to_numpy(), s, bias_cfg.seed)
+    x = model_inputs(pixels, pick["row"].to_numpy(), s, spec)
     panels = np.concatenate(list(x.transpose(1, 0, 2, 3)), axis=-1)  # image | bias channel
     titles = [f"y={r.label}" + (f" S={r.s}" if s is not None else "") for r in pick.itertuples()]
-    page = build_report(
-        grid=pd.read_csv(args.grid), per_group=pd.read_csv(args.groups), curves=curves,
-        audit=io.read_json(args.audit),
-        prevalence=pd.read_csv(Path(args.audit_tables) / "prevalence.csv"),
-        examples=examples_figure(panels, titles), groups=groups)
-    io.write_text(page, args.out)
-    print(f"report: {len(schemes)} scheme(s) -> {Path(args.out).resolve()}")
+    return examples_figure(panels, titles)
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""train@SCHEME: train the model on the training split with the scheme's sample weights."""
+"""train@SCHEME-SEED: train the model on the training split with the scheme's sample weights, from
+one of the training seeds (train.seeds)."""
 
 import argparse
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from biaslab import io
 from biaslab.batches import TrainData
+from biaslab.bias import BiasSpec
 from biaslab.checkpoint import digest, save_checkpoint
 from biaslab.cli.runtime import Progress, distributed
 from biaslab.config import as_dict, load_section
@@ -17,12 +19,16 @@ from stages._warnings import stage_warnings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scheme", required=True)
-    for name in ("pixels", "index", "bias", "split", "weights", "model", "curves"):
-        parser.add_argument(f"--{name}", required=True)
+    parser.add_argument("--seed", type=int, required=True, help="the training seed")
+    for arg in ("pixels", "index", "bias", "split", "weights", "model", "curves"):
+        parser.add_argument(f"--{arg}", required=True)
     parser.add_argument("--health", help="JSON of the degenerate-model check (default: "
                         "health.json beside --model)")
     args = parser.parse_args()
-    cfg, bias_cfg = load_section("train"), load_section("bias")
+    cfg, bias = load_section("train"), BiasSpec.from_config(load_section("bias"))
+    # this run's own seed: the checkpoint records it, and not the other seeds of the list
+    cfg = cfg.model_copy(update={"seeds": [args.seed]})
+    name = f"train@{args.scheme}-{args.seed}"
     device, ddp = distributed(cfg.device)
 
     table = io.read_rows(args.index, args.bias, args.split, args.weights)
@@ -33,7 +39,7 @@ def main() -> None:
     train = TrainData.from_table(table, "train", weights="weight", sampler=sampler)
     val = TrainData.from_table(table, "val", weights="weight")
     progress = Progress(cfg.epochs, -(-len(train.rows) // ddp.world_size), quiet=ddp.rank != 0)
-    progress.log(f"train@{args.scheme}: {len(train.rows)} train / {len(val.rows)} val images")
+    progress.log(f"{name}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
     # run is started again): resumed only by a run of the same inputs, params and code (this
     # stage and the biaslab modules it loaded), removed once the model is saved
@@ -41,25 +47,27 @@ def main() -> None:
     code = sorted(m.__file__ for n, m in sys.modules.items()
                   if n.split(".")[0] == "biaslab" and getattr(m, "__file__", None))
     inputs = [args.pixels, args.index, args.bias, args.split, args.weights, __file__, *code]
-    key = digest(inputs, {"train": as_dict(cfg), "bias.seed": bias_cfg.seed})
-    with stage_warnings(f"train@{args.scheme}"):  # e.g. torch's, of a nondeterministic op
-        fitted = fit(pixels, train, val, cfg, bias_seed=bias_cfg.seed, device=device, ddp=ddp,
+    key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict()})
+    with stage_warnings(name):  # e.g. torch's, of a nondeterministic op
+        fitted = fit(pixels, train, val, cfg, bias=bias, seed=args.seed,
+                     device=device, ddp=ddp,
                      checkpoint=resume, fingerprint=key, log=progress.log,
                      on_epoch=progress.epoch, on_batch=progress.batch)
     if ddp.rank != 0:  # under torchrun only the first process writes
         return
-    save_checkpoint(fitted.model, cfg, train.in_channels, args.model)  # atomic
+    save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias)  # atomic
     # speed goes to the summary line, not the artifact: same params and seed, same file
     curves = fitted.curves
     io.write_csv(curves.drop(columns="img_per_s"), args.curves)
     # the degenerate-model flag, for evaluate: null when the model learnt something
     health = args.health or Path(args.model).with_name("health.json")
-    io.write_json({"scheme": args.scheme, "degenerate": fitted.degenerate}, health)
+    io.write_json({"scheme": args.scheme, "seed": args.seed, "degenerate": fitted.degenerate},
+                  health)
     resume.unlink(missing_ok=True)
     if fitted.degenerate:
-        print(f"train@{args.scheme}: warning: {fitted.degenerate}", file=sys.stderr)
+        print(f"{name}: warning: {fitted.degenerate}", file=sys.stderr)
     best = curves.loc[curves["val_loss"].idxmin()]
-    print(f"train@{args.scheme}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "
+    print(f"{name}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "
           f"{best['val_loss']:.4f}, val_acc {best['val_acc']:.3f}, "
           f"{curves['img_per_s'].mean():.0f} img/s -> {args.model}")
 

@@ -260,7 +260,7 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
 
     ``labels``, ``s``, ``split``: per-row values (default: alternating labels, s alternating
     by pairs so that each group holds both labels, 60/20/20 split); ``decisions``: write
-    data/decisions/none.parquet (method fixed) and train's health file; ``rejected``: the rows
+    data/decisions/none/seed0.parquet (method fixed) and train's health file; ``rejected``: the rows
     (path, table_row, reason) of prepare's rejected.csv; ``drop``: paths not to write;
     ``then(folder)``: a last touch (corrupt a file, ...).
     """
@@ -282,7 +282,7 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
                                                        "mode": "loss"}),
         }
         if decisions:
-            files["data/decisions/none.parquet"] = _decisions(y, part)
+            files["data/decisions/none/seed0.parquet"] = _decisions(y, part)
         for rel, frame in files.items():
             if rel not in drop:
                 (folder / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -293,13 +293,13 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
         if "data/prepared/pixels.npy" not in drop:
             pixels = np.random.default_rng(0).integers(0, 256, (n, SIZE, SIZE), dtype=np.uint8)
             np.save(folder / "data/prepared/pixels.npy", pixels)
-        if decisions and "metrics/health/none.json" not in drop:
-            (folder / "metrics/health").mkdir(parents=True)
-            (folder / "metrics/health/none.json").write_text(
+        if decisions and "metrics/health/none/seed0.json" not in drop:
+            (folder / "metrics/health/none").mkdir(parents=True)
+            (folder / "metrics/health/none/seed0.json").write_text(
                 json.dumps({"scheme": "none", "degenerate": None}))
-        if decisions and "metrics/thresholds/none.json" not in drop:
-            (folder / "metrics/thresholds").mkdir(parents=True)
-            (folder / "metrics/thresholds/none.json").write_text(
+        if decisions and "metrics/thresholds/none/seed0.json" not in drop:
+            (folder / "metrics/thresholds/none").mkdir(parents=True)
+            (folder / "metrics/thresholds/none/seed0.json").write_text(
                 json.dumps({"fixed": {"threshold": 0.5}}))
         base = {"weights": {"schemes": ["none"], "groups": ["s"]},
                 "evaluate": {"groups": ["s"], "n_boot": 0, "n_perm": 0}}
@@ -419,7 +419,7 @@ def honest_nan_summary(folder: Path) -> None:
     figures = json.loads((folder / "metrics/fairness.json").read_text())
     grid = pd.read_csv(folder / "metrics/grid.csv")
     assert len(grid) == 1 and grid["balanced_accuracy"].isna().all()
-    assert figures["none"]["fixed"]["balanced_accuracy"] is None
+    assert figures["baseline"]["balanced_accuracy"] is None
 
 
 def duplicates_counted(folder: Path) -> None:
@@ -679,7 +679,7 @@ CASES: list[Case] = [
         "audit": {"attributes": ["race"]}}),
         Error(("audit.attributes: column(s) ['race'] not found",))),
     Case("postprocess-missing-predictions", "postprocess", artifacts(),
-         Error(("data/predictions/none.parquet: missing",))),
+         Error(("data/predictions/none/seed0.parquet: missing",))),
     Case("train-without-val-rows", "train", artifacts(split=["train"] * 40, sections=CPU),
          Error(("val",))),
     Case("pixels-fewer-rows-than-index", "train", artifacts(sections=CPU, then=overwrite(
@@ -698,20 +698,20 @@ CASES: list[Case] = [
     Case("pretrained-missing", "train", artifacts(sections=RESNET),
          Error((f"train.pretrained: {ROOT}/weights.pth not found", "never downloads"))),
     Case("model-file-corrupt", "predict", artifacts(then=overwrite(
-        "models/none/model.pt", b"version https://git-lfs.github.com/spec/v1\n")),
-        Error(("models/none/model.pt",))),
+        "models/none/seed0/model.pt", b"version https://git-lfs.github.com/spec/v1\n")),
+        Error(("models/none/seed0/model.pt",))),
     Case("model-file-a-state-dict", "predict", artifacts(then=state_dict_file(
-        "dict", at="models/none/model.pt")), Error(("models/none/model.pt",))),
+        "dict", at="models/none/seed0/model.pt")), Error(("models/none/seed0/model.pt",))),
     Case("model-file-missing", "predict", artifacts(),
-         Error(("models/none/model.pt",))),
+         Error(("models/none/seed0/model.pt",))),
     Case("evaluate-all-nan", "evaluate", artifacts(labels=NO_POSITIVE_TEST, decisions=True),
          Accepted(honest_nan_summary)),
     Case("evaluate-missing-decisions", "evaluate", artifacts(decisions=True, drop=(
-        "data/decisions/none.parquet",)),
-        Error(("data/decisions/none.parquet: missing",))),
+        "data/decisions/none/seed0.parquet",)),
+        Error(("data/decisions/none/seed0.parquet: missing",))),
     Case("evaluate-missing-health", "evaluate", artifacts(decisions=True, drop=(
-        "metrics/health/none.json",)),
-        Error(("metrics/health/none.json",))),
+        "metrics/health/none/seed0.json",)),
+        Error(("metrics/health/none/seed0.json",))),
     Case("evaluate-unknown-group", "evaluate", artifacts(decisions=True, sections={
         "evaluate": {"groups": ["sex"]}}),
         Error(("evaluate.groups: column(s) ['sex'] not found",))),

@@ -49,7 +49,8 @@ def _model_file(tmp_path, **changes):
     return path
 
 
-RERUN = (r"expected a model\.pt written by the train stage: rerun it \(dvc repro train@SCHEME, "
+RERUN = (r"expected a model\.pt written by the train stage: rerun it "
+         r"\(dvc repro train@SCHEME-SEED, "
          r"or python -m biaslab train\) or fetch it \(dvc pull\)$")
 
 

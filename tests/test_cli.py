@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from biaslab.bias import BiasSpec
+from biaslab.checkpoint import load_bias
 from biaslab.cli.commands import main, parser
 from biaslab.config import BiasConfig, TrainConfig
 
@@ -56,26 +58,44 @@ def test_unknown_weights_column_names_it(datadir, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_a_model_trained_with_s_needs_s_to_predict(datadir, tmp_path, capsys):
+@pytest.mark.parametrize("kind", ["noise_channel",
+                                  pytest.param("patch", marks=pytest.mark.slow)])
+def test_a_model_trained_with_s_needs_s_to_predict(datadir, tmp_path, capsys, kind):
     table = pd.read_csv(datadir / "table.csv")
     table.assign(s=table["y"]).to_csv(datadir / "with_s.csv", index=False)
+    table.assign(s=0).to_csv(datadir / "s_off.csv", index=False)
     logdir = tmp_path / "run"
     args = [a if a != "table.csv" else "with_s.csv" for a in common(datadir)]
-    assert main(["train", *args, "--logdir", str(logdir), "--epochs", "1"]) == 0
+    assert main(["train", *args, "--logdir", str(logdir), "--epochs", "1", "--bias-kind", kind,
+                 "--bias-patch-size", "3", "--bias-seed", "4"]) == 0
+    bias = load_bias(logdir / "model.pt")  # how S was shown, recorded for predict
+    assert bias.as_dict() == BiasSpec(kind=kind, seed=4, patch_size=3).as_dict()
     assert main(["predict", *common(datadir), "--ckpt", str(logdir / "model.pt"),
                  "--csv-out", str(tmp_path / "x.csv")]) == 1
-    assert "trained with the bias channel; the table needs an 's' column" in (
+    assert f"trained with S shown as {kind}; the table needs an 's' column" in (
         capsys.readouterr().err)
     assert main(["predict", *args, "--ckpt", str(logdir / "model.pt"),
                  "--csv-out", str(tmp_path / "x.csv")]) == 0
+    off = [a if a != "table.csv" else "s_off.csv" for a in common(datadir)]
+    assert main(["predict", *off, "--ckpt", str(logdir / "model.pt"),
+                 "--csv-out", str(tmp_path / "off.csv")]) == 0
+    # S is shown to the model: the positives' scores move when it is switched off
+    scores, scores_off = pd.read_csv(tmp_path / "x.csv"), pd.read_csv(tmp_path / "off.csv")
+    positive = scores["label"] == 1
+    assert (scores.loc[positive, "score"] != scores_off.loc[positive, "score"]).all()
+    np.testing.assert_array_equal(scores.loc[~positive, "score"],
+                                  scores_off.loc[~positive, "score"])
 
 
 def test_defaults_are_the_pipelines():
     args = parser().parse_args(["train", "--datadir", "d", "--csv", "t.csv", "--logdir", "l"])
     train = TrainConfig()
     assert (args.model, args.epochs, args.batch_size, args.lr, args.seed, args.device) == (
-        train.model, train.epochs, train.batch_size, train.lr, train.seed, train.device)
-    assert args.bias_seed == BiasConfig().seed
+        train.model, train.epochs, train.batch_size, train.lr, train.seeds[0], train.device)
+    bias = BiasConfig()
+    assert (args.bias_kind, args.bias_seed, args.bias_patch_size, args.bias_patch_position,
+            args.bias_patch_value) == (bias.kind, bias.seed, bias.patch_size,
+                                       bias.patch_position, bias.patch_value)
 
 
 def test_a_bad_option_is_named_as_the_option_not_as_a_params_key(tmp_path, capsys):
@@ -85,3 +105,27 @@ def test_a_bad_option_is_named_as_the_option_not_as_a_params_key(tmp_path, capsy
     assert code == 1
     assert err == ("biaslab train: error: --batch-size = 0 is not allowed; expected an integer "
                    ">= 1\n")
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--bias-kind", "stripe"], "--bias-kind = 'stripe' is not allowed; expected one of none, "
+     "noise_channel, patch"),
+    (["--bias-patch-value", "2"], "--bias-patch-value = 2.0 is not allowed; expected a number in "
+     "[-1, 1]"),
+    (["--bias-kind", "patch", "--size", "16", "--bias-patch-size", "15"],
+     "--bias-patch-size = 15 does not fit the 16x16 images; expected at most 14 (a 1-pixel "
+     "margin each side), or a larger --size"),
+])
+def test_a_bad_bias_option_is_named_before_any_image_is_read(tmp_path, capsys, options, said):
+    code = main(["train", "--datadir", str(tmp_path), "--csv", "x.csv", "--logdir",
+                 str(tmp_path / "run"), *options])
+    assert code == 1 and capsys.readouterr().err == f"biaslab train: error: {said}\n"
+
+
+def test_an_s_column_other_than_0_1_is_named(datadir, tmp_path, capsys):
+    table = pd.read_csv(datadir / "table.csv")
+    table.assign(s=["yes", "0"] * 20).to_csv(datadir / "bad_s.csv", index=False)
+    args = [a if a != "table.csv" else "bad_s.csv" for a in common(datadir)]
+    assert main(["train", *args, "--logdir", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == ("biaslab train: error: bad_s.csv: column s: expected "
+                                       "only 0 and 1, got yes (20 row(s))\n")

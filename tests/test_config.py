@@ -323,7 +323,7 @@ def test_unknown_key_anywhere_suggests_the_closest_name(raw, message):
 
 
 def test_unknown_key_without_a_close_name_lists_the_known_keys():
-    with pytest.raises(ConfigError, match=r"bias\.zzz = 1 .*of bias: kind, p0, p1, seed$"):
+    with pytest.raises(ConfigError, match=r"bias\.zzz = 1 .*of bias: kind, p0, p1, seed, patch_size, patch_position, patch_value$"):
         parse_params({"bias": {"zzz": 1}})
     with pytest.raises(ConfigError, match=r"zzz = 1 .*a known section: data, prepare, bias"):
         parse_params({"zzz": 1})
@@ -400,7 +400,7 @@ SEEDED = [name for name, cls in SECTIONS.items() if "seed" in cls.model_fields]
 
 
 def test_seeded_sections_are_found():
-    assert set(SEEDED) == {"bias", "split", "weights", "train", "postprocess", "evaluate"}
+    assert set(SEEDED) == {"bias", "split", "weights", "postprocess", "evaluate", "explain"}
 
 
 @pytest.mark.parametrize("name", SEEDED)
@@ -413,9 +413,9 @@ def test_negative_seed_names_key_and_value(name):
 
 def test_direct_construction_raises_the_same_one_line_error():
     with pytest.raises(ConfigError) as info:
-        TrainConfig(lr=-1.0, seed=-2)
+        TrainConfig(lr=-1.0, seeds=[-2])
     assert str(info.value) == ("params.yaml: train.lr = -1.0 is not allowed; expected a finite "
-                               "number > 0 (and 1 more: train.seed)")
+                               "number > 0 (and 1 more: train.seeds)")
     with pytest.raises(ConfigError, match=r"train\.epochs = 1\.5 .*of type int"):
         TrainConfig(epochs=1.5)
 
@@ -467,6 +467,8 @@ def test_defaults_equal_the_values_in_params_yaml():
     checked = 0
     for name, section in _repo_params().items():
         for key, value in section.items():
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                value = getattr(parse_section(name, {key: value}), key)  # report.criteria
             assert getattr(getattr(defaults, name), key) == value, f"{name}.{key}"
             checked += 1
     assert checked > 60
@@ -524,7 +526,8 @@ def test_params_stage_stops_on_a_typo_with_one_line(tmp_path):
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == ("params: error: params.yaml: bias.foo = 1 is not allowed; expected a "
-                           "known key of bias: kind, p0, p1, seed\n")
+                           "known key of bias: kind, p0, p1, seed, patch_size, patch_position, "
+                           "patch_value\n")
     assert not (tmp_path / "data" / "params.ok").exists()
 
 

@@ -87,3 +87,12 @@ def test_check_finds_a_missing_dependency():
     """The check itself: evaluate imports groups, and a dep list without it is caught."""
     assert "biaslab/groups.py" in code_files("stages.evaluate")
     assert "biaslab/groups.py" not in _listed(["stages/evaluate.py", "biaslab/evaluate.py"])
+
+
+def test_train_depends_on_every_train_key_but_the_seeds():
+    """train lists its keys one by one, leaving out train.seeds (the matrix's seed is in its
+    command): adding a seed trains that seed only, and no other key is forgotten."""
+    from biaslab.config import TrainConfig
+
+    listed = {p for p in _stages()["train"]["params"] if p.startswith("train.")}
+    assert listed == {f"train.{key}" for key in TrainConfig.model_fields if key != "seeds"}

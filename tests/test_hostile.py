@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 from tests.hostile_cases import CASES, Accepted, Error, Issue, Rejected, counts
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-SCHEME = "none"  # the matrix stages run for this scheme
+SCHEME, SEED = "none", "0"  # the matrix stages run for this scheme and training seed
 
 
 def _dvc(stage: str) -> tuple[list[str], list[str]]:
@@ -31,7 +31,7 @@ def _dvc(stage: str) -> tuple[list[str], list[str]]:
     entry = DVC[stage]
 
     def fill(text: str) -> str:
-        return text.replace("${item.scheme}", SCHEME)
+        return text.replace("${item.scheme}", SCHEME).replace("${item.seed}", SEED)
 
     argv = shlex.split(fill(entry["cmd"]))
     assert argv[:3] == ["python", "-m", f"stages.{stage}"], argv

@@ -45,15 +45,14 @@ def first_repro(built_repo):
 def test_full_repro_builds_every_artifact(repo, first_repro):
     assert ran(first_repro) == ALL_STAGES
     for path in ("metrics/fairness.json", "metrics/grid.csv", "reports/index.html",
-                 "data/prepared/pixels.npy", "metrics/train/none/curves.csv"):
+                 "data/prepared/pixels.npy", "metrics/train/none/seed0/curves.csv"):
         assert (repo / path).is_file(), path
     headline = json.loads((repo / "metrics/fairness.json").read_text())
-    assert set(headline) == {"none", "reweighing"}
-    assert set(headline["none"]) == {"fixed", "youden", "demographic_parity", "equalized_odds"}
-    assert set(headline["none"]["youden"]) == {
-        "balanced_accuracy", "flip_rate", "shifted.accuracy", "s.disparate_impact",
-        "s.equalized_odds_difference", "s.worst_group_balanced_accuracy", "degenerate",
-        "s.excess_disparate_impact", "recommended"}
+    assert set(headline) == {"recommended", "baseline"}
+    assert headline["baseline"]["pair"] == "none/fixed"
+    assert set(headline["baseline"]) == {
+        "pair", "balanced_accuracy", "flip_rate", "shifted.accuracy", "s.disparate_impact",
+        "s.equalized_odds_difference", "s.excess_disparate_impact", "degenerate"}
     grid = pd.read_csv(repo / "metrics/grid.csv")
     assert len(grid) == 8 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
     page = (repo / "reports/index.html").read_text()
@@ -66,9 +65,9 @@ def test_second_repro_runs_nothing(repo):
 
 
 def test_retraining_gives_the_same_bytes_so_nothing_downstream_reruns(repo):
-    model = repo / "models/none/model.pt"
+    model = repo / "models/none/seed0/model.pt"
     before = model.read_bytes()
-    assert ran(sh(repo, "dvc", "repro", "-f", "-s", "train@none")) == {"train@none"}
+    assert ran(sh(repo, "dvc", "repro", "-f", "-s", "train@none-0")) == {"train@none-0"}
     assert model.read_bytes() == before  # same params and seed, same artifact
     assert ran(sh(repo, "dvc", "repro")) == set()
 
@@ -77,10 +76,10 @@ def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo):
     proc = sh(repo, "dvc", "exp", "run", "-S", "bias.p0=0.4")
     stages = ran(proc)
     assert "prepare" not in stages
-    assert {"bias", "split", "train@none", "evaluate", "report"} <= stages
+    assert {"bias", "split", "train@none-0", "evaluate", "report"} <= stages
     show = sh(repo, "dvc", "exp", "show", "--no-pager", "--csv").stdout
     header = show.splitlines()[0]
-    assert "bias.p0" in header and "none.youden.balanced_accuracy" in header
+    assert "bias.p0" in header and "baseline.balanced_accuracy" in header
     assert "0.4" in show
     sh(repo, "dvc", "metrics", "diff")
 
@@ -88,28 +87,43 @@ def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo):
 def test_postprocess_change_reruns_only_postprocess_evaluate_report(repo):
     edit_params(repo, postprocess={"fixed_threshold": 0.4})
     assert ran(sh(repo, "dvc", "repro")) == {
-        "params", "postprocess@none", "postprocess@reweighing", "evaluate", "report"}
-    thresholds = json.loads((repo / "metrics/thresholds/none.json").read_text())
+        "params", "postprocess@none-0", "postprocess@reweighing-0", "evaluate", "report"}
+    thresholds = json.loads((repo / "metrics/thresholds/none/seed0.json").read_text())
     assert thresholds["fixed"]["threshold"] == 0.4
 
 
 def test_new_scheme_trains_only_the_new_model_and_plots_every_scheme(repo):
     edit_params(repo, weights={"schemes": ["none", "reweighing", "class_balanced"]})
     assert ran(sh(repo, "dvc", "repro")) == {
-        "params", "weights@class_balanced", "train@class_balanced", "predict@class_balanced",
-        "postprocess@class_balanced", "evaluate", "report"}
+        "params", "weights@class_balanced", "train@class_balanced-0", "predict@class_balanced-0",
+        "postprocess@class_balanced-0", "evaluate", "report"}
     assert "class_balanced" in json.loads((repo / "metrics/fairness.json").read_text())
     proc = sh(repo, "dvc", "plots", "show", "--out", "plots-out")
     assert "failed to load" not in proc.stdout + proc.stderr
     page = (repo / "plots-out" / "index.html").read_text()
     for scheme in ("none", "reweighing", "class_balanced"):
-        assert f"metrics/train/{scheme}/curves.csv" in page
+        assert f"metrics/train/{scheme}/seed0/curves.csv" in page
+
+
+def test_another_training_seed_trains_only_that_seed(repo):
+    edit_params(repo, train={"seeds": [0, 1]})
+    assert ran(sh(repo, "dvc", "repro")) == {
+        "params", "train@none-1", "train@reweighing-1", "predict@none-1", "predict@reweighing-1",
+        "postprocess@none-1", "postprocess@reweighing-1", "evaluate", "report"}
+    grid = pd.read_csv(repo / "metrics/grid.csv")
+    per_seed = pd.read_csv(repo / "metrics/seeds.csv")
+    assert len(grid) == 8 and (grid["seeds"] == "0 1").all()
+    assert len(per_seed) == 16 and sorted(set(per_seed["seed"])) == [0, 1]
+    # the grid's figure is the mean of the seeds'
+    mean = per_seed.groupby(["scheme", "method"], sort=False)["balanced_accuracy"].mean()
+    assert grid.set_index(["scheme", "method"])["balanced_accuracy"].to_numpy() == \
+        pytest.approx(mean.to_numpy())
 
 
 def test_exp_show_and_metrics_diff_list_only_the_headline(repo):
     proc = sh(repo, "dvc", "metrics", "show", "--json")
     (workspace,) = json.loads(proc.stdout).values()
-    assert set(workspace["data"]) == {"metrics/fairness.json"}
+    assert set(workspace["data"]) == {"metrics/fairness.json", "metrics/verdict.json"}
 
 
 @pytest.mark.parametrize(
@@ -153,6 +167,6 @@ def test_every_scheme_and_method_runs_in_the_pipeline(repo):
         table = pd.read_parquet(repo / f"data/weights/{scheme}.parquet")
         train = table["weight"].dropna()
         assert len(train) > 0 and abs(train.mean() - 1) < 1e-9, scheme
-    sh(repo, "dvc", "repro", "-s", "postprocess@none")
-    decisions = pd.read_parquet(repo / "data/decisions/none.parquet")
+    sh(repo, "dvc", "repro", "-s", "postprocess@none-0")
+    decisions = pd.read_parquet(repo / "data/decisions/none/seed0.parquet")
     assert set(decisions["method"]) == set(METHODS)

@@ -338,7 +338,7 @@ def test_runs_killed_at_random_points_recover_to_the_artifacts_of_an_uninterrupt
     rng = random.Random(seed)
     repo = copy_repo(tiny_repo, tmp_path / "repo")
     story = [f"BIASLAB_KILL_SEED={seed}"]
-    for stage, target in (("prepare", "group"), ("train@none", "dvc"), ("evaluate", "stage")):
+    for stage, target in (("prepare", "group"), ("train@none-0", "dvc"), ("evaluate", "stage")):
         delay = rng.uniform(0, 3)
         output = repro_killed(repo, stage, delay, target)
         story.append(f"SIGKILL to {target} {delay:.2f} s into {stage}:\n{output[-1500:]}")

@@ -1,45 +1,232 @@
-"""The report says why a figure is missing or a model is not to be trusted."""
+"""The report: verdict first, text that fits the run, escaped values, figures from the
+predictions and decisions, the explain section only when there is one, both file layouts."""
+
+import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from biaslab.report import _insufficient, build_report
+from biaslab.report import (
+    ExplainFigure,
+    ExplainTable,
+    build_report,
+    data,
+    figures,
+    inputs,
+    missing_figures,
+)
+from biaslab.verdict import Criterion, judge, model_warnings, summarise
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _grid(**extra):
     base = {"scheme": ["none", "none"], "method": ["fixed", "equalized_odds"],
-            "balanced_accuracy": [0.9, np.nan], "s.groups": ["s=0:4;s=1:3"] * 2}
+            "balanced_accuracy": [0.9, np.nan], "s.groups": ["s=0:4;s=1:3"] * 2,
+            "s.disparate_impact": [0.5, np.nan], "flip_rate": [0.2, np.nan],
+            "recommended": [True, False], "degenerate": [False, False]}
     return pd.DataFrame({**base, **extra})
+
+
+def _per_group():
+    return pd.DataFrame({"scheme": ["none"] * 3, "method": ["fixed"] * 3, "set": ["test"] * 3,
+                         "attribute": ["s", "s", "all"], "group": ["s=0", "s=1", "all"],
+                         "n": [4, 3, 7], "patients": [4, 3, 7], "positives": [1, 2, 3],
+                         "negatives": [3, 1, 4]})
+
+
+def _page(grid=None, **kwargs):
+    grid = _grid() if grid is None else grid
+    prevalence = pd.DataFrame({"split": ["all"], "attribute": ["s"], "group": ["0"], "n": [4],
+                               "prevalence": [0.25]})
+    return build_report(grid=grid, per_group=_per_group(), prevalence=prevalence,
+                        audit={"n": 4, "prevalence": 0.25, "splits": {}, "warnings": []},
+                        groups=["s"], **kwargs)
+
+
+def _verdict(grid):
+    verdict = judge(grid, _per_group(), [Criterion("disparate_impact", min=0.8, max=1.25),
+                                         Criterion("flip_rate", max=0.05)])
+    return {"verdict": verdict, "summary": summarise(verdict, grid),
+            "warnings": model_warnings(grid, _per_group(), min_group_size=30,
+                                       min_class_size=10)}
 
 
 def test_a_reason_shared_by_every_model_is_said_once():
     grid = _grid(**{"s.insufficient": ["tpr: 4 positives", "tpr: 4 positives"]})
-    assert _insufficient(grid) == ["every model: s.insufficient: tpr: 4 positives"]
+    assert missing_figures(grid) == ["every model: s.insufficient: tpr: 4 positives"]
     grid = _grid(**{"s.insufficient": ["tpr: 4 positives", np.nan]})
-    assert _insufficient(grid) == ["none / fixed: s.insufficient: tpr: 4 positives"]
+    assert missing_figures(grid) == ["none / fixed: s.insufficient: tpr: 4 positives"]
 
 
-def test_model_warnings_reach_the_page_escaped():
-    grid = _grid(warning=["", "not applicable: group s=0 has one class <validation>"])
-    per_group = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "set": ["test"],
-                              "group": ["s=0"], "n": [4], "patients": [4], "positives": [1],
-                              "negatives": [3]})
-    prevalence = pd.DataFrame({"split": ["all"], "attribute": ["s"], "group": ["0"], "n": [4],
-                               "prevalence": [0.25]})
-    page = build_report(grid=grid, per_group=per_group, curves={}, prevalence=prevalence,
-                        audit={"n": 4, "prevalence": 0.25, "splits": {}, "warnings": []},
-                        groups=["s"])
-    assert ("none / equalized_odds: not applicable: group s=0 has one class &lt;validation&gt;"
-            in page)
-    assert "<th>patients</th>" in page and "<th>negatives</th>" in page
+def test_the_verdict_comes_first_with_its_numbers_and_group_sizes():
+    page = _page(**_verdict(_grid()))
+    assert page.index('id="verdict"') < page.index('id="figures"')
+    assert "none / fixed: failed" in page
+    assert "s=0: 4 patients, 1 positives, 3 negatives; s=1: 3 patients" in page
+    assert "small group" in page and "test group s=0 has only 4 patients" in page
+    # next to the gaps of the headline table: the sizes of the groups they compare
+    assert "gaps between the groups of s: s=0: 4 patients" in page
 
 
-def test_the_page_links_the_sweep_figure():
-    per_group = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "set": ["test"],
-                              "group": ["s=0"], "n": [4]})
-    prevalence = pd.DataFrame({"split": ["all"], "attribute": ["s"], "group": ["0"], "n": [4],
-                               "prevalence": [0.25]})
-    page = build_report(grid=_grid(), per_group=per_group, curves={}, prevalence=prevalence,
-                        audit={"n": 4, "prevalence": 0.25, "splits": {}, "warnings": []},
-                        groups=["s"])
-    assert 'href="sweep.png"' in page
+def test_without_criteria_the_page_says_there_is_no_verdict():
+    assert "No verdict" in _page()
+
+
+def test_values_of_the_run_reach_the_page_escaped():
+    grid = _grid(warning=["", "not applicable: group s=0 has one class <validation>"],
+                 **{"s.insufficient": ["<b>tpr</b>: 4 positives"] * 2})
+    page = _page(grid, **_verdict(grid))
+    assert "not applicable: group s=0 has one class &lt;validation&gt;" in page
+    assert "&lt;b&gt;tpr&lt;/b&gt;" in page and "<b>tpr</b>" not in page
+
+
+def test_the_text_speaks_of_an_injected_bias_only_when_there_is_one():
+    with_bias = _page(bias="noise_channel")
+    assert "flip rate</b>" in with_bias and "shifted</b>" in with_bias
+    grid = _grid().drop(columns="flip_rate")
+    without = _page(grid, bias="none")
+    assert "flip rate" not in without and "shifted" not in without and "S=1" not in without
+    assert "no injected bias" in without
+
+
+def test_the_sweep_is_linked_when_there_is_one():
+    assert 'href="sweep.png"' in _page(sweep="sweep.png")
+    page = _page()
+    assert "href=" not in page.split('id="sweep"')[1] and "reports/sweep.png" in page
+
+
+def test_the_explain_section_is_there_only_with_something_to_show():
+    assert 'id="explain"' not in _page()
+    share = pd.DataFrame({"group": ["s=0", "s=1"], "attribution_share": [0.1, 0.6],
+                          "flip_rate": [0.2, 0.2]})
+    page = _page(explain=[ExplainFigure("Occlusion <none>", PNG + b"x", "the patch lights up"),
+                          ExplainTable("Share of attribution", share)])
+    assert 'id="explain"' in page and "Occlusion &lt;none&gt;" in page
+    assert "the patch lights up" in page and "attribution_share" in page and "0.600" in page
+    with pytest.raises(TypeError, match="ExplainFigure or ExplainTable"):
+        _page(explain=["a figure"])
+
+
+# ------------------------------------------------------------------ figures and their data
+
+def _rows():
+    return pd.DataFrame({"row": np.arange(8), "label": [0, 1] * 4, "s": [0, 0, 0, 0, 1, 1, 1, 1]})
+
+
+def _predictions():
+    scores = [0.1, 0.8, 0.3, 0.6, 0.4, 0.9, 0.2, 0.7]
+    return pd.DataFrame({"row": np.arange(8), "split": ["test"] * 8, "score": scores})
+
+
+def _decisions():
+    d = [0, 1, 0, 1, 1, 1, 0, 0]
+    frame = _predictions().assign(method="fixed", decision=d)
+    return pd.concat([frame, frame.assign(method="youden", decision=1)], ignore_index=True)
+
+
+def test_decision_counts_per_group_and_method():
+    counts = data.decision_counts({"none": _decisions()}, _rows(), ["s"])
+    fixed = counts[counts["method"] == "fixed"].set_index("group")
+    # s=0: labels 0 1 0 1, decisions 0 1 0 1; s=1: labels 0 1 0 1, decisions 1 1 0 0
+    assert fixed.loc["s=0", ["tp", "fp", "tn", "fn"]].tolist() == [2, 0, 2, 0]
+    assert fixed.loc["s=1", ["tp", "fp", "tn", "fn"]].tolist() == [1, 1, 1, 1]
+    assert fixed.loc["s=1", ["tpr", "fpr"]].tolist() == [0.5, 0.5]
+    youden = counts[counts["method"] == "youden"]
+    assert youden["fpr"].tolist() == [1.0, 1.0] and youden["tn"].sum() == 0
+
+
+def test_the_figures_show_one_seed_the_first():
+    seeded = pd.concat([_predictions().assign(seed=1, score=0.0),
+                        _predictions().assign(seed=0)], ignore_index=True)
+    scores = data.test_scores({"none": seeded}, _rows(), ["s"])
+    assert len(scores) == 8 and scores["score"].max() == 0.9
+    assert scores["s"].tolist()[::4] == ["s=0", "s=1"]
+
+
+@pytest.mark.slow  # matplotlib draws several figures: seconds
+def test_the_figures_are_pngs_and_a_one_class_group_draws_no_curve():
+    rows = _rows().assign(label=[0, 1, 0, 1, 1, 1, 1, 1])  # s=1: positives only
+    scores = data.test_scores({"none": _predictions()}, rows, ["s"])
+    counts = data.decision_counts({"none": _decisions()}, rows, ["s"])
+    grid = _grid(**{"s.disparate_impact_lo": [0.3, np.nan], "s.disparate_impact_hi": [0.7, 1],
+                    "pareto": [True, False], "val.balanced_accuracy": [0.9, 0.8],
+                    "val.fairness_cost": [0.6, 0.1]})
+    curves = pd.DataFrame({"scheme": "none", "epoch": [1, 2], "train_loss": [0.7, 0.5],
+                           "val_loss": [0.7, 0.6], "val_bacc": [0.5, 0.6]})
+    drawn = [figures.roc_figure(scores, counts, "s"), figures.calibration_figure(scores, "s"),
+             figures.confusion_figure(counts, "s"),
+             figures.tradeoff_figure(grid, "s.disparate_impact"), figures.curves_figure(curves)]
+    assert all(png.startswith(PNG) for png in drawn)
+    assert figures.tradeoff_figure(grid, "s.auc_gap") is None  # no such gap: no figure
+
+
+@pytest.mark.slow  # matplotlib draws several figures: seconds
+def test_the_page_holds_every_figure_as_an_inline_image():
+    scores = data.test_scores({"none": _predictions()}, _rows(), ["s"])
+    counts = data.decision_counts({"none": _decisions()}, _rows(), ["s"])
+    page = _page(scores=scores, counts=counts, gap="s.disparate_impact",
+                 curves=pd.DataFrame({"scheme": "none", "epoch": [1], "train_loss": [0.5],
+                                      "val_loss": [0.6], "val_acc": [0.7]}))
+    # trade-off, ROC, calibration, the recommended pair's confusion matrices, curves
+    assert page.count('src="data:image/png;base64,') == 5
+    assert "<th>TP</th>" in page  # every pair's counts, as a table
+    assert "<img" not in page.replace('<img src="data:image/png;base64,', "")
+
+
+# ------------------------------------------------------------------ reading the folders
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_both_layouts_are_read(tmp_path, seeded):
+    for scheme in ("none", "reweighing"):
+        if seeded:
+            for seed in (0, 1):
+                path = tmp_path / "pred" / scheme / f"seed{seed}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _predictions().to_parquet(path)
+                curve = tmp_path / "train" / scheme / f"seed{seed}" / "curves.csv"
+                curve.parent.mkdir(parents=True)
+                pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4]}).to_csv(curve, index=False)
+        else:
+            (tmp_path / "pred").mkdir(exist_ok=True)
+            _predictions().to_parquet(tmp_path / "pred" / f"{scheme}.parquet")
+            (tmp_path / "train" / scheme).mkdir(parents=True)
+            pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4]}).to_csv(
+                tmp_path / "train" / scheme / "curves.csv", index=False)
+    tables = inputs.per_scheme(tmp_path / "pred", ["none", "reweighing"])
+    assert list(tables) == ["none", "reweighing"]
+    assert len(tables["none"]) == (16 if seeded else 8)
+    assert ("seed" in tables["none"]) == seeded
+    curves = inputs.curves(tmp_path / "train", ["none", "reweighing"], [0, 1] if seeded else None)
+    assert len(curves) == (8 if seeded else 4) and set(curves["scheme"]) == {"none", "reweighing"}
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="none.parquet: missing"):
+        inputs.per_scheme(tmp_path, ["none"])
+    with pytest.raises(FileNotFoundError, match="seed3.parquet: missing"):
+        inputs.per_scheme(tmp_path, ["none"], seeds=[3])
+
+
+def test_the_explain_folder_is_read_from_its_manifests(tmp_path):
+    assert inputs.explain(None) == [] and inputs.explain(tmp_path / "nothing") == []
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "occlusion.png").write_bytes(PNG)
+    pd.DataFrame({"group": ["s=0"], "share": [0.25]}).to_csv(tmp_path / "share.csv", index=False)
+    (tmp_path / "manifest.json").write_text(json.dumps({"items": [
+        {"kind": "table", "title": "Attribution share", "file": "share.csv"}]}))
+    (tmp_path / "none" / "manifest.json").write_text(json.dumps({"items": [
+        {"kind": "figure", "title": "Occlusion", "caption": "where it looks",
+         "file": "occlusion.png"}]}))
+    items = inputs.explain(tmp_path, ["none", "reweighing"])
+    assert [type(i).__name__ for i in items] == ["ExplainTable", "ExplainFigure"]
+    assert items[1].title == "none: Occlusion" and items[1].png == PNG
+    assert items[0].frame["share"].tolist() == [0.25]
+    (tmp_path / "manifest.json").write_text(json.dumps({"items": [
+        {"kind": "figure", "file": "gone.png"}]}))
+    with pytest.raises(FileNotFoundError, match="gone.png: missing"):
+        inputs.explain(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"items": [{"kind": "video"}]}))
+    with pytest.raises(ValueError, match=r"items\[0\].*expected a mapping with kind"):
+        inputs.explain(tmp_path)

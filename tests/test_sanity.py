@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from biaslab.batches import TrainData
-from biaslab.bias import draw_s
+from biaslab.bias import BiasSpec, draw_s
 from biaslab.checkpoint import load_checkpoint, save_checkpoint
 from biaslab.config import TrainConfig
 from biaslab.evaluate import shifted_view
@@ -46,7 +46,7 @@ def _train(digits, p0, p1, config=CONFIG):
 
 def _audit(digits, model, test):
     _, pixels = digits
-    scores = predict_scores(model, pixels, test, bias_seed=0)
+    scores = predict_scores(model, pixels, test, bias=BiasSpec())
     view = test.assign(decision=(scores["score"] >= 0.5).astype(int).to_numpy(),
                        decision_s0=(scores["score_s0"] >= 0.5).astype(int).to_numpy(),
                        decision_s1=(scores["score_s1"] >= 0.5).astype(int).to_numpy())
@@ -85,8 +85,8 @@ def test_training_is_deterministic_and_checkpoint_round_trips(digits, tmp_path):
     loaded, loaded_config = load_checkpoint(tmp_path / "model.pt")
     assert loaded_config == config
     _, pixels = digits
-    np.testing.assert_allclose(predict_scores(model_a, pixels, test, 0)["score"],
-                               predict_scores(loaded, pixels, test, 0)["score"])
+    np.testing.assert_allclose(predict_scores(model_a, pixels, test, BiasSpec())["score"],
+                               predict_scores(loaded, pixels, test, BiasSpec())["score"])
     assert list(curves_a.columns) == ["epoch", "lr", "train_loss", "train_acc", "val_loss",
                                       "val_acc", "val_bacc", "val_acc_g0", "val_acc_g1",
                                       "img_per_s"]

@@ -214,6 +214,18 @@ def test_seeded():
     ({"patients": np.array([1, 2, None, 3])}, "patients: expected 4 ids"),
     ({"n_perm": -1}, "evaluate.n_perm: expected an integer >= 0, got -1"),
     ({"scores": np.array([0.1, np.nan, 0.3, 0.4])}, "scores: expected 4 values without NaN"),
+    # several training seeds: decisions (seeds, n), scores of the same shape
+    ({"decisions": np.ones((3, 5), int)}, r"decisions: expected 4 values like labels, or one "
+     r"row of 4 per training seed \(shape \(seeds, 4\)\), got shape \(3, 5\)"),
+    ({"decisions": np.ones((2, 2, 4), int)}, r"decisions: .* got shape \(2, 2, 4\)"),
+    ({"decisions": np.ones((0, 4), int)}, r"decisions: .* got shape \(0, 4\)"),
+    ({"decisions": np.array([[0, 1, 1, 1], [0, 1, 1, 2]])},
+     r"decisions: expected 4 values in \{0, 1\}, got 2 at image 3 of seed row 1"),
+    ({"decisions": np.ones((2, 4), int), "scores": np.ones(4)},
+     r"scores: expected the shape of decisions, \(2, 4\) \(one row per training seed\), "
+     r"got shape \(4,\)"),
+    ({"decisions": np.ones((2, 4), int), "scores": [[0.1, 0.2, 0.3, 0.4], [0.1, np.nan, 0.3, 0]]},
+     "scores: expected 4 values without NaN, like labels, got NaN at image 1 of seed row 1"),
 ])
 def test_rejects_bad_input(kwargs, message):
     args = {"y": np.array([0, 1, 0, 1]), "decisions": np.array([0, 1, 1, 1]),
@@ -271,3 +283,138 @@ def test_bh_matches_scipy_and_holm_its_definition():
 def test_adjust_rejects_bad_input(p, method, message):
     with pytest.raises(ValueError, match=message):
         adjust(p, method)
+
+
+# --- several training seeds: decisions and scores (seeds, n) on the same images ---
+
+
+def _seeded_data(n=600, seed=11):
+    """Labels, decisions, 3 groups, patients (a group per patient for half the images, per
+    image for the others) and scores."""
+    rng = np.random.default_rng(seed)
+    patients = rng.integers(0, n // 4, n)
+    g = np.where(rng.random(n) < 0.5, rng.integers(0, 3, n // 4)[patients],
+                 rng.integers(0, 3, n))
+    y = rng.integers(0, 2, n)
+    d = np.where(rng.random(n) < 0.75 - 0.1 * g, y, 1 - y)
+    return y, d, g, patients, rng.normal(size=n) + y * (1 + 0.3 * g)
+
+
+# p-values x 200 of 1-D input on _seeded_data, as computed before seeds were supported: the
+# 1-D test is bit for bit the same (the same draws, in the same order)
+PINNED = {
+    "patients": [96, 95, 5, 136, 22, 3, 1, 100, 181, 102, 182],
+    "images": [111, 111, 1, 135, 1, 1, 1, 103, 122, 102, 122],
+}
+
+
+@pytest.mark.parametrize("by", ["patients", "images"])
+def test_one_seed_gives_the_pvalues_it_always_gave(by):
+    y, d, g, patients, scores = _seeded_data()
+    kwargs = {"patients": patients if by == "patients" else None, "n_perm": 199, "seed": 2,
+              "bins": 16}
+    p = permutation_pvalues(y, d, g, scores=scores, **kwargs)
+    assert [p[gap] * 200 for gap in GAPS] == pytest.approx(PINNED[by], abs=1e-9)
+    assert permutation_pvalues(y, d[None], g, scores=scores[None], **kwargs) == p  # (1, n)
+
+
+@pytest.mark.parametrize(("m", "by"), [(2, "patients"), (3, "images"), (5, "patients")])
+def test_identical_seeds_give_exactly_the_pvalues_of_one(m, by):
+    y, d, g, patients, scores = _seeded_data(seed=m)
+    kwargs = {"patients": patients if by == "patients" else None, "n_perm": 199, "seed": 1,
+              "bins": 16}
+    one = permutation_pvalues(y, d, g, scores=scores, **kwargs)
+    assert permutation_pvalues(y, np.tile(d, (m, 1)), g, scores=np.tile(scores, (m, 1)),
+                               **kwargs) == one
+
+
+def _null_seed_runs(n_runs=100, n=500, n_perm=199, m=3):
+    """p-values with m seeds, the group independent of everything. The seeds agree on most
+    images, like models trained with several seeds: each takes an image's shared decision
+    with probability 0.9 (else decides at random) and adds its own noise to a shared score.
+    Their gaps are then strongly correlated, and a test permuting each seed on its own is
+    anti-conservative: on these data its p-values of SPD, the worst-group balanced accuracy
+    and the AUC gap fail the KS test below."""
+    rng = np.random.default_rng(8)
+    runs = []
+    for r in range(n_runs):
+        y = rng.random(n) < 0.4
+        shared = np.where(rng.random(n) < 0.8, y, ~y)
+        d = np.where(rng.random((m, n)) < 0.9, shared, rng.random((m, n)) < 0.5).astype(int)
+        scores = rng.random(n) + 0.3 * y + 0.2 * rng.random((m, n))
+        g = rng.integers(0, 2, n)
+        runs.append(permutation_pvalues(y.astype(int), d, g, n_perm=n_perm, seed=r,
+                                        scores=scores, bins=8))
+    return np.array([[p[gap] for gap in GAPS] for p in runs])  # (runs, gaps)
+
+
+@pytest.fixture(scope="module")
+def null_seed_runs():
+    return _null_seed_runs()
+
+
+def test_null_pvalues_with_seeds_are_uniform(null_seed_runs):
+    assert not np.isnan(null_seed_runs).any()
+    for gap, p in zip(GAPS, null_seed_runs.T, strict=True):
+        assert stats.kstest(_continuous(p, 199), "uniform").pvalue > 0.01, gap
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_adjusted_pvalues_with_seeds_reject_at_most_at_the_nominal_rate(null_seed_runs,
+                                                                         method):
+    table = null_seed_runs[:, [GAPS.index(g) for g in MODEL_GAPS]]
+    assert len(MODEL_GAPS) / 200 < 0.05  # Holm can reject at all
+    rejected = np.array([(adjust(row, method) <= 0.05).any() for row in table])
+    assert stats.binomtest(int(rejected.sum()), len(rejected), 0.05,
+                           alternative="greater").pvalue > 0.01
+    assert rejected.mean() < (table <= 0.05).any(1).mean()
+
+
+def test_a_real_gap_in_every_seed_has_a_small_pvalue():
+    rng = np.random.default_rng(4)
+    n, m = 600, 3
+    g = rng.integers(0, 2, n)
+    y = rng.integers(0, 2, n)
+    tpr = np.where(g == 0, 0.6, 0.9)  # every seed's model misses group 0's positives
+    d = np.where(y == 1, rng.random((m, n)) < tpr, rng.random((m, n)) < 0.1).astype(int)
+    scores = rng.normal(size=(m, n)) + y * np.where(g == 0, 0.5, 2)
+    p = permutation_pvalues(y, d, g, n_perm=199, scores=scores)
+    for gap in ("equal_opportunity_difference", "equalized_odds_difference",
+                "worst_group_balanced_accuracy", "auc_gap"):
+        assert p[gap] == pytest.approx(1 / 200), gap
+
+
+def test_seeds_move_with_the_patients():
+    """The four-patient case of test_patients_move_with_all_their_images with a second seed
+    (patient rates 0.8, 1, 0, 0.2): the observed split and its mirror still give the largest
+    mean |SPD|, p = 2/6; image by image it looks near impossible by chance."""
+    patients = np.repeat(np.arange(4), 5)
+    g = np.repeat([0, 0, 1, 1], 5)
+    d = np.stack([np.repeat([1, 1, 0, 0], 5), np.r_[1, 1, 1, 1, 0, [1] * 5, [0] * 5,
+                                                     1, 0, 0, 0, 0]])
+    y = np.tile([0, 1, 0, 1, 0], 4)
+    by_patient = permutation_pvalues(y, d, g, patients=patients, n_perm=3000, seed=0)
+    assert by_patient["statistical_parity_difference"] == pytest.approx(1 / 3, abs=0.03)
+    by_image = permutation_pvalues(y, d, g, n_perm=3000, seed=0)
+    assert by_image["statistical_parity_difference"] < 0.01
+
+
+def test_one_relabelling_serves_every_seed_within_a_patient():
+    """Ten patients with one image in each group (blocks); seed 0 decides ŷ = the group,
+    seed 1 the same except for patient 0, reversed. Relabelled jointly, 4 of the 2^10
+    relabellings reach the observed mean |SPD| (0.9): p = 4/1024. Relabelled independently
+    per seed it would be 0.00008."""
+    patients = np.repeat(np.arange(10), 2)
+    g = np.tile([0, 1], 10)
+    d = np.stack([g, np.r_[1, 0, g[2:]]])
+    p = permutation_pvalues(np.zeros(20, int), d, g, patients=patients, n_perm=20000, seed=0)
+    assert p["statistical_parity_difference"] == pytest.approx(4 / 1024, abs=1e-3)
+
+
+def test_a_gap_undefined_for_one_seed_has_no_pvalue():
+    y, d, g = np.random.default_rng(0).integers(0, 2, (3, 200))
+    d = np.stack([d, np.zeros_like(d)])  # seed 1 selects no one: its DI is 0/0
+    assert not np.isnan(permutation_pvalues(y, d[0], g)["disparate_impact"])
+    p = permutation_pvalues(y, d, g)
+    assert np.isnan(p["disparate_impact"])
+    assert not np.isnan(p["statistical_parity_difference"])  # SPD 0 - 0 is defined

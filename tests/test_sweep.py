@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from biaslab import sweep as sw
 from tests.conftest import ROOT, copy_repo, repo_env, sh
@@ -31,7 +32,9 @@ def test_bias_plan_sets_p0_and_p1_together_for_every_seed():
         ("sweep-x-v0-s0", 0, 0), ("sweep-x-v0-s1", 0, 1), ("sweep-x-v1-s0", 0.4, 0),
         ("sweep-x-v1-s1", 0.4, 1), ("sweep-x-v2-s0", 0.5, 0), ("sweep-x-v2-s1", 0.5, 1)]
     # 0.5 - 0.4 is 0.09999999999999998 in floating point: written as 0.1
-    assert plan[3].settings == ("bias.p0=0.1", "bias.p1=0.9", "train.seed=1", "train.epochs=5")
+    # each experiment trains one seed
+    assert plan[3].settings == ("bias.p0=0.1", "bias.p1=0.9", "train.seeds=[1]",
+                                "train.epochs=5")
     assert plan[0].settings[:2] == ("bias.p0=0.5", "bias.p1=0.5")
     assert plan[4].settings[:2] == ("bias.p0=0.0", "bias.p1=1.0")
 
@@ -39,9 +42,9 @@ def test_bias_plan_sets_p0_and_p1_together_for_every_seed():
 def test_any_param_can_be_swept_as_given():
     plan = sw.plan("split.train_composition.share", ["0", "0.25", "1"], [3], prefix="s")
     assert [e.settings for e in plan] == [
-        ("split.train_composition.share=0", "train.seed=3"),
-        ("split.train_composition.share=0.25", "train.seed=3"),
-        ("split.train_composition.share=1", "train.seed=3")]
+        ("split.train_composition.share=0", "train.seeds=[3]"),
+        ("split.train_composition.share=0.25", "train.seeds=[3]"),
+        ("split.train_composition.share=1", "train.seeds=[3]")]
     assert [e.value for e in plan] == [0, 0.25, 1]
     models = sw.plan("+train.model", ["small_cnn", "resnet18"], [0], prefix="s")
     assert models[1].settings[0] == "+train.model=resnet18"  # DVC's + (add a key) is kept
@@ -49,16 +52,16 @@ def test_any_param_can_be_swept_as_given():
 
 
 def test_a_key_params_yaml_lacks_is_added_with_a_plus_as_dvc_needs():
-    params = {"split": {"train_size": 0, "train_composition": {}}, "train": {"seed": 0}}
+    params = {"split": {"train_size": 0, "train_composition": {}}, "train": {"seeds": [0, 1]}}
     plan = sw.plan("split.train_composition.share", ["0.5"], [0], prefix="s", params=params,
                    fixed=["split.train_size=120", "split.train_composition.attribute=sex",
                           "+split.train_composition.value=F"])
     assert plan[0].settings == (
-        "+split.train_composition.share=0.5", "train.seed=0", "split.train_size=120",
+        "+split.train_composition.share=0.5", "train.seeds=[0]", "split.train_size=120",
         "+split.train_composition.attribute=sex", "+split.train_composition.value=F")
     assert sw.applied(params, plan[0].settings) == {
         "split": {"train_size": 120, "train_composition": {
-            "share": 0.5, "attribute": "sex", "value": "F"}}, "train": {"seed": 0}}
+            "share": 0.5, "attribute": "sex", "value": "F"}}, "train": {"seeds": [0]}}
     assert params["split"]["train_composition"] == {}  # not changed in place
 
 
@@ -71,7 +74,7 @@ def test_applied_reads_values_as_yaml_1_2_like_dvc():
 
 @pytest.mark.parametrize(("args", "says"), [
     (["--param", "train.lr", "--values", "0.002", "-1"],
-     "train.lr=-1 train.seed=0: params.yaml: train.lr = -1 is not allowed"),
+     "train.lr=-1 train.seeds=[0]: params.yaml: train.lr = -1 is not allowed"),
     (["--param", "bias.p3", "--values", "0.1"], "expected a known key of bias"),
     (["--values", "0.1", "--set", "train.epochs=0"], "train.epochs = 0 is not allowed"),
     (["--param", "train.lr"], "VALUES: give the values of train.lr"),
@@ -95,10 +98,10 @@ def test_the_sweep_stops_on_a_bad_setting_before_queueing_anything(args, says, t
     ("bias.p0", [], [0], [], "VALUES: empty"),
     ("bias.p0", ["0.1"], [0, 0], [], "SEEDS: 0 given more than once"),
     ("bias.p0", ["0.1"], [-1], [], "SEEDS: [-1]: whole numbers >= 0 only"),
-    ("train.seed", ["1", "2"], [0], [], "train.seed is the seed axis"),
+    ("train.seeds", ["[1]", "[2]"], [0], [], "train.seeds is the seed axis"),
     ("bias p0", ["1"], [0], [], "'bias p0' is not a params.yaml key"),
     ("bias.p0", ["0.1"], [0], ["train.epochs"], "SWEEP_SET: 'train.epochs' is not key=value"),
-    ("bias.p0", ["0.1"], [0], ["train.seed=4"], "SWEEP_SET: 'train.seed=4' sets a key"),
+    ("bias.p0", ["0.1"], [0], ["train.seeds=[4]"], "SWEEP_SET: 'train.seeds=[4]' sets a key"),
     (sw.BIAS_STRENGTH, ["0.1"], [0], ["bias.p1=0.9"], "sets a key the sweep sets"),
 ])
 def test_plan_rejects(param, values, seeds, fixed, says):
@@ -188,13 +191,13 @@ def test_table_one_row_per_experiment_scheme_method_and_failures_without_figures
     table = sw.sweep_table(PLAN, sw.outcomes(SHOW, [e.name for e in PLAN]), grids,
                            param=sw.BIAS_STRENGTH, errors=errors)
     assert list(table.columns[:7]) == sw.ID_COLUMNS
-    # grid.csv's order; excess DI although not a headline key; degenerate has no interval
+    # grid.csv's order: the figures with an interval, then the flags
     assert list(table.columns[7:]) == [
         "balanced_accuracy", "balanced_accuracy_lo", "balanced_accuracy_hi", "flip_rate",
         "flip_rate_lo", "flip_rate_hi", "s.disparate_impact", "s.disparate_impact_lo",
         "s.disparate_impact_hi", "shifted.accuracy", "shifted.accuracy_lo",
-        "shifted.accuracy_hi", "degenerate", "s.excess_disparate_impact",
-        "s.excess_disparate_impact_lo", "s.excess_disparate_impact_hi", "error"]
+        "shifted.accuracy_hi", "s.excess_disparate_impact", "s.excess_disparate_impact_lo",
+        "s.excess_disparate_impact_hi", "degenerate", "error"]
     ok = table[table["status"] == "success"]
     assert len(ok) == 4 and set(ok["scheme"]) == {"none", "reweighing"}
     assert ok["experiment"].tolist() == [OK0, OK0, OK1, OK1]
@@ -207,42 +210,26 @@ def test_table_one_row_per_experiment_scheme_method_and_failures_without_figures
     assert failed.loc[FAILED, "error"] == errors[FAILED]
     assert failed.loc[QUEUED, "error"] == "still queued when the sweep was collected"
     assert failed.loc[FAILED, "value"] == 0.5 and failed.loc[QUEUED, "seed"] == 1
-    figures = table.columns[7:-1]
+    figures = table.columns[7:-2]
     assert failed[figures].isna().all().all()  # no stale 0.777, nor anything else
     assert failed[["scheme", "method"]].isna().all().all()
     assert (table["param"] == sw.BIAS_STRENGTH).all()
 
 
-def test_a_figure_null_everywhere_is_kept_from_fairness_json_as_written():
-    written = headline(0.3)
-    for methods in written.values():
-        methods["fixed"]["s.equalized_odds_difference"] = None  # too few cases: null
-    shown = json.loads(json.dumps(written))  # dvc exp show leaves the nulls out
-    for methods in shown.values():
-        del methods["fixed"]["s.equalized_odds_difference"]
-    outcomes = sw.outcomes(show(entry(OK0, "success", "a" * 40, shown)), [OK0])
+def test_figures_come_from_grid_csv_with_the_reasons_of_missing_ones():
     cells = grid(0.3).assign(**{
         "s.equalized_odds_difference": np.nan, "s.equalized_odds_difference_lo": np.nan,
         "s.equalized_odds_difference_hi": np.nan, "warning": np.nan,
-        "s.insufficient": "equalized_odds_difference: s=0 has 4 positives"})
-    from_dvc = sw.sweep_table(PLAN[:1], outcomes, {OK0: cells}, param=sw.BIAS_STRENGTH)
-    assert "s.equalized_odds_difference" not in from_dvc
-    table = sw.sweep_table(PLAN[:1], outcomes, {OK0: cells}, param=sw.BIAS_STRENGTH,
-                           headlines={OK0: written})
+        "s.insufficient": "equalized_odds_difference: s=0 has 4 positives",
+        "s&sex.disparate_impact": 0.5, "s&sex.disparate_impact_lo": 0.4,
+        "s&sex.disparate_impact_hi": 0.6})
+    table = sw.sweep_table(PLAN[:1], sw.outcomes(SHOW, [OK0]), {OK0: cells}, param="+bias.p0")
     assert table["s.equalized_odds_difference"].isna().all()
     assert "s.equalized_odds_difference_hi" in table
+    assert "s&sex.disparate_impact" not in table  # intersections stay in grid.csv
     # the reasons of missing figures come along, before the error column
-    assert list(table.columns[-3:]) == ["warning", "s.insufficient", "error"]
+    assert list(table.columns[-4:]) == ["degenerate", "warning", "s.insufficient", "error"]
     assert table["s.insufficient"].str.contains("4 positives").all()
-
-
-def test_a_figure_grid_csv_lacks_comes_from_fairness_json():
-    table = sw.sweep_table(PLAN[:1], sw.outcomes(SHOW, [OK0]),
-                           {OK0: grid(0.3, excess=False).drop(columns=["shifted.accuracy"])},
-                           param="+bias.p0")
-    assert table["shifted.accuracy"].tolist() == [0.8, 0.8]  # fairness.json's 4 decimals
-    assert table["shifted.accuracy_lo"].tolist() == [0.7, 0.7]
-    assert "s.excess_disparate_impact" not in table
     assert table["param"].tolist() == ["bias.p0", "bias.p0"]
 
 
@@ -315,12 +302,31 @@ def test_figure_one_panel_per_figure_one_line_per_scheme():
     flip = next(line for line in axes[2].get_lines() if line.get_label() == "none")
     assert flip.get_xdata().tolist() == [0, 0.1, 0.2]
     assert flip.get_ydata() == pytest.approx([0.005, 0.105, 0.205])
-    band = axes[2].collections[0].get_paths()[0].vertices
-    assert band[:, 1].min() == pytest.approx(-0.05) and band[:, 1].max() == pytest.approx(0.26)
+    # the band: the two seeds' intervals (mid -/+ 0.05) by Rubin's rules, at every value:
+    # W = (0.05 / z)², B = var(0, 0.01), T = W + 1.5 B, df = (1 + W / (1.5 B))²
+    w, b = (0.05 / stats.norm.ppf(0.975)) ** 2, 0.01**2 / 2
+    half = stats.t.ppf(0.975, (1 + w / (1.5 * b)) ** 2) * np.sqrt(w + 1.5 * b)
+    assert band_at(axes[2], 0.1) == pytest.approx([0.105 - half, 0.105 + half])
+    assert band_at(axes[2], 0) == pytest.approx([0, 0.005 + half])  # a rate: clipped at 0
     # the failed value: a red dashed line in every panel, and named in the title
     assert all(any(tuple(line.get_xdata()) == (0.5, 0.5) for line in ax.get_lines())
                for ax in axes)
     assert "failed (red dashes), no figures: 0.5 (seed 0), 0.5 (seed 1)" in fig.get_suptitle()
+
+
+def band_at(ax, x: float, scheme: int = 0) -> list[float]:
+    """The band's lower and upper edges at ``x``."""
+    band = ax.collections[2 * scheme].get_paths()[0].vertices
+    return sorted(set(band[np.isclose(band[:, 0], x), 1].round(12).tolist()))
+
+
+def test_figure_a_value_with_one_seed_left_shows_its_own_interval():
+    table = sweep_rows([0, 0.1])
+    table = table[(table["value"] == 0) | (table["seed"] == 1)]  # seed 0 of 0.1 lost
+    ax = sw.sweep_figure(table).axes[2]
+    assert band_at(ax, 0.1) == pytest.approx([0.06, 0.16])  # seed 1's 0.11 -/+ 0.05
+    assert band_at(ax, 0)[1] - 0.005 > 0.05  # two seeds: wider than either seed's -/+ 0.05
+    assert "band: its 95% interval (Rubin's rules" in ax.figure.get_suptitle()
 
 
 def test_figure_without_excess_di_and_with_categories():
@@ -360,7 +366,7 @@ def test_sweep_end_to_end(tiny_repo, tmp_path):
                               cwd=repo, env=env, capture_output=True, text=True, timeout=600)
 
     # another experiment waiting in the queue: the sweep would run it too, so it refuses
-    sh(repo, "dvc", "exp", "run", "--queue", "-q", "-S", "train.seed=7", "-n", "other")
+    sh(repo, "dvc", "exp", "run", "--queue", "-q", "-S", "train.seeds=[7]", "-n", "other")
     refused = sweep()
     assert refused.returncode == 1
     assert "the DVC queue already holds 1 experiment(s) (other)" in refused.stderr

@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from biaslab.batches import TrainData
+from biaslab.bias import BiasSpec
+from biaslab.checkpoint import load_bias, load_checkpoint, save_checkpoint
 from biaslab.config import ConfigError, TrainConfig, parse_section
 from biaslab.models import MODELS, build_model
+from biaslab.predict import predict_scores
 from biaslab.train import augment, degenerate, fit, per_sample_loss
 from tests.conftest import ROOT, VENV_BIN
 
@@ -305,3 +308,41 @@ def test_gpu_benchmark_code_path_runs_on_the_cpu():
     figures = gpu_figures(batch=2, steps=1, size=64, device="cpu")
     # resnet34 training step at 64x64 gray: about 3 x 0.3 GFLOP per image
     assert 1e9 < figures["flops_per_step"] / 2 < 5e9 and figures["img_per_s"] > 0
+
+
+def test_a_patch_shortcut_is_learnt_recorded_in_the_model_and_shown_again_by_predict(tmp_path):
+    # images that say nothing about the label, S a copy of it shown as a white 2 x 2 patch
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 200, (120, 8, 8), dtype=np.uint8)
+    labels = rng.integers(0, 2, 120).astype(np.int8)
+    rows, bias = np.arange(120), BiasSpec(kind="patch", patch_size=2, patch_position="top_left")
+    train = TrainData(rows[:80], labels[:80], labels[:80])
+    config = TrainConfig(epochs=3, lr=0.01, width=4)
+    fitted = fit(pixels, train, TrainData(rows[80:], labels[80:], labels[80:]), config,
+                 bias=bias)
+    assert fitted.model.in_channels == 1 and train.in_channels(bias) == 1
+    path = tmp_path / "model.pt"
+    save_checkpoint(fitted.model, config, train.in_channels(bias), path, bias=bias)
+    assert load_bias(path) == bias
+    model, _ = load_checkpoint(path)
+    test = pd.DataFrame({"row": rows[80:], "label": labels[80:], "split": "test",
+                         "s": labels[80:]})
+    scores = predict_scores(model, pixels, test, bias=load_bias(path))
+    assert ((scores["score"] > 0.5) == test["label"]).mean() > 0.9  # through the patch alone
+    assert (scores["score_s1"] > scores["score_s0"]).all()  # forcing the patch on raises all
+    # the same model under another bias, or saved as another: one error each
+    with pytest.raises(ValueError, match=r"^the model takes 1 input channel\(s\) but the inputs "
+                       r"have 2 \(bias\.kind = noise_channel\): a model trained with another"):
+        predict_scores(model, pixels, test, bias=BiasSpec())
+    with pytest.raises(ValueError, match=r"^in_channels = 2, but bias\.kind = patch gives 1 "):
+        save_checkpoint(fitted.model, config, 2, tmp_path / "other.pt", bias=bias)
+
+
+def test_a_saved_model_without_a_recorded_bias(tmp_path):
+    config = TrainConfig(width=4)
+    save_checkpoint(build_model("small_cnn", 1, width=4), config, 1, tmp_path / "one.pt")
+    assert load_bias(tmp_path / "one.pt") == BiasSpec(kind="none")
+    save_checkpoint(build_model("small_cnn", 2, width=4), config, 2, tmp_path / "two.pt")
+    with pytest.raises(ValueError, match=r"two\.pt: a model trained with the noise channel that "
+                       r"does not record its bias \(bias\.seed unknown\); expected a model"):
+        load_bias(tmp_path / "two.pt")

@@ -45,7 +45,7 @@ def _stage(repo):
     args = [f"--{name}={repo / f'{name}.parquet'}" for name in ("index", "bias", "split",
                                                                  "weights")]
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.train", "--scheme", "x", f"--pixels={repo / 'pixels.npy'}",
+        [sys.executable, "-m", "stages.train", "--scheme", "x", "--seed", "0", f"--pixels={repo / 'pixels.npy'}",
          *args, f"--model={repo / 'models/model.pt'}", f"--curves={repo / 'curves.csv'}"],
         cwd=repo, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE,
         text=True)
@@ -85,6 +85,6 @@ def test_a_model_that_learnt_nothing_is_flagged_for_evaluate(repo):
     np.save(repo / "pixels.npy", np.zeros((N, 8, 8), dtype=np.uint8))  # nothing to learn from
     _write_bias(repo, None)  # bias.kind: none
     log = _finish(repo)
-    assert "train@x: warning: validation scores are nearly constant" in log
+    assert "train@x-0: warning: validation scores are nearly constant" in log
     health = json.loads((repo / "models/health.json").read_text())
     assert health["scheme"] == "x" and health["degenerate"].startswith("validation scores")

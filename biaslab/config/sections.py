@@ -30,7 +30,8 @@ from biaslab.config.fields import (
 from biaslab.split_names import SPLITS
 
 SOURCES = ("digits", "nih", "folder", "imagefolder", "csv")
-BIAS_KINDS = ("none", "noise_channel")
+BIAS_KINDS = ("none", "noise_channel", "patch")
+PATCH_POSITIONS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 SPLIT_NAMES = SPLITS
 SCHEMES = (
     "none", "class_balanced", "group_balanced", "group_class_balanced", "reweighing",
@@ -171,11 +172,21 @@ class BiasConfig(Section):
     """bias: the injected bias variable S ~ Bernoulli(p_y)."""
 
     kind: choice(BIAS_KINDS) = Field("noise_channel", description=(
-        "none | noise_channel (a 2nd input channel: 0 if S=0, N(0, I) noise if S=1)"))
+        "none | noise_channel (a 2nd input channel: 0 if S=0, N(0, I) noise if S=1) | patch "
+        "(a square marker stamped on the image where S=1, like a hospital's tag on an X-ray)"))
     p0: Probability = Field(0.1, description="P(S=1 | y=0)")
     p1: Probability = Field(0.9, description=(
         "P(S=1 | y=1): |p1 - p0| is how much S tells about the label"))
     seed: Seed = Field(0, description="seed of S and of each image's (fixed) noise")
+    patch_size: bounded(int, "an integer in [1, 1022] (pixels)", ge=1, le=1022) = Field(
+        4, description=(
+            "patch: side of the square marker in pixels; it must fit the image with a 1-pixel "
+            "margin each side (at most prepare.size - 2)"))
+    patch_position: choice(PATCH_POSITIONS) = Field("bottom_right", description=(
+        "patch: where the marker goes: top_left | top_right | bottom_left | bottom_right "
+        "(1 pixel in from the edges) | center"))
+    patch_value: bounded(float, "a number in [-1, 1]", ge=-1, le=1) = Field(1.0, description=(
+        "patch: the marker's value in the normalised image: -1 black, 1 white"))
 
 
 class SplitConfig(Section):
@@ -301,7 +312,10 @@ class TrainConfig(Section):
     compile: bool = Field(False, description="torch.compile the model")
     deterministic: bool = Field(True, description=(
         "deterministic algorithms (a little slower on CUDA)"))
-    seed: Seed = Field(0, description="seed of init, shuffles and augmentation")
+    seeds: unique_list(Seed, "seeds") = Field([0], description=(
+        "training seeds (init, shuffles, augmentation): each scheme is trained once per seed; "
+        "evaluate reports the mean over seeds, with an interval that adds the seed variance to "
+        "the sampling one"))
 
 
 class PostprocessConfig(Section):
@@ -366,10 +380,216 @@ class EvaluateConfig(Section):
 class ExplainConfig(Section):
     """explain: what each model looks at (attribution maps, activation signatures, robustness)."""
 
+    # attribution maps, the bias's share of the attribution, robustness (biaslab.explain)
+    seed: Seed = Field(0, description=(
+        "seed of the explained images (the same for every scheme) and of the robustness noise"))
+    per_cell: bounded(int, "an integer in [0, 64] (0: no maps)", ge=0, le=64) = Field(
+        2, description=(
+            "attribution maps: test images drawn per group x outcome (TP, FP, TN, FN) of the "
+            "model's own decisions (postprocess.fixed_threshold); 0: no maps"))
+    share_images: bounded(int, "an integer >= 0 (0: no attribution share)", ge=0) = Field(
+        64, description=(
+            "attribution share: test images per group (at most) on which the share of the "
+            "occlusion attribution that falls on the bias is measured, with occluding tiles of "
+            "the bias's size (the same images for every scheme; 0: none)"))
+    occlusion_window: bounded(float, "a fraction in (0, 1]", gt=0, le=1) = Field(
+        0.125, description=(
+            "occlusion maps: side of the occluding square as a share of the image side (4 "
+            "pixels at 32x32, 32 at 256x256)"))
+    occlusion_stride: bounded(float, "a fraction in (0, 1]", gt=0, le=1) = Field(
+        0.0625, description=(
+            "occlusion maps: step between two windows as a share of the image side (the cost "
+            "grows with 1 / stride^2)"))
+    deconv: choice(("deconvolution", "guided_backprop")) = Field(
+        "deconvolution", description=(
+            "deconvnet-style map: deconvolution (Zeiler & Fergus 2014) | guided_backprop "
+            "(Springenberg et al. 2015)"))
+    rotations: bounded(list[Annotated[float, Field(ge=-180, le=180)]],
+                       "a non-empty list of angles in [-180, 180] degrees", min_length=1) = Field(
+        [0.0, 10.0, 20.0, 30.0], description=(
+            "robustness: rotations of the test images, counter-clockwise, in degrees (0: the "
+            "images as they are)"))
+    noise: bounded(list[Annotated[float, Field(ge=0)]],
+                   "a non-empty list of standard deviations >= 0", min_length=1) = Field(
+        [0.0, 0.25, 0.5], description=(
+            "robustness: standard deviations of Gaussian noise added to the test images, in "
+            "normalised units (the image spans [-1, 1])"))
+    batch_size: AtLeastOne = Field(512, description=(
+        "images per forward pass, occluded copies included"))
+    device: choice(DEVICES) = Field("auto", description="auto (CUDA when available) | cpu | cuda")
+
+    # activation signatures (biaslab.explain.signatures)
+    layers: list[str] = Field([], description=(
+        "activation signatures: layers to cluster, as module names of the model (e.g. "
+        "features.3, net.layer2); [] is the model's defaults (small_cnn: its conv blocks and "
+        "the penultimate layer; resnets: layer1..layer4; alexnet: its pooling blocks and the "
+        "penultimate layer)"))
+    pca_components: bounded(int, "an integer >= 0 (0: keep explain.pca_variance)", ge=0) = Field(
+        0, description=(
+            "activation signatures: principal components kept per layer before k-means (0: as "
+            "many as explain.pca_variance needs)"))
+    pca_variance: bounded(float, "a fraction in (0, 1]", gt=0, le=1) = Field(0.9, description=(
+        "activation signatures: share of each layer's variance the kept components explain "
+        "(when pca_components is 0), with at most 50 components"))
+    k_range: bounded(list[Annotated[int, Field(ge=2, le=64)]],
+                     "[k_min, k_max], integers with 2 <= k_min <= k_max <= 64",
+                     min_length=2, max_length=2) = Field([2, 8], description=(
+        "activation signatures: the numbers of k-means clusters tried per layer; the one with "
+        "the best silhouette is kept"))
+    anomaly_purity: bounded(float, "a share in (0.5, 1]", gt=0.5, le=1) = Field(
+        0.8, description=(
+            "activation signatures: an image in a cluster where at least this share of the "
+            "images are of the other class is an anomaly"))
+    anomaly_z: bounded(float, "a number > 0", gt=0) = Field(3.5, description=(
+        "activation signatures: an image whose distance to its cluster's centroid has a "
+        "robust z-score (median, MAD) above this is an anomaly"))
+    anomaly_images: bounded(int, "an integer >= 0", ge=0) = Field(16, description=(
+        "activation signatures: anomalies drawn as thumbnails (0: none)"))
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_once(cls, layers: list[str]) -> list[str]:
+        if len(set(layers)) != len(layers) or not all(layers):
+            raise invalid("a list of distinct, non-empty layer names")
+        return layers
+
+    @field_validator("k_range")
+    @classmethod
+    def _k_ordered(cls, k_range: list[int]) -> list[int]:
+        if k_range[0] > k_range[1]:
+            raise invalid("[k_min, k_max], integers with 2 <= k_min <= k_max <= 64")
+        return k_range
+
 
 class ReportConfig(Section):
     """report: the verdict's criteria and the report's contents."""
 
+    @staticmethod
+    def figures() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The figures a criterion may judge: over the whole test set, and the gaps between the
+        groups of an attribute (grid.csv's ``ATTR.FIGURE``; all but the base rates have a
+        p-value)."""
+        overall = ("accuracy", "balanced_accuracy", "auc", "flip_rate", "shifted.accuracy",
+                   "shifted.balanced_accuracy", "shifted.auc")
+        gaps = ("disparate_impact", "statistical_parity_difference",
+                "equal_opportunity_difference", "average_odds_difference",
+                "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap",
+                "excess_disparate_impact", "excess_statistical_parity_difference",
+                "base_disparate_impact", "base_statistical_parity_difference")
+        return overall, gaps
+
+    class Criterion(BaseModel):
+        """One test of the verdict: a figure of grid.csv within bounds."""
+
+        model_config = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+        figure: choice(lambda: sum(ReportConfig.figures(), ())) = Field(description=(
+            "a figure of grid.csv: accuracy, balanced_accuracy, auc, flip_rate, shifted.* (the "
+            "whole test set), or a gap between groups: disparate_impact, "
+            "excess_disparate_impact, equal_opportunity_difference, ... (README, \"Verdict\")"))
+        min: float | None = Field(None, description="the lowest value that passes (null: none)")
+        max: float | None = Field(None, description="the highest value that passes (null: none)")
+        abs: bool = Field(False, description=(
+            "compare |value| with the bounds (a difference whose sign only says which group)"))
+        attributes: list[str] | None = Field(None, description=(
+            "gaps: the attributes judged, e.g. [s] (null: every attribute in grid.csv)"))
+        require_interval: bool = Field(False, description=(
+            "judge by the confidence interval: passed when it lies within the bounds, failed "
+            "when it lies outside, not enough data when it crosses a bound"))
+        alpha: Probability | None = Field(None, description=(
+            "gaps: fail only when the adjusted p-value (ATTR.GAP_p_adj) is at most alpha, i.e. "
+            "the gap is unlikely to be chance; otherwise not enough data (null: no test)"))
+        name: str | None = Field(None, description=(
+            "short name in metrics/verdict.json and dvc exp show (null: ATTR.FIGURE)"))
+
+        @model_validator(mode="after")
+        def _consistent(self):
+            gaps = ReportConfig.figures()[1]
+            if self.min is None and self.max is None:
+                raise invalid("a bound: min, max or both", key="max", value=None)
+            if None not in (self.min, self.max) and self.min > self.max:
+                raise invalid(f"min <= max (min is {self.min})", key="max", value=self.max)
+            if self.abs and self.min is not None and self.min < 0:
+                raise invalid("a bound >= 0 with abs: true", key="min", value=self.min)
+            if self.name in ("pair", "verdict") or self.name == "":
+                raise invalid("a name other than pair and verdict (metrics/verdict.json's own "
+                              "keys), or null", key="name", value=self.name)
+            gap = self.figure in gaps
+            if self.attributes is not None and (not gap or not self.attributes):
+                raise invalid("a non-empty list, for a gap between groups only (null: all)",
+                              key="attributes", value=self.attributes)
+            if self.alpha is not None and (not gap or self.figure.startswith("base_")):
+                raise invalid("null: only gaps have p-values (base rates do not)",
+                              key="alpha", value=self.alpha)
+            return self
+
+    criteria: list[Criterion] = Field(
+        default_factory=lambda: [  # built late: the check reads ReportConfig.figures()
+            ReportConfig.Criterion(figure="excess_disparate_impact", min=0.8, max=1.25),
+            ReportConfig.Criterion(figure="equal_opportunity_difference", max=0.1, abs=True),
+            ReportConfig.Criterion(figure="flip_rate", max=0.05)],
+        description=(
+            "the verdict: each a figure and its bounds, judged for every (scheme, method), the "
+            "recommended one first; by default the four-fifths rule on the excess disparate "
+            "impact, an equal-opportunity difference of at most 0.1 and a flip rate of at most "
+            "0.05"))
+    min_group_size: AtLeastOne = Field(30, description=(
+        "a test group behind a criterion with fewer patients is flagged as too small"))
+    min_class_size: AtLeastOne = Field(10, description=(
+        "a test group behind a criterion with fewer positives or negatives is flagged as too "
+        "small"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _each_criterion(cls, data):
+        """Each criterion checked on its own, so that an error names it: report.criteria[1].max
+        (pydantic's location of an item in a list is no part of the usual dotted key)."""
+        if not isinstance(data, dict) or "criteria" not in data:
+            return data
+        if not isinstance(data["criteria"], list):
+            raise invalid("a list of criteria, e.g. [{figure: flip_rate, max: 0.05}] ([]: none)",
+                          key="criteria", value=data["criteria"])
+        criteria, names = [], {}
+        for i, item in enumerate(data["criteria"]):
+            criteria.append(criterion := cls._criterion(i, item))
+            if criterion.name is not None and names.setdefault(criterion.name, i) != i:
+                raise invalid(f"a name no other criterion has (criteria[{names[criterion.name]}] "
+                              "has it)", key=f"criteria[{i}].name", value=criterion.name)
+        return {**data, "criteria": criteria}
+
+    @classmethod
+    def _criterion(cls, i: int, item):
+        import difflib
+
+        from biaslab.config.errors import type_name
+
+        if isinstance(item, ReportConfig.Criterion):
+            return item
+        if not isinstance(item, dict):
+            raise invalid("a mapping such as {figure: flip_rate, max: 0.05}",
+                          key=f"criteria[{i}]", value=item)
+        item = {str(k): v for k, v in item.items()}
+        try:
+            return ReportConfig.Criterion(**item)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = str(error["loc"][0]) if error["loc"] else ""
+            value, fields = item.get(key), ReportConfig.Criterion.model_fields
+            if error["type"] == "config":  # a field's bounds, or _consistent (names its field)
+                ctx = error["ctx"]
+                key, value = (ctx["key"], ctx["value"]) if ctx["key"] else (key, value)
+                expected = ctx["expected"]
+            elif error["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(key, list(fields), n=1)
+                expected = "a key of a criterion" + (
+                    f" (did you mean {close[0]}?)" if close else ": " + ", ".join(fields))
+            elif error["type"] == "missing":
+                expected = "a value (every criterion names its figure)"
+            elif error["type"] == "finite_number":
+                expected = "a finite number"
+            else:
+                expected = f"a value of type {type_name(fields[key].annotation)}"
+            raise invalid(expected, key=f"criteria[{i}].{key}", value=value) from None
 
 class Params(BaseModel):
     """The whole params.yaml: every section, each defaulting to its defaults."""
@@ -393,6 +613,15 @@ class Params(BaseModel):
         "attribution maps, activation signatures and robustness probes (explain)"))
     report: ReportConfig = Field(default_factory=ReportConfig, description=(
         "the verdict's criteria (report)"))
+
+    @model_validator(mode="after")
+    def _patch_fits(self):
+        """The patch fits the images (prepare.size): said by the params stage, before any
+        training."""
+        if self.bias.kind == "patch" and self.bias.patch_size > self.prepare.size - 2:
+            raise invalid(f"at most prepare.size - 2 = {self.prepare.size - 2} (a 1-pixel "
+                          "margin each side)", key="bias.patch_size", value=self.bias.patch_size)
+        return self
 
     @model_validator(mode="before")
     @classmethod

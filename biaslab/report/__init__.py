@@ -1,0 +1,221 @@
+"""One self-contained HTML page: the verdict first, then the figures, the tables, what the model
+looks at (when the explain stage ran), the training curves and the data audit.
+
+Figures are PNGs embedded as data URIs, so the page can be mailed or archived as a single file.
+The page is rendered by jinja2 from ``templates/report.html.j2`` with autoescaping: no value of
+the run (a group name, a warning) can inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from biaslab.report import figures, tables
+from biaslab.report.figures import curves_figure, examples_figure
+from biaslab.verdict import flag
+
+__all__ = ["ExplainFigure", "ExplainTable", "build_report", "curves_figure", "examples_figure",
+           "missing_figures", "render"]
+
+GAPS = ("disparate_impact", "base_disparate_impact", "excess_disparate_impact",
+        "statistical_parity_difference", "equal_opportunity_difference",
+        "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap")
+LONG = 12  # a table with more rows than this is folded away (<details>)
+
+
+@dataclass(frozen=True)
+class ExplainFigure:
+    """A figure of the "What the model looks at" section: PNG bytes, a title, a caption."""
+
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class ExplainTable:
+    """A small table of the "What the model looks at" section."""
+
+    title: str
+    frame: pd.DataFrame
+    caption: str = ""
+
+
+def data_uri(png: bytes | None) -> str | None:
+    """``data:image/png;base64,...`` of a PNG, or None."""
+    return None if png is None else "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def missing_figures(grid: pd.DataFrame) -> list[str]:
+    """The figures left empty for too few cases, one line per reason (test group sizes do not
+    depend on the method, so a reason usually holds for every pair: said once)."""
+    pairs: dict[str, list[str]] = {}
+    for _, row in grid.iterrows():
+        for col in (c for c in grid.columns if c.endswith("insufficient")):
+            if isinstance(row[col], str) and row[col]:
+                pairs.setdefault(f"{col}: {row[col]}", []).append(
+                    f"{row['scheme']} / {row['method']}")
+    return [f"{'every model' if len(who) == len(grid) else ', '.join(who)}: {text}"
+            for text, who in pairs.items()]
+
+
+def build_report(
+    *, grid: pd.DataFrame, per_group: pd.DataFrame, audit: dict, prevalence: pd.DataFrame,
+    groups: list[str], curves: pd.DataFrame | None = None, verdict: pd.DataFrame | None = None,
+    summary: pd.DataFrame | None = None, warnings: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None, counts: pd.DataFrame | None = None,
+    gap: str | None = None, examples: bytes | None = None,
+    explain: Sequence[ExplainFigure | ExplainTable] = (), bias: str = "noise_channel",
+    sweep: str | None = None,
+) -> str:
+    """The report page, from evaluate's, train's and the audit's outputs and the verdict.
+
+    Parameters
+    ----------
+    grid, per_group : DataFrame
+        ``metrics/grid.csv`` and ``metrics/groups.csv``.
+    audit : dict
+        ``metrics/audit.json``.
+    prevalence : DataFrame
+        ``metrics/audit/prevalence.csv``.
+    groups : list of str
+        The attributes compared (``evaluate.groups``): one set of per-group figures each.
+    curves : DataFrame, optional
+        Training curves: ``scheme``, optional ``seed``, ``epoch``, losses, ``val_bacc``.
+    verdict, summary, warnings : DataFrame, optional
+        :func:`biaslab.verdict.judge`, :func:`~biaslab.verdict.summarise` and
+        :func:`~biaslab.verdict.model_warnings`; without them the page says there is no
+        verdict.
+    scores, counts : DataFrame, optional
+        :func:`biaslab.report.data.test_scores` and :func:`~biaslab.report.data.decision_counts`:
+        the ROC, calibration and confusion figures (absent without them).
+    gap : str, optional
+        The grid column traded against balanced accuracy (``s.disparate_impact``).
+    examples : bytes, optional
+        A PNG of a few images as the model sees them.
+    explain : sequence of ExplainFigure and ExplainTable
+        The "What the model looks at" section; empty: no section.
+    bias : str
+        ``bias.kind``: with ``none`` the page says nothing of an injected bias.
+    sweep : str, optional
+        Link to the sweep's figure, relative to the page (None: how to make one).
+    """
+    context = {
+        "has_bias": bias != "none" and "flip_rate" in grid.columns,
+        "bias": bias, "groups": groups, "seeds": _seeds(grid),
+        "verdict": _verdict_context(verdict, summary, warnings, grid),
+        "headline": _headline(grid, per_group, groups),
+        "notes": missing_figures(grid),
+        "tradeoff": data_uri(figures.tradeoff_figure(grid, gap)) if gap else None, "gap": gap,
+        "per_group": _per_group(scores, counts, groups, grid),
+        "groups_table": tables.frame(
+            per_group, [c for c in ("scheme", "method", "set", "group", "n", "patients",
+                                    "positives", "negatives") if c in per_group.columns],
+            ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
+             "calibration_error", "flip_rate"]),
+        "explain": [_explain_item(item) for item in explain],
+        "curves": data_uri(curves_figure(curves)) if curves is not None else None,
+        "audit": _audit(audit, prevalence),
+        "examples": data_uri(examples), "sweep": sweep, "long": LONG,
+    }
+    return render("report.html.j2", **context)
+
+
+def render(template: str, **context) -> str:
+    """``template`` (of this package's templates/) rendered with autoescaping."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("biaslab.report", "templates"), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(template).render(**context)
+
+
+def _seeds(grid: pd.DataFrame) -> int:
+    """How many training seeds the grid's figures average (its ``seeds``: "0 1 2")."""
+    if "seeds" not in grid.columns:
+        return 1
+    return max([len(str(v).split()) for v in grid["seeds"].dropna()] or [1])
+
+
+def _verdict_context(verdict, summary, warnings, grid) -> dict:
+    if verdict is None or summary is None or summary.empty:
+        return {"top": None, "warnings": _warning_lines(warnings)}
+    top = summary[summary["recommended"]].head(1)
+    chosen = not top.empty
+    top = (top if chosen else summary.head(1)).iloc[0]
+    mine = verdict[(verdict["scheme"] == top["scheme"]) & (verdict["method"] == top["method"])]
+    return {
+        "top": top.to_dict(), "chosen": chosen, "table": tables.verdict_table(mine),
+        "summary": tables.summary_table(summary),
+        "all": tables.verdict_table(verdict, pairs=True),
+        "warnings": _warning_lines(warnings),
+    }
+
+
+def _warning_lines(warnings: pd.DataFrame | None) -> list[dict]:
+    if warnings is None:
+        return []
+    return [{"who": f"{r.scheme} / {r.method}" if r.scheme else "every model",
+             "kind": r.kind, "message": r.message} for r in warnings.itertuples()]
+
+
+def _headline(grid: pd.DataFrame, per_group: pd.DataFrame, groups: list[str]) -> tables.Table:
+    gap_cols = [f"{a}.{m}" for a in groups for m in GAPS]
+    shifted = ["shifted.accuracy", "shifted.balanced_accuracy"]
+    metrics = [m for m in ("accuracy", "balanced_accuracy", "auc", "flip_rate", *shifted,
+                           *gap_cols, "fairness_cost", "val.balanced_accuracy",
+                           "val.fairness_cost", "pareto", "recommended")
+               if m in grid.columns and grid[m].notna().any()]
+    return tables.headline(grid, metrics, tables.group_sizes(per_group))
+
+
+def _per_group(scores, counts, groups: list[str], grid: pd.DataFrame) -> list[dict]:
+    """For each attribute: ROC, calibration, the recommended pair's confusion matrices (or the
+    first pair's) and every pair's counts."""
+    if scores is None or counts is None or counts.empty:
+        return []
+    recommended = grid.loc[flag(grid, "recommended"), ["scheme", "method"]]
+    scheme, method = (recommended.iloc[0] if not recommended.empty
+                      else counts[["scheme", "method"]].iloc[0])
+    mine = counts[(counts["scheme"] == scheme) & (counts["method"] == method)]
+    return [{
+        "attribute": attribute,
+        "roc": data_uri(figures.roc_figure(scores, counts, attribute)),
+        "calibration": data_uri(figures.calibration_figure(scores, attribute)),
+        "confusion": data_uri(figures.confusion_figure(mine, attribute)),
+        "confusion_all": tables.confusion(counts, attribute),
+        "pair": f"{scheme} / {method}" + ("" if not recommended.empty else " (none recommended)"),
+    } for attribute in groups if attribute in scores.columns]
+
+
+def _explain_item(item: ExplainFigure | ExplainTable) -> dict:
+    if isinstance(item, ExplainFigure):
+        return {"kind": "figure", "title": item.title, "caption": item.caption,
+                "src": data_uri(item.png)}
+    if isinstance(item, ExplainTable):
+        return {"kind": "table", "title": item.title, "caption": item.caption,
+                "table": tables.plain(item.frame)}
+    raise TypeError(f"explain: expected ExplainFigure or ExplainTable items, got "
+                    f"{type(item).__name__}")
+
+
+def _audit(audit: dict, prevalence: pd.DataFrame) -> dict:
+    rows = prevalence[prevalence["split"].isin(["all", "train", "val", "test"])]
+    # intersections (a&b) only over the whole data: per split they would swamp the table
+    rows = rows[(rows["split"] == "all") | ~rows["attribute"].astype(str).str.contains(
+        "&", regex=False)]
+    return {
+        "n": audit.get("n"), "prevalence": audit.get("prevalence"),
+        "splits": audit.get("splits", {}), "warnings": audit.get("warnings", []),
+        "imbalance": audit.get("imbalance") or {}, "balance": audit.get("balance") or {},
+        "simpson": tables.plain(pd.DataFrame(audit["simpson"])) if audit.get("simpson")
+        else None,
+        "rejected": {"n": (audit.get("rejected") or {}).get("n", 0),
+                     "duplicates": (audit.get("rejected") or {}).get("duplicates", 0)},
+        "table": tables.frame(rows, ["split", "attribute", "group", "n"], ["prevalence"]),
+    }
