@@ -382,7 +382,8 @@ class ExplainConfig(Section):
 
     # attribution maps, the bias's share of the attribution, robustness (biaslab.explain)
     seed: Seed = Field(0, description=(
-        "seed of the explained images (the same for every scheme) and of the robustness noise"))
+        "seed of the explained images (the same for every scheme), of the robustness noise and "
+        "of the activation signatures' k-means"))
     per_cell: bounded(int, "an integer in [0, 64] (0: no maps)", ge=0, le=64) = Field(
         2, description=(
             "attribution maps: test images drawn per group x outcome (TP, FP, TN, FN) of the "
