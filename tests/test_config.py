@@ -323,7 +323,8 @@ def test_unknown_key_anywhere_suggests_the_closest_name(raw, message):
 
 
 def test_unknown_key_without_a_close_name_lists_the_known_keys():
-    with pytest.raises(ConfigError, match=r"bias\.zzz = 1 .*of bias: kind, p0, p1, seed, patch_size, patch_position, patch_value$"):
+    with pytest.raises(ConfigError, match=r"bias\.zzz = 1 .*of bias: kind, p0, p1, seed, "
+                                          r"patch_size, patch_position, patch_value$"):
         parse_params({"bias": {"zzz": 1}})
     with pytest.raises(ConfigError, match=r"zzz = 1 .*a known section: data, prepare, bias"):
         parse_params({"zzz": 1})

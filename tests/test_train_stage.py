@@ -45,7 +45,8 @@ def _stage(repo):
     args = [f"--{name}={repo / f'{name}.parquet'}" for name in ("index", "bias", "split",
                                                                  "weights")]
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.train", "--scheme", "x", "--seed", "0", f"--pixels={repo / 'pixels.npy'}",
+        [sys.executable, "-m", "stages.train", "--scheme", "x", "--seed", "0",
+         f"--pixels={repo / 'pixels.npy'}",
          *args, f"--model={repo / 'models/model.pt'}", f"--curves={repo / 'curves.csv'}"],
         cwd=repo, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE,
         text=True)
