@@ -11,27 +11,26 @@ differ.
 
 **What.** Each scheme is trained once per seed (``train.seeds``), and evaluate computes each
 seed's row of ``grid.csv`` as before. :func:`combine` then makes one row per (scheme, method):
-the figure is the mean over the seeds, and its interval adds the spread between the seeds to
-the sampling variance within each seed by Rubin's rules (Rubin 1987, *Multiple Imputation for
-Nonresponse in Surveys*, Wiley), the seeds playing the imputations: the test set is observed
-once, as the observed data are in multiple imputation, and each seed is one draw of what is
-not fixed by the data. ``FIGURE_seed_sd`` gives the spread between the seeds alone: how much
-training by itself moves the figure.
+the figure is the mean over the m seeds, and its interval is that of the recipe's expected
+figure, the average over all possible seeds. The mean over seeds errs in two ways: the seeds
+drawn (the between-seed variance B, divided by m for a mean of m) and the test set, which every
+seed shares (the within-seed sampling variance W, read back from each seed's bootstrap interval
+as ((hi - lo) / (2 z))², averaged over the seeds; shared, so it does not shrink with m). Its
+variance is T = W + B / m, and the interval is mean -/+ t √T with the Welch-Satterthwaite
+degrees of freedom (Satterthwaite 1946), W being known from thousands of resamples:
+df = (m - 1) (T / (B / m))². This is the two-level variance of a benchmark figure averaged over
+training seeds on one test set (Bouthillier et al. 2021, "Accounting for variance in machine
+learning benchmarks", MLSys). ``FIGURE_seed_sd`` (√B) gives the spread between the seeds alone:
+how far one model trained by the same recipe may stray from the mean; a new seed's figure lies
+about as far as t √(W + (1 + 1/m) B) from it.
 
-**Why Rubin, and not the bootstrap replicates of every seed pooled into one percentile
-interval.** Pooling needs the replicates, which evaluate does not keep (Rubin's rules need only
-each seed's interval); and the pooled replicates have a variance of about W + (1 - 1/m) B (W
-the sampling variance within a seed, B the variance between seeds), against Rubin's
-W + (1 + 1/m) B with Student's t on few degrees of freedom. Rubin's T is the variance of the
-figure of a model trained with a new seed around the mean of the m seeds (B for the new seed,
-B / m for the mean), plus the sampling variance: the interval answers "what would this recipe
-score?", whatever seed it is trained with. With 3 seeds and a figure that moves mostly with
-the seed (the case that matters), pooling halves the between-seed part and uses 1.96 where t
-on 2 degrees of freedom is 4.30. Simulated (3 seeds, seed sd 0.04, sampling sd 0.005, 20,000
-runs): Rubin's 95% interval covers a new seed's figure in 94% of the runs and the recipe's
-average figure (over all possible seeds) in 98%; the pooled one in 71% and 91%; one seed's own
-bootstrap interval covers the average in 19%. For the average alone, Rubin's interval is on the
-safe side (``tests/test_seeds.py`` simulates both).
+**Why not the bootstrap replicates of every seed pooled into one percentile interval.** Pooling
+needs the replicates, which evaluate does not keep (this needs only each seed's interval); and
+the pooled replicates have a variance of about W + (1 - 1/m) B, the spread of single models,
+not of their mean, with a normal quantile where few seeds call for Student's t. Simulated in
+``tests/test_seeds.py`` (3 seeds, seed sd 0.04, sampling sd 0.03, half of its variance shared):
+the interval covers the recipe's average in about 95% of the runs, one seed's own bootstrap
+interval in 76%.
 """
 
 from __future__ import annotations
@@ -75,7 +74,8 @@ def natural_range(figure: str) -> tuple[float, float]:
 def combine(per_seed: pd.DataFrame, *, by: Sequence[str] = ("scheme", "method"),
             seed_col: str = "seed", level: float = 0.95,
             constant: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per group of ``by`` from one row per seed, intervals by Rubin's rules.
+    """One row per group of ``by`` from one row per seed: the mean over the seeds, with the
+    interval of the recipe's expected figure.
 
     For each figure X (a column with ``X_lo`` and ``X_hi``), over the m seeds s of a group,
     with the seeds' points x_s and intervals [lo_s, hi_s] at ``level``:
@@ -85,12 +85,13 @@ def combine(per_seed: pd.DataFrame, *, by: Sequence[str] = ("scheme", "method"),
       z = Φ⁻¹((1 + level) / 2): the bootstrap variance read back from each seed's interval
       (exact for a normal bootstrap distribution; a skewed one loses its asymmetry);
     - between-seed variance: B = Σ (x_s - x̄)² / (m - 1);
-    - total variance: T = W + (1 + 1/m) B;
-    - degrees of freedom: ν = (m - 1) (1 + W / ((1 + 1/m) B))² (∞ when B = 0);
+    - variance of the mean: T = W + B / m (the test set's error is shared by every seed, the
+      seeds' averages out over m);
+    - degrees of freedom (Welch-Satterthwaite, W known): ν = (m - 1) (T / (B / m))² (∞ when
+      B = 0);
     - interval: x̄ ∓ t_{ν, (1+level)/2} √T, clipped to :func:`natural_range` of X.
 
-    (Rubin 1987, *Multiple Imputation for Nonresponse in Surveys*, Wiley, section 3.1; the
-    seeds play the imputations.) Also ``X_seed_sd`` = √B, the spread due to training alone.
+    Also ``X_seed_sd`` = √B, the spread due to training alone.
 
     One seed (m = 1): the row as it is, with its own interval, and ``X_seed_sd`` NaN. A seed
     whose X is NaN (too few cases, not applicable) makes the combined X, its interval and
@@ -219,9 +220,9 @@ def _figure(rows: pd.DataFrame, col: str, codes: np.ndarray, first: np.ndarray,
         u = ((hi - lo) / (2 * z)) ** 2
         has = np.isfinite(u)
         within = np.where(total(has) > 0, total(np.where(has, u, 0.0)) / total(has), 0.0)
-        inflated = (1 + 1 / m) * between
-        var = within + inflated
-        df = np.where(between > 0, (m - 1) * (1 + within / inflated) ** 2, np.inf)
+        of_mean = between / m
+        var = within + of_mean
+        df = np.where(between > 0, (m - 1) * (var / of_mean) ** 2, np.inf)
         half = stats.t.ppf((1 + level) / 2, df) * np.sqrt(var)
     low, high = natural_range(col)
     one = m == 1  # the seed's own interval

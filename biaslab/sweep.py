@@ -336,8 +336,8 @@ def _axis(table: pd.DataFrame) -> tuple[dict, list[str], str]:
 
 def _draw(ax, rows: pd.DataFrame, figure: str, x_of: dict, color: str, label: str,
           level: float) -> None:
-    """One scheme in one panel: the seeds combined (biaslab.seeds: mean, Rubin's interval as
-    the band), a dot per seed."""
+    """One scheme in one panel: the seeds combined (biaslab.seeds: the mean, and its interval
+    as the band), a dot per seed."""
     numbers = rows[["value", "seed"]].assign(**{
         c: pd.to_numeric(rows[c], errors="coerce")
         for c in (figure, f"{figure}_lo", f"{figure}_hi") if c in rows})
@@ -355,8 +355,9 @@ def sweep_figure(table: pd.DataFrame, *, method: str = "fixed", level: float = 0
 
     One panel per figure (those the table has), one line per scheme: the seeds of each value
     combined by :func:`biaslab.seeds.combine`, the line their mean and the band its interval
-    (Rubin's rules: each seed's bootstrap interval at ``level``, the level of the experiments'
-    ``evaluate.level``, widened by the spread between the seeds; a value with one seed left
+    (the interval of the mean over seeds: each seed's bootstrap interval at ``level``, the
+    level of the experiments' ``evaluate.level``, widened by the spread between the seeds; a
+    value with one seed left
     shows that seed's own interval; a value where a seed lacks the figure has none); a dot per
     seed. Only the rows of ``method`` (``fixed``: the model's own 0.5 threshold). A value with
     a failed experiment is marked by a red dashed line, and the failures are named above the
@@ -390,8 +391,8 @@ def sweep_figure(table: pd.DataFrame, *, method: str = "fixed", level: float = 0
         ax.set_visible(False)
     trained = ", ".join(str(int(s)) for s in sorted(table["seed"].dropna().unique()))
     note = (f"{method} decisions; line: mean over training seeds {trained}; band: its "
-            f"{level * 100:g}% interval (Rubin's rules: the seeds' bootstrap intervals widened by "
-            "the spread between seeds); dots: one per seed")
+            f"{level * 100:g}% interval (the seeds' bootstrap intervals widened by the spread "
+            "between seeds); dots: one per seed")
     if len(failed):
         note += "\nfailed (red dashes), no figures: " + ", ".join(
             f"{v} (seed {int(s)})" for v, s in zip(failed["value"], failed["seed"], strict=True))

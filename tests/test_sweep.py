@@ -302,10 +302,10 @@ def test_figure_one_panel_per_figure_one_line_per_scheme():
     flip = next(line for line in axes[2].get_lines() if line.get_label() == "none")
     assert flip.get_xdata().tolist() == [0, 0.1, 0.2]
     assert flip.get_ydata() == pytest.approx([0.005, 0.105, 0.205])
-    # the band: the two seeds' intervals (mid -/+ 0.05) by Rubin's rules, at every value:
-    # W = (0.05 / z)², B = var(0, 0.01), T = W + 1.5 B, df = (1 + W / (1.5 B))²
+    # the band: the mean of the two seeds' (mid -/+ 0.05) at every value:
+    # W = (0.05 / z)², B = var(0, 0.01), T = W + B / 2, df = (T / (B / 2))²
     w, b = (0.05 / stats.norm.ppf(0.975)) ** 2, 0.01**2 / 2
-    half = stats.t.ppf(0.975, (1 + w / (1.5 * b)) ** 2) * np.sqrt(w + 1.5 * b)
+    half = stats.t.ppf(0.975, ((w + b / 2) / (b / 2)) ** 2) * np.sqrt(w + b / 2)
     assert band_at(axes[2], 0.1) == pytest.approx([0.105 - half, 0.105 + half])
     assert band_at(axes[2], 0) == pytest.approx([0, 0.005 + half])  # a rate: clipped at 0
     # the failed value: a red dashed line in every panel, and named in the title
@@ -326,7 +326,8 @@ def test_figure_a_value_with_one_seed_left_shows_its_own_interval():
     ax = sw.sweep_figure(table).axes[2]
     assert band_at(ax, 0.1) == pytest.approx([0.06, 0.16])  # seed 1's 0.11 -/+ 0.05
     assert band_at(ax, 0)[1] - 0.005 > 0.05  # two seeds: wider than either seed's -/+ 0.05
-    assert "band: its 95% interval (Rubin's rules" in ax.figure.get_suptitle()
+    assert "band: its 95% interval (the seeds' bootstrap intervals widened" in \
+        ax.figure.get_suptitle()
 
 
 def test_figure_without_excess_di_and_with_categories():
