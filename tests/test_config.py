@@ -331,7 +331,7 @@ def test_unknown_key_without_a_close_name_lists_the_known_keys():
 
 
 def test_nested_data_options_are_checked_as_the_flat_keys():
-    assert parse_section("data", {"options": {"negative": [3]}}).negative == [3]
+    assert parse_section("data", {"options": {"negative": [2]}}).negative == [2]
     with pytest.raises(ConfigError, match=r"data\.negative = \[10\] .*digits 0\.\.9"):
         parse_section("data", {"options": {"negative": [10]}})
 
