@@ -26,8 +26,11 @@ rm -rf .git dvc.lock data models reports metrics .dvc/cache .dvc/tmp
 python - <<'PY'
 import yaml
 
-tiny = {"prepare": {"size": 12}, "train": {"epochs": 2, "width": 4, "batch_size": 64},
-        "evaluate": {"n_boot": 50}}
+tiny = {"data": {"negative": [1], "positive": [7]}, "prepare": {"size": 12},
+        "split": {"train_size": 0},
+        "train": {"epochs": 2, "width": 4, "batch_size": 64, "seeds": [0]},
+        "evaluate": {"n_boot": 50, "n_perm": 200},
+        "explain": {"share_images": 16, "rotations": [0.0, 20.0], "noise": [0.0, 0.5]}}
 with open("params.yaml") as f:
     params = yaml.safe_load(f)
 for section, values in tiny.items():
@@ -46,7 +49,7 @@ dvc repro
 for path in metrics/fairness.json metrics/grid.csv reports/index.html data/prepared/pixels.npy; do
     [[ -s $path ]] || { echo "selftest: $path is missing after dvc repro" >&2; exit 1; }
 done
-python -c "import json; h = json.load(open('metrics/fairness.json')); print('selftest: schemes', sorted(h))"
+python -c "import json; h = json.load(open('metrics/fairness.json')); print('selftest: headline', sorted(h))"
 # The cache went to the mounted volume (the image's DVC config), not into the repo.
 [[ ! -e .dvc/cache ]] || { echo "selftest: DVC cache written into the repo" >&2; exit 1; }
 [[ -n $(find /dvc-cache -type f -print -quit) ]] || { echo "selftest: /dvc-cache is empty" >&2; exit 1; }
@@ -57,10 +60,10 @@ echo "selftest: dvc repro OK in the image"
 # runs (tini is not PID 1 here: -s makes it the subreaper). The stage stops with one line, DVC
 # releases its locks, and the next `dvc repro` needs nothing else.
 set -m  # job control: a background job that does not ignore SIGINT, as in a container
-tini -s -g -- dvc repro -f -s train@none > stop.log 2>&1 &
+tini -s -g -- dvc repro -f -s train@none-0 > stop.log 2>&1 &
 stopped=$!
 set +m
-until grep -q "Running stage 'train@none'" stop.log; do
+until grep -q "Running stage 'train@none-0'" stop.log; do
     if ! kill -0 "$stopped" 2>/dev/null; then
         echo "selftest: dvc repro ended before its stage started:" >&2
         cat stop.log >&2

@@ -23,9 +23,12 @@ SHARED = ROOT.parent / "shared"
 REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore",
               ".gitignore"]
 TINY = {
+    "data": {"negative": [1], "positive": [7]},  # 361 images
     "prepare": {"size": 12},
-    "train": {"epochs": 2, "width": 4, "batch_size": 64},
+    "split": {"train_size": 0},
+    "train": {"epochs": 2, "width": 4, "batch_size": 64, "seeds": [0]},
     "evaluate": {"n_boot": 50, "n_perm": 200},
+    "explain": {"share_images": 16, "rotations": [0.0, 20.0], "noise": [0.0, 0.5]},
 }
 
 
