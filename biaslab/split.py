@@ -172,7 +172,7 @@ def subsample_train(
     for mask, wanted, what in parts:
         if mask.sum() < wanted:
             raise ValueError(f"split.train_size: {wanted} training rows with {what} wanted, "
-                             f"only {int(mask.sum())} available")
+                             f"only {int(mask.sum())} available (0 keeps every training row)")
         keep[_draw_by_label(table["label"].to_numpy(), mask, wanted, rng)] = True
     out = split.copy()
     out[train & ~keep] = UNUSED

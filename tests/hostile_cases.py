@@ -301,7 +301,7 @@ def artifacts(n: int = 40, *, labels=None, s=None, split=None, sections=None,
             (folder / "metrics/thresholds/none").mkdir(parents=True)
             (folder / "metrics/thresholds/none/seed0.json").write_text(
                 json.dumps({"fixed": {"threshold": 0.5}}))
-        base = {"weights": {"schemes": ["none"], "groups": ["s"]},
+        base = {"weights": {"schemes": ["none"], "groups": ["s"]}, "train": {"seeds": [0]},
                 "evaluate": {"groups": ["s"], "n_boot": 0, "n_perm": 0}}
         params(folder, base, sections or {})
         if then:

@@ -284,7 +284,7 @@ def _stage_files(tmp_path, attributes, decisions):
         table.to_parquet(tmp_path / "decisions" / scheme / "seed0.parquet")
     (tmp_path / "params.yaml").write_text(
         "evaluate: {groups: [s, sex], n_boot: 20, n_perm: 99}\n"
-        "weights: {schemes: [none, reweighing]}\n")
+        "weights: {schemes: [none, reweighing]}\ntrain: {seeds: [0]}\n")
     outs = {"headline": "out/fairness.json", "grid": "out/grid.csv", "seeds": "out/seeds.csv",
             "groups": "out/groups.csv"}
     return ["evaluate", "--decisions", "decisions", "--index", "index.parquet",

@@ -29,13 +29,13 @@ def test_extreme_bias_runs_end_to_end(tiny_repo, tmp_path):
     said = proc.stdout + proc.stderr
     assert "Traceback" not in said
 
-    fitted = json.loads((repo / "metrics/thresholds/none.json").read_text())
+    fitted = json.loads((repo / "metrics/thresholds/none/seed0.json").read_text())
     assert list(fitted) == METHODS
     for method in SKIPPED:
         reason = fitted[method]["not_applicable"]
         assert re.match(r"group s=0 has (one class|no positive row) in the fit data \(\d+ rows, "
                         r"all label 0\): its TPR is undefined$", reason), reason
-        assert f"postprocess@none: warning: {method} not applicable: {reason}" in said
+        assert f"postprocess@none-0: warning: {method} not applicable: {reason}" in said
     assert "threshold" in fitted["youden"] and "groups" in fitted["demographic_parity"]
 
     decisions = pd.read_parquet(repo / "data/decisions/none/seed0.parquet")

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 # that a stage depends on changed)
 ALL_STAGES = {
     "params", "prepare", "bias", "split", "audit", "evaluate", "report",
-    *(f"{stage}@{scheme}" for stage in ("weights", "train", "predict", "postprocess")
+    *(f"{stage}@{scheme}" for stage in ("weights", "explain") for scheme in ("none", "reweighing")),
+    *(f"{stage}@{scheme}-0" for stage in ("train", "predict", "postprocess")
       for scheme in ("none", "reweighing")),
 }
 
@@ -56,7 +57,7 @@ def test_full_repro_builds_every_artifact(repo, first_repro):
     grid = pd.read_csv(repo / "metrics/grid.csv")
     assert len(grid) == 8 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
     page = (repo / "reports/index.html").read_text()
-    assert "Headline" in page and "data:image/png;base64," in page
+    assert "Verdict" in page and "data:image/png;base64," in page
     assert sh(repo, "git", "status", "--porcelain").stdout == ""  # all committed
 
 
@@ -84,10 +85,12 @@ def test_bias_experiment_reruns_bias_and_downstream_not_prepare(repo):
     sh(repo, "dvc", "metrics", "diff")
 
 
-def test_postprocess_change_reruns_only_postprocess_evaluate_report(repo):
+def test_postprocess_change_reruns_only_postprocess_and_what_reads_decisions(repo):
     edit_params(repo, postprocess={"fixed_threshold": 0.4})
     assert ran(sh(repo, "dvc", "repro")) == {
-        "params", "postprocess@none-0", "postprocess@reweighing-0", "evaluate", "report"}
+        "params", "postprocess@none-0", "postprocess@reweighing-0", "evaluate", "report",
+        # explain picks its TP/FP/TN/FN images at the model's own threshold
+        "explain@none", "explain@reweighing"}
     thresholds = json.loads((repo / "metrics/thresholds/none/seed0.json").read_text())
     assert thresholds["fixed"]["threshold"] == 0.4
 
@@ -96,8 +99,8 @@ def test_new_scheme_trains_only_the_new_model_and_plots_every_scheme(repo):
     edit_params(repo, weights={"schemes": ["none", "reweighing", "class_balanced"]})
     assert ran(sh(repo, "dvc", "repro")) == {
         "params", "weights@class_balanced", "train@class_balanced-0", "predict@class_balanced-0",
-        "postprocess@class_balanced-0", "evaluate", "report"}
-    assert "class_balanced" in json.loads((repo / "metrics/fairness.json").read_text())
+        "postprocess@class_balanced-0", "explain@class_balanced", "evaluate", "report"}
+    assert "class_balanced" in set(pd.read_csv(repo / "metrics/grid.csv")["scheme"])
     proc = sh(repo, "dvc", "plots", "show", "--out", "plots-out")
     assert "failed to load" not in proc.stdout + proc.stderr
     page = (repo / "plots-out" / "index.html").read_text()

@@ -85,6 +85,8 @@ def test_checkpoint_is_resumed_only_by_a_run_of_the_same_inputs(repo):
 def test_a_model_that_learnt_nothing_is_flagged_for_evaluate(repo):
     np.save(repo / "pixels.npy", np.zeros((N, 8, 8), dtype=np.uint8))  # nothing to learn from
     _write_bias(repo, None)  # bias.kind: none
+    (repo / "params.yaml").write_text("train: {epochs: 3, width: 4, batch_size: 8}\n"
+                                      "bias: {kind: none}\n")
     log = _finish(repo)
     assert "train@x-0: warning: validation scores are nearly constant" in log
     health = json.loads((repo / "models/health.json").read_text())
