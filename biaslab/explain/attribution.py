@@ -146,18 +146,26 @@ def occlusion(model: nn.Module, x, *, window: int, stride: int, baseline=0.0,
                          f"{x.shape[2]}x{x.shape[3]} images")
     if batch_size < 1:
         raise ValueError(f"explain.batch_size: expected an integer >= 1, got {batch_size}")
-    per_image = n_windows(tuple(x.shape[1:]), window, stride)
-    images = max(1, batch_size // per_image)  # images per call
-    per_eval = min(per_image, batch_size)  # occluded copies of each image per forward pass
-    signs = _signs(decisions, len(x), device)
     explainer = Occlusion(_Toward(model.eval()).to(device))
+    return _perturbed(explainer, x, n_windows(tuple(x.shape[1:]), window, stride), decisions,
+                      batch_size, device, sliding_window_shapes=(1, window, window),
+                      strides=(1, stride, stride), baselines=fill)
+
+
+def _perturbed(explainer, x: torch.Tensor, per_image: int, decisions, batch_size: int,
+               device, **options) -> np.ndarray:
+    """``explainer.attribute`` (a captum perturbation method making ``per_image`` perturbed
+    copies of each input) over ``x``: as many inputs per call as ``batch_size`` copies hold,
+    every copy of an input in as few forward passes as ``batch_size`` allows."""
+    images = max(1, batch_size // per_image)  # images per call
+    per_eval = min(per_image, batch_size)  # perturbed copies of each image per forward pass
+    signs = _signs(decisions, len(x), device)
     out = []
     for start in range(0, len(x), images):
-        part = x[start:start + images].to(device)
         out.append(explainer.attribute(
-            part, sliding_window_shapes=(1, window, window), strides=(1, stride, stride),
-            baselines=fill, additional_forward_args=(signs[start:start + images],),
-            perturbations_per_eval=per_eval).detach().float().cpu())
+            x[start:start + images].to(device),
+            additional_forward_args=(signs[start:start + images],),
+            perturbations_per_eval=per_eval, **options).detach().float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(tuple(x.shape), np.float32)
 
 
@@ -243,19 +251,9 @@ def region_occlusion(model: nn.Module, x, mask: np.ndarray, *, baseline=0.0, dec
     if tuple(tiles.shape[1:]) != tuple(x.shape[1:]):
         raise ValueError(f"mask: expected the shape of one input {tuple(x.shape[1:])}, got "
                          f"{tuple(tiles.shape[1:])} (a mask for another bias.kind or size?)")
-    fill = _fill(baseline, x)
-    per_image = int(tiles.max()) + 1
-    images, per_eval = max(1, batch_size // per_image), min(per_image, batch_size)
-    signs = _signs(decisions, len(x), device)
     explainer = FeatureAblation(_Toward(model.eval()).to(device))
-    out = []
-    for start in range(0, len(x), images):
-        part = x[start:start + images].to(device)
-        out.append(explainer.attribute(
-            part, baselines=fill.to(device), feature_mask=tiles,
-            additional_forward_args=(signs[start:start + images],),
-            perturbations_per_eval=per_eval).detach().float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros(tuple(x.shape), np.float32)
+    return _perturbed(explainer, x, int(tiles.max()) + 1, decisions, batch_size, device,
+                      baselines=_fill(baseline, x).to(device), feature_mask=tiles)
 
 
 def bias_share(attribution: np.ndarray, mask: np.ndarray) -> np.ndarray:
