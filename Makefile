@@ -49,9 +49,12 @@ SWEEP ?=
 VALUES ?=
 SEEDS ?=
 SWEEP_SET ?=
+# RAY=auto|HOST:PORT: run the experiments as Ray tasks on that cluster (README, "Scaling out")
+RAY ?=
 sweep: env
 	python -m tools.sweep $(if $(SWEEP),--param $(SWEEP)) $(if $(VALUES),--values $(VALUES)) \
-		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(SWEEP_SET),--set $(SWEEP_SET))
+		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(SWEEP_SET),--set $(SWEEP_SET)) \
+		$(if $(RAY),--ray $(RAY))
 
 recover: env
 	python -m tools.recover

@@ -33,6 +33,9 @@ DEFAULT_PARAM = BIAS_STRENGTH
 DEFAULT_VALUES = ("0", "0.1", "0.2", "0.3", "0.4", "0.5")
 DEFAULT_SEEDS = (0, 1)
 SUCCESS, FAILED = "success", "failed"
+# what each experiment runs: the pipeline up to evaluate, whose grid.csv the sweep reads (not
+# explain nor report: a third of an experiment's time on the default data, for no figure)
+TARGETS = ("evaluate",)
 ID_COLUMNS = ["param", "value", "seed", "scheme", "method", "status", "experiment"]
 # DI / the test set's base-rate DI (what a perfect classifier scores): taken from grid.csv
 # whether or not fairness.json has it

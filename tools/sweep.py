@@ -2,17 +2,22 @@
 
 Queues one experiment per (value, training seed) with `dvc exp run --queue`, runs them one at a
 time with `dvc queue start`, waits for them (`dvc exp show --json`, every few seconds), then
-writes metrics/sweep.csv (one row per experiment x scheme x method, every headline figure with
-its interval) and reports/sweep.png (biaslab.sweep has the details). The intervals are read from
-each experiment's own metrics/grid.csv, in the experiment's commit (git show), since
-`dvc exp show` has the headline metrics only.
+writes metrics/sweep.csv (one row per experiment x scheme x method, the figures and gaps with
+their intervals) and reports/sweep.png (biaslab.sweep has the details). They are read from each
+experiment's own metrics/grid.csv, in the experiment's commit (git show), since `dvc exp show`
+has the headline metrics only.
 
 Not a DVC stage: it runs DVC. The experiments stay in `dvc exp show` (named PREFIX-v<i>-s<seed>,
 PREFIX = sweep-DATE-TIME); only those of this run are collected, so an older sweep's experiments
 never appear in the table. Ctrl-C stops this sweep's experiments and removes it from the queue.
 
+With ``--ray ADDRESS`` (``auto``: the cluster this machine belongs to) the experiments run as Ray
+tasks on a cluster instead of DVC's queue, each in its own clone of the Git remote, and come
+back through the Git and DVC remotes (tools/ray_sweep.py); the table and figure are the same.
+
     python -m tools.sweep                                   # bias strength 0..0.5, seeds 0 1
     python -m tools.sweep --param split.train_size --values 60 120 216 --seeds 0
+    python -m tools.sweep --ray auto                        # on the Ray cluster
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import pandas as pd
 from biaslab import io
 from biaslab import sweep as sw
 from biaslab.config import ConfigError, load_params, parse_params
+from tools import ray_sweep
 
 # the environment's own dvc, and the stages' python, even when PATH does not lead to them
 BIN = str(Path(sys.executable).parent)
@@ -85,7 +91,8 @@ def queue(experiments: list[sw.Experiment]) -> None:
                          "status) or remove them (dvc queue remove --queued) first")
     for i, exp in enumerate(experiments, 1):
         dvc("exp", "run", "--queue", "-q", "-n", exp.name, *[a for s in exp.settings
-                                                              for a in ("-S", s)])
+                                                              for a in ("-S", s)],
+            *sw.TARGETS)
         print(f"sweep: queued {i}/{len(experiments)} {exp.name}: {' '.join(exp.settings)}",
               flush=True)
 
@@ -131,26 +138,27 @@ def wait(experiments: list[sw.Experiment], poll: float,
         time.sleep(poll)
 
 
-def collect(outcomes: dict[str, sw.Outcome], grid_path: str, headline_path: str):
-    """Each successful experiment's grid.csv and fairness.json; why each other one failed.
+def collect(outcomes: dict[str, sw.Outcome], grid_path: str,
+            errors: dict[str, str] | None = None):
+    """Each successful experiment's grid.csv; why each other one failed.
 
-    Both are git-tracked outputs (cache: false), so the experiment's commit holds them: read
-    with ``git show REV:PATH`` (dvc.api.read reads through pygit2, see TIMEOUT). fairness.json
-    as written keeps the figures that are null, which ``dvc exp show`` leaves out.
+    grid.csv is a git-tracked output (cache: false), so the experiment's commit holds it: read
+    with ``git show REV:PATH`` (dvc.api.read reads through pygit2, see TIMEOUT). ``errors``:
+    the reasons known already (a Ray sweep's), kept as they are.
     """
-    grids, headlines, errors = {}, {}, {}
+    grids, errors = {}, dict(errors or {})
     for name, outcome in outcomes.items():
+        if name in errors:
+            continue
         if outcome.state == sw.SUCCESS:
             try:
                 text = command("git", "show", f"{outcome.rev}:{grid_path}")
                 grids[name] = pd.read_csv(text_io.StringIO(text))
-                headlines[name] = json.loads(
-                    command("git", "show", f"{outcome.rev}:{headline_path}"))
-            except ValueError as exc:  # pandas' and json's parser errors are ValueErrors
+            except ValueError as exc:  # pandas' parser errors are ValueErrors
                 errors[name] = f"unreadable in the experiment's commit: {exc}"
         elif outcome.state == sw.FAILED:
             errors[name] = sw.failure_reason(dvc("queue", "logs", name, check=False))
-    return grids, headlines, errors
+    return grids, errors
 
 
 def stop(experiments: list[sw.Experiment], why: str) -> None:
@@ -171,7 +179,33 @@ def stop(experiments: list[sw.Experiment], why: str) -> None:
               "stopped; the finished ones stay in dvc exp show", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> None:
+def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict]:
+    """Run the sweep on the Ray cluster ``args.ray`` and pull it: outcomes and errors by name.
+
+    The checks come first (a Git remote holding this clean commit, a default DVC remote);
+    experiments the Git remote has already are not run again (tools/ray_sweep.py).
+    """
+    res = ray_sweep.resources(params)
+    url = ray_sweep.git_remote_url(args.git_remote, command)
+    commit = ray_sweep.check_commit(args.git_remote, [args.out, args.figure], command)
+    remote = ray_sweep.dvc_remote(dvc)
+    names = [e.name for e in experiments]
+    done = ray_sweep.pushed(url, commit, command) & set(names)
+    events = args.events and str(Path(args.events).resolve())
+    jobs = {e.name: ray_sweep.Job(e.name, e.settings, commit, url, remote,
+                                  workdir=res["workdir"], events=events, targets=sw.TARGETS)
+            for e in experiments}
+    results = ray_sweep.run(experiments, jobs, address=args.ray, res=res, done=done,
+                            say=lambda line: print(line, flush=True))
+    ok = [name for name in names if results[name]["state"] == sw.SUCCESS]
+    if ok:  # git objects only: metrics are git-tracked; models stay on the DVC remote
+        dvc("exp", "pull", "-f", "--no-cache", args.git_remote, *ok, timeout=10 * TIMEOUT)
+    errors = {name: sw.failure_reason(r["log"]) if r.get("log") else r.get("error", "failed")
+              for name, r in results.items() if r["state"] != sw.SUCCESS}
+    return sw.outcomes(exp_show(), names, headline_file=args.headline), errors
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--param", default=sw.DEFAULT_PARAM,
                         help=f"params.yaml key, or {sw.BIAS_STRENGTH} (k: p0 = 0.5 - k, "
@@ -189,10 +223,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--headline", default="metrics/fairness.json")
     parser.add_argument("--out", default="metrics/sweep.csv")
     parser.add_argument("--figure", default="reports/sweep.png")
-    args = parser.parse_args(argv)
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run on this Ray cluster (auto: the one this machine is part of; "
+                             "host:port of its head) instead of DVC's queue")
+    parser.add_argument("--git-remote", default="origin",
+                        help="--ray: the Git remote the workers clone and push experiments to")
+    parser.add_argument("--events", default="",
+                        help="--ray: append each task's steps to this file, one JSON line "
+                             "each (a path every worker can write)")
+    return parser.parse_args(argv)
+
+
+def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict]:
+    """The outcome of each experiment, run from DVC's queue or on Ray; the errors known."""
+    if args.ray:
+        try:
+            return on_ray(experiments, params, args)
+        except KeyboardInterrupt:
+            print("sweep: interrupted; the running experiments were stopped, those pushed "
+                  "stay on the Git remote and the next run takes them as they are",
+                  file=sys.stderr)
+            sys.exit(130)
+    try:
+        queue(experiments)
+        start_worker()
+        return wait(experiments, args.poll, args.headline), {}
+    except KeyboardInterrupt:
+        stop(experiments, "interrupted")
+        sys.exit(130)
+    except ValueError:
+        stop(experiments, "stopped")
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     if not Path("dvc.yaml").is_file():
         raise ValueError(f"{Path.cwd()}: no dvc.yaml; run the sweep from the repository root")
-
     if args.values is None and args.param != sw.BIAS_STRENGTH:
         raise ValueError(f"VALUES: give the values of {args.param} (make sweep SWEEP="
                          f"{args.param} VALUES=\"...\")")
@@ -206,22 +273,16 @@ def main(argv: list[str] | None = None) -> None:
             parse_params(sw.applied(params, exp.settings))
         except ConfigError as exc:
             raise ValueError(f"{' '.join(exp.settings)}: {exc}") from None
+    if args.ray:  # named after their params: a second run finds them on the Git remote
+        experiments = ray_sweep.named(experiments, params)
     print(f"sweep: {args.param} = {' '.join(args.values)} x {sw.SEED_KEY} = "
           f"{' '.join(map(str, args.seeds))}: {len(experiments)} experiments", flush=True)
-    try:
-        queue(experiments)
-        start_worker()
-        outcomes = wait(experiments, args.poll, args.headline)
-    except KeyboardInterrupt:
-        stop(experiments, "interrupted")
-        sys.exit(130)
-    except ValueError:
-        stop(experiments, "stopped")
-        raise
-    grids, headlines, errors = collect(outcomes, args.grid, args.headline)
-    table = sw.sweep_table(experiments, outcomes, grids, param=args.param, headlines=headlines,
-                           errors=errors)
-    figure = sw.sweep_figure(table, method=args.method)
+    outcomes, known = run(experiments, params, args)
+    grids, errors = collect(outcomes, args.grid, known)
+    table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
+    # the experiments' own level (the seeds' intervals are combined at it)
+    level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
+    figure = sw.sweep_figure(table, method=args.method, level=level)
 
     io.write_csv(table, args.out)
     with io.atomic_path(args.figure) as tmp:

@@ -595,6 +595,19 @@ class ReportConfig(Section):
                 expected = f"a value of type {type_name(fields[key].annotation)}"
             raise invalid(expected, key=f"criteria[{i}].{key}", value=value) from None
 
+class SweepConfig(Section):
+    """sweep: how `make sweep RAY=...` schedules each experiment on the Ray cluster."""
+
+    gpus_per_experiment: bounded(float, "a number >= 0", ge=0) = Field(1.0, description=(
+        "GPUs Ray gives each experiment (0: CPU machines; 0.5: two experiments share a GPU)"))
+    cpus_per_experiment: bounded(float, "a number > 0", gt=0) = Field(1.0, description=(
+        "CPUs Ray gives each experiment"))
+    max_retries: bounded(int, "an integer >= 0", ge=0) = Field(3, description=(
+        "times Ray runs again an experiment whose worker process or machine died"))
+    workdir: str = Field("", description=(
+        "scratch folder of each experiment's clone on its machine ('': the temporary folder)"))
+
+
 class Params(BaseModel):
     """The whole params.yaml: every section, each defaulting to its defaults."""
 
@@ -617,6 +630,8 @@ class Params(BaseModel):
         "attribution maps, activation signatures and robustness probes (explain)"))
     report: ReportConfig = Field(default_factory=ReportConfig, description=(
         "the verdict's criteria (report)"))
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description=(
+        "scheduling of the sweep's experiments on a Ray cluster (make sweep RAY=...)"))
 
     @model_validator(mode="after")
     def _patch_fits(self):
