@@ -288,9 +288,11 @@ def test_a_sweep_on_a_two_node_ray_cluster(tiny_repo, tmp_path, monkeypatch):
     sh(fresh, "dvc", "exp", "branch", "-q", name, "result")
     sh(fresh, "git", "checkout", "-q", "result")
     assert not list(fresh.glob("models/**/*.pt"))
-    sh(fresh, "dvc", "pull", "-q")
+    # a sweep experiment ran the pipeline up to evaluate (biaslab.sweep.TARGETS): its outputs
+    sh(fresh, "dvc", "pull", "-q", "--with-deps", *sw.TARGETS)
     assert list(fresh.glob("models/**/*.pt"))
-    assert "Data and pipelines are up to date" in sh(fresh, "dvc", "status").stdout
+    assert "Data and pipelines are up to date" in sh(fresh, "dvc", "status", "--with-deps",
+                                                     *sw.TARGETS).stdout
     # every process started here has ended (the killed task's DVC and stage too), and the
     # tasks' folders are gone
     scratch = Path(tempfile.gettempdir())
