@@ -83,7 +83,7 @@ def in_a_row(repo: Path) -> float:
     start = time.monotonic()
     for exp in sw.plan(sw.BIAS_STRENGTH, VALUES, [int(s) for s in SEEDS], prefix="row"):
         sh(repo, "dvc", "exp", "run", "-q", "-n", exp.name,
-           *[a for s in exp.settings for a in ("-S", s)])
+           *[a for s in exp.settings for a in ("-S", s)], *sw.TARGETS)  # what a sweep runs
         print(f"  in a row: {exp.name} done at {time.monotonic() - start:.0f} s", flush=True)
     return time.monotonic() - start
 
