@@ -28,6 +28,7 @@ from biaslab.batches import TrainData, batches, cached_inputs
 from biaslab.bias import DEFAULT_BIAS, BiasSpec
 from biaslab.checkpoint import RunState
 from biaslab.config import TrainConfig
+from biaslab.devices import pick_device
 from biaslab.models import build_model
 from biaslab.predict import predict_logits
 from biaslab.weights import sample_order
@@ -51,15 +52,6 @@ class Fitted(NamedTuple):
     model: nn.Module  # the epoch with the lowest validation loss, on the CPU, in eval mode
     curves: pd.DataFrame  # one row per epoch
     degenerate: str | None  # why the model looks like it learnt nothing; None when it learnt
-
-
-def pick_device(device: str, local_rank: int = 0) -> torch.device:
-    """``train.device`` (auto, cpu or cuda) as a torch device; ``local_rank`` picks the GPU."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device = 'cuda' but no CUDA device is visible; use auto or cpu")
-    if device == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -6,20 +6,13 @@ import io as bytes_io
 import os
 from pathlib import Path
 
-import torch
-
 from biaslab import io
 from biaslab.bias import BiasSpec
 from biaslab.checkpoint import load_checkpoint
 from biaslab.config import load_section
+from biaslab.devices import pick_device
 from biaslab.explain.pipeline import explain_model
 from stages import present_columns, run
-
-
-def _device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("explain.device = cuda, but torch sees no CUDA device; use auto or cpu")
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
 def _png(figure) -> bytes:
@@ -45,7 +38,7 @@ def main() -> None:
         model, model_name=train_cfg.model, pixels=pixels, test=table[table["split"] == "test"],
         bias=bias, group_columns=columns, attributes=groups, config=cfg,
         threshold=load_section("postprocess").fixed_threshold,
-        min_cell=evaluate.min_cell, device=_device(cfg.device))
+        min_cell=evaluate.min_cell, device=pick_device(cfg.device, key="explain.device"))
 
     # everything is computed before the first write: a failure leaves the last good outputs
     metrics, figures = Path(args.metrics), Path(args.figures)

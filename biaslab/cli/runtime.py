@@ -21,7 +21,8 @@ def distributed(device: str):
     import torch
     import torch.distributed as dist
 
-    from biaslab.train import Distributed, pick_device
+    from biaslab.devices import pick_device
+    from biaslab.train import Distributed
 
     env = os.environ
     ddp = Distributed(rank=int(env.get("RANK", 0)), world_size=int(env.get("WORLD_SIZE", 1)),
