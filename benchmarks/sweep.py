@@ -96,7 +96,7 @@ def round_trips(address: str, n: int = 10) -> tuple[float, float]:
     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     try:
         noop = ray.remote(**rs.REMOTE)(lambda: None).options(
-            **rs.task_options(rs.RESOURCES, "noop"))
+            **rs.task_options(rs.resources({}), "noop"))
         times = []
         for _ in range(n + 1):
             start = time.perf_counter()

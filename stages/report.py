@@ -28,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     schemes, cfg = load_section("weights").schemes, load_section("report")
     evaluate, bias_cfg = load_section("evaluate"), load_section("bias")
-    seeds = getattr(load_section("train"), "seeds", None)  # one model per seed, or one
+    seeds = load_section("train").seeds  # one model per scheme and seed
 
     grid, per_group = pd.read_csv(args.grid), pd.read_csv(args.groups)
     criteria = [Criterion(**c.model_dump()) for c in cfg.criteria]

@@ -47,10 +47,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-# the `sweep` section of params.yaml (how each experiment is scheduled, not what it computes:
-# left out of the experiment's name), with its defaults while the section is absent
-RESOURCES = {"gpus_per_experiment": 1.0, "cpus_per_experiment": 1.0, "max_retries": 3,
-             "workdir": ""}
 NAME_PREFIX = "sweep-"
 LOG_TAIL = 4000  # characters of a failed experiment's log sent back to the driver
 
@@ -269,11 +265,11 @@ def named(experiments: Sequence, params: Mapping) -> list:
 
 
 def resources(params: Mapping) -> dict:
-    """``sweep.*`` of params.yaml, validated by its config section, else the defaults."""
-    from biaslab.config import parse_params
+    """``sweep.*`` of params.yaml (how each experiment is scheduled, not what it computes: left
+    out of the experiment's name), validated by its config section; absent keys, its defaults."""
+    from biaslab.config import as_dict, parse_params
 
-    section = getattr(parse_params(params), "sweep", None)
-    return {key: getattr(section, key, default) for key, default in RESOURCES.items()}
+    return as_dict(parse_params(params).sweep)
 
 
 def git_remote_url(remote: str, git: Callable[..., str]) -> str:
