@@ -169,6 +169,41 @@ def test_occlusion_baseline_per_channel():
         attr.occlusion(model, x, window=6, stride=6, baseline=[0, 0, 0])
 
 
+class AnyPixelOfThePatch(nn.Module):
+    """Fires while any pixel of ``mask`` is bright: a marker detector that only a window
+    hiding the whole marker can silence."""
+
+    def __init__(self, mask):
+        super().__init__()
+        self.register_buffer("mask", torch.as_tensor(mask, dtype=torch.bool))
+
+    def forward(self, x):
+        return x[:, self.mask].amax(dim=1)
+
+
+def test_occlusion_on_a_grid_through_the_patch_hides_it_whole():
+    spec = BiasSpec(kind="patch", patch_size=4)  # rows and columns 7-10 of 12: odd
+    mask = spec.mask(12, 12)
+    x = torch.full((1, 1, 12, 12), -1.0)
+    x[:, torch.from_numpy(mask)] = 1.0  # a white marker on black
+    model = AnyPixelOfThePatch(mask)
+    assert attr.region_origin(mask) == (7, 7) and attr.region_origin(None) == (0, 0)
+    # windows at even rows and columns never cover the patch whole: the marker always shows
+    straddling = attr.occlusion(model, x, window=4, stride=2, baseline=-1.0)
+    assert np.abs(straddling).max() == 0
+    aligned = attr.occlusion(model, x, window=4, stride=2, baseline=-1.0, origin=(7, 7))
+    assert aligned.shape == x.shape
+    assert (aligned[0, 0][mask[0]] > 0).all() and (aligned[0, 0][~mask[0]] == 0).all()
+    # a grid through (0, 0) is the plain one, and one through a pixel of the grid too
+    plain = build_model("small_cnn", 1, width=4).eval()
+    y = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    for origin in [(0, 0), (4, 6)]:
+        np.testing.assert_allclose(attr.occlusion(plain, y, window=4, stride=2, origin=origin),
+                                   attr.occlusion(plain, y, window=4, stride=2), atol=1e-6)
+    with pytest.raises(ValueError, match="origin"):
+        attr.occlusion(model, x, window=4, stride=2, origin=(12, 0))
+
+
 def test_geometry_scales_with_the_image():
     assert attr.occlusion_geometry(32, 32, 0.125, 0.0625) == (4, 2)
     assert attr.occlusion_geometry(256, 256, 0.125, 0.0625) == (32, 16)

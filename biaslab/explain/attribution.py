@@ -126,30 +126,60 @@ def _fill(baseline, x: torch.Tensor) -> torch.Tensor:
 
 
 def occlusion(model: nn.Module, x, *, window: int, stride: int, baseline=0.0,
-              decisions=None, batch_size: int = 512, device: str | torch.device = "cpu",
-              ) -> np.ndarray:
+              decisions=None, origin: tuple[int, int] = (0, 0), batch_size: int = 512,
+              device: str | torch.device = "cpu") -> np.ndarray:
     """Occlusion attribution of each input x (N, C, H, W), per channel: (N, C, H, W) float32.
 
     ``window`` x ``window`` squares of one channel, moved by ``stride`` pixels, set to
     ``baseline``: one value, or one per channel (e.g. the image's mean pixel, and 0 for the
-    noise channel). Forward passes hold about ``batch_size`` occluded copies: several images
-    with all their windows at once for small inputs, one image in several passes for large ones.
+    noise channel). The grid of windows has a window's top-left corner at pixel ``origin``
+    (row, column): put it on a patch's corner so that one window hides the whole patch. A grid
+    that straddles the patch only ever hides part of it, and a model reading "a white square
+    there" still sees what is left (the default task's patch, at row 27, was never wholly
+    hidden by windows at even rows, and its maps barely showed it). Forward passes hold about
+    ``batch_size`` occluded copies: several images with all their windows at once for small
+    inputs, one image in several passes for large ones.
     """
     from captum.attr import Occlusion
 
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.dim() != 4:
         raise ValueError(f"inputs: expected images (N, C, H, W), got shape {tuple(x.shape)}")
-    fill = _fill(baseline, x).to(device)
-    if window > min(x.shape[2:]) or window < 1 or stride < 1:
+    height, width = x.shape[2:]
+    if window > min(height, width) or window < 1 or stride < 1:
         raise ValueError(f"occlusion: window {window} and stride {stride} pixels do not fit "
-                         f"{x.shape[2]}x{x.shape[3]} images")
+                         f"{height}x{width} images")
+    if not (0 <= origin[0] < height and 0 <= origin[1] < width):
+        raise ValueError(f"occlusion: origin {tuple(origin)} is outside the {height}x{width} "
+                         "images")
     if batch_size < 1:
         raise ValueError(f"explain.batch_size: expected an integer >= 1, got {batch_size}")
-    explainer = Occlusion(_Toward(model.eval()).to(device))
-    return _perturbed(explainer, x, n_windows(tuple(x.shape[1:]), window, stride), decisions,
-                      batch_size, device, sliding_window_shapes=(1, window, window),
-                      strides=(1, stride, stride), baselines=fill)
+    # captum starts its grid at the top-left corner: pad the input there so that the grid
+    # passes through ``origin``, and at the bottom-right so that its last windows reach the
+    # edges; the model sees the input cropped back, so a window over padding hides only the
+    # pixels of the input it covers
+    pad = [(-o) % stride for o in origin]
+    pad += [(-(side + p - window)) % stride for side, p in zip((height, width), pad, strict=True)]
+    top, left, bottom, right = pad
+    padded = nn.functional.pad(x, (left, right, top, bottom))
+    explainer = Occlusion(_Cropped(_Toward(model.eval()), top, left, height, width).to(device))
+    out = _perturbed(explainer, padded, n_windows(tuple(padded.shape[1:]), window, stride),
+                     decisions, batch_size, device, sliding_window_shapes=(1, window, window),
+                     strides=(1, stride, stride),
+                     baselines=_fill(baseline, padded).to(device))
+    return np.ascontiguousarray(out[:, :, top:top + height, left:left + width])
+
+
+class _Cropped(nn.Module):
+    """``inner`` on the (height x width) input inside a padded one."""
+
+    def __init__(self, inner: nn.Module, top: int, left: int, height: int, width: int):
+        super().__init__()
+        self.inner, self.box = inner, (top, left, height, width)
+
+    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+        top, left, height, width = self.box
+        return self.inner(x[..., top:top + height, left:left + width], *args)
 
 
 def _perturbed(explainer, x: torch.Tensor, per_image: int, decisions, batch_size: int,
@@ -279,6 +309,13 @@ def _box(mask: np.ndarray | None) -> tuple[int, int, int, int] | None:
         return None
     rows, cols = np.flatnonzero(mask[0].any(axis=1)), np.flatnonzero(mask[0].any(axis=0))
     return rows[0], cols[0], rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def region_origin(mask: np.ndarray | None) -> tuple[int, int]:
+    """The top-left pixel (row, column) of a patch (``mask`` on the image channel), for
+    :func:`occlusion`'s ``origin``; (0, 0) without one (a noise channel fills its channel)."""
+    box = _box(mask)
+    return (0, 0) if box is None else (int(box[0]), int(box[1]))
 
 
 def _overlay(cmap: str, values: np.ndarray, lo: float, hi: float) -> np.ndarray:

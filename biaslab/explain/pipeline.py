@@ -147,7 +147,7 @@ def _maps_figure(model, model_name, x, selected, baseline, mask, config, device)
     common = {"decisions": decisions, "batch_size": config.batch_size, "device": device}
     maps = attr.Maps(
         occlusion=attr.occlusion(model, x, window=window, stride=stride, baseline=baseline,
-                                 **common),
+                                 origin=attr.region_origin(mask), **common),
         deconv=attr.deconv(model, x, method=config.deconv, **common),
         gradcam=attr.gradcam(model, attr.gradcam_layer(model, model_name), x, **common))
     return attr.maps_figure(x, maps, [_title(r) for r in selected.itertuples()], mask=mask,
