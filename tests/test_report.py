@@ -177,36 +177,33 @@ def test_the_page_holds_every_figure_as_an_inline_image():
 
 # ------------------------------------------------------------------ reading the folders
 
-@pytest.mark.parametrize("seeded", [False, True])
-def test_both_layouts_are_read(tmp_path, seeded):
+def test_each_scheme_and_seed_is_read(tmp_path):
     for scheme in ("none", "reweighing"):
-        if seeded:
-            for seed in (0, 1):
-                path = tmp_path / "pred" / scheme / f"seed{seed}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                _predictions().to_parquet(path)
-                curve = tmp_path / "train" / scheme / f"seed{seed}" / "curves.csv"
-                curve.parent.mkdir(parents=True)
-                pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4]}).to_csv(curve, index=False)
-        else:
-            (tmp_path / "pred").mkdir(exist_ok=True)
-            _predictions().to_parquet(tmp_path / "pred" / f"{scheme}.parquet")
-            (tmp_path / "train" / scheme).mkdir(parents=True)
-            pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4]}).to_csv(
-                tmp_path / "train" / scheme / "curves.csv", index=False)
-    tables = inputs.per_scheme(tmp_path / "pred", ["none", "reweighing"])
+        for seed in (0, 1, 2):
+            path = tmp_path / "pred" / scheme / f"seed{seed}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _predictions().to_parquet(path)
+            curve = tmp_path / "train" / scheme / f"seed{seed}" / "curves.csv"
+            curve.parent.mkdir(parents=True)
+            pd.DataFrame({"epoch": [1, 2], "val_loss": [0.5, 0.4]}).to_csv(curve, index=False)
+    # seed 2 was dropped from train.seeds: its files stay on disk, unread
+    tables = inputs.per_scheme(tmp_path / "pred", ["none", "reweighing"], [0, 1])
     assert list(tables) == ["none", "reweighing"]
-    assert len(tables["none"]) == (16 if seeded else 8)
-    assert ("seed" in tables["none"]) == seeded
-    curves = inputs.curves(tmp_path / "train", ["none", "reweighing"], [0, 1] if seeded else None)
-    assert len(curves) == (8 if seeded else 4) and set(curves["scheme"]) == {"none", "reweighing"}
+    assert len(tables["none"]) == 16 and set(tables["none"]["seed"]) == {0, 1}
+    curves = inputs.curves(tmp_path / "train", ["none", "reweighing"], [0, 1])
+    assert len(curves) == 8 and set(curves["scheme"]) == {"none", "reweighing"}
+    assert set(curves["seed"]) == {0, 1}
 
 
 def test_a_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="none.parquet: missing"):
-        inputs.per_scheme(tmp_path, ["none"])
     with pytest.raises(FileNotFoundError, match="seed3.parquet: missing"):
-        inputs.per_scheme(tmp_path, ["none"], seeds=[3])
+        inputs.per_scheme(tmp_path, ["none"], [3])
+    with pytest.raises(FileNotFoundError, match="seed0/curves.csv: missing"):
+        inputs.curves(tmp_path, ["none"], [0])
+    # the layout before training seeds is not read: a stale file cannot stand in for a seed
+    (tmp_path / "none.parquet").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="seed0.parquet: missing"):
+        inputs.per_scheme(tmp_path, ["none"], [0])
 
 
 def test_the_explain_folder_is_read_from_its_manifests(tmp_path):
