@@ -7,17 +7,18 @@ strength 0.2 and 0.4 x training seeds 0 and 1):
   pipeline (what a sweep costs without any scheduling: DVC's queue adds to it);
 - **on Ray**: ``python -m tools.sweep --ray ADDRESS`` on a local cluster of two nodes started
   here (``ray.cluster_utils.Cluster``), each with one CPU and one logical GPU, a bare Git
-  repository and a local folder as the remotes; end to end, from the driver's start to
-  metrics/sweep.csv, clones, pushes and the final ``dvc exp pull`` included.
+  repository and a local folder as the remotes; end to end, from the driver's start to the end
+  of its process, clones, pushes, the experiments' fetches, the table and the figure included.
 
 Prints both times and the speed-up, then the scheduling overhead: a no-op Ray task's round trip
 (with the experiments' options: one GPU, workers reused), and per task, from the tasks' own
 event log, the first dispatch on each worker (submission to start: starting the worker), the
 hand-over from one task to the next on a worker, the setup before ``dvc exp run`` (look-up on
-the Git remote, clone, checkout, DVC remote) and the pushes after it. In a row, consecutive
-experiments of one value reuse the workspace's outputs of the stages before training; on Ray the
-second wave takes them from the DVC remote's run cache. The two modes run one after the other,
-so on a shared machine their loads may differ.
+the Git remote, clone, checkout, DVC remote) and the pushes after it; and the driver's own time
+before it submits the first task and after the last one ends. In a row, consecutive experiments
+of one value reuse the workspace's outputs of the stages before training; on Ray the second
+wave takes them from the DVC remote's run cache. The two modes run one after the other, so on a
+shared machine their loads may differ.
 
     .venv/bin/python -m benchmarks.sweep [--keep DIR]
 """
@@ -107,20 +108,22 @@ def round_trips(address: str, n: int = 10) -> tuple[float, float]:
     return times[0], statistics.median(times[1:])
 
 
-def on_ray(repo: Path, work: Path, address: str) -> tuple[float, list[dict]]:
-    """Seconds for the Ray sweep, end to end, and its tasks' events."""
+def on_ray(repo: Path, work: Path, address: str) -> tuple[float, list[dict], tuple[float, float]]:
+    """Seconds for the Ray sweep, end to end, its tasks' events, and the driver's start and
+    end (epoch seconds, as the events)."""
     sh(work, "git", "init", "-q", "--bare", "-b", "main", "remote.git")
     sh(repo, "git", "remote", "add", "origin", str(work / "remote.git"))
     sh(repo, "dvc", "remote", "add", "-q", "-d", "storage", str(work / "store"))
     sh(repo, "git", "commit", "-qam", "remotes")
     sh(repo, "git", "push", "-q", "origin", "HEAD")
     events = work / "events.jsonl"
-    start = time.monotonic()
+    start, wall = time.monotonic(), time.time()
     out = sh(repo, sys.executable, "-m", "tools.sweep", "--values", *VALUES, "--seeds", *SEEDS,
              "--ray", address, "--events", str(events))
     took = time.monotonic() - start
     print("  " + "\n  ".join(line for line in out.splitlines() if line.startswith("sweep:")))
-    return took, [json.loads(line) for line in events.read_text().splitlines()]
+    return (took, [json.loads(line) for line in events.read_text().splitlines()],
+            (wall, wall + took))
 
 
 def overhead(events: list[dict]) -> dict[str, list[float]]:
@@ -165,7 +168,7 @@ def main() -> None:
             cluster.add_node(num_cpus=1, num_gpus=1, include_dashboard=False)
         del os.environ["CUDA_VISIBLE_DEVICES"]
         cold, warm = round_trips(cluster.address)
-        ray_s, events = on_ray(tiny_repo(work / "ray"), work, cluster.address)
+        ray_s, events, driver = on_ray(tiny_repo(work / "ray"), work, cluster.address)
     finally:
         cluster.shutdown()
         if not args.keep:
@@ -187,6 +190,12 @@ def main() -> None:
         "hand-over on a worker", "setup before dvc exp run", "pushes after dvc exp run"))
     print(f"  per task, all but dvc exp run:    {per_task:6.2f} s (target < 2 s), plus the "
           "first dispatch on each worker")
+    # the driver's own time, outside every task: Python, checks, connecting to Ray; and the
+    # last experiment's fetch, the table and the figure
+    first = min(e["submitted"] for e in events if e["event"] == "start")
+    last = max(e["time"] for e in events if e["event"] in ("end", "failed", "skip"))
+    print(f"  driver, before the first task:    {first - driver[0]:6.2f} s; after the last: "
+          f"{driver[1] - last:.2f} s")
 
 
 if __name__ == "__main__":

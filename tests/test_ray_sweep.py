@@ -92,12 +92,72 @@ def test_the_driver_refuses_what_workers_could_not_clone(tmp_path):
     assert rs.check_commit("origin", ["params.yaml"], git(repo))  # the sweep's own outputs
 
 
-def test_no_default_dvc_remote_says_how_to_add_one():
-    def dvc(*args):
-        raise ValueError("dvc remote default failed (1): No default remote set")
-
+def test_the_default_dvc_remote_is_read_from_dvcs_config():
+    config = {"core": {"remote": "storage"}, "remote": {"storage": {"url": "/mnt/store"}}}
+    assert rs.dvc_remote(config) == ("storage", "/mnt/store")
     with pytest.raises(ValueError, match="no default DVC remote: .* dvc remote add -d storage"):
-        rs.dvc_remote(dvc)
+        rs.dvc_remote({"core": {}, "remote": config["remote"]})
+    with pytest.raises(ValueError, match="the default DVC remote 'other' .* dvc remote add "
+                                         "other URL"):
+        rs.dvc_remote({"core": {"remote": "other"}, "remote": config["remote"]})
+
+
+def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_path, monkeypatch):
+    """What the driver does with each task's result (tools/sweep.py, bring_back): the ref
+    fetched from the Git remote (as ``dvc exp pull`` fetches it), the headline and grid read
+    from its commit; an unreadable one, or a task that failed, is failed with its reason."""
+    from argparse import Namespace
+
+    from tools import sweep as tool
+
+    repo, clone = tmp_path / "repo", tmp_path / "clone"
+    sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", "remote.git")
+    sh(tmp_path, "git", "clone", "-q", str(tmp_path / "remote.git"), str(repo))
+    (repo / "params.yaml").write_text("train: {}\n")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    sh(repo, "git", "push", "-q", "origin", "HEAD:main")
+    commit = sh(repo, "git", "rev-parse", "HEAD").stdout.strip()
+    # the experiments, as the tasks push them: a commit on the baseline, under its ref
+    sh(tmp_path, "git", "clone", "-q", str(tmp_path / "remote.git"), str(clone))
+    good_grid, good_headline = ("scheme,method,accuracy\nnone,fixed,0.9\n",
+                                '{"none": {"fixed": {"acc": 0.9}}}')
+    for name, grid, headline in (("sweep-good", good_grid, good_headline),
+                                 ("sweep-bad", '"unclosed\n', good_headline),
+                                 ("sweep-empty", good_grid, "{}")):
+        (clone / "metrics").mkdir(exist_ok=True)
+        (clone / "metrics" / "fairness.json").write_text(headline)
+        (clone / "metrics" / "grid.csv").write_text(grid)
+        sh(clone, "git", "add", "-A")
+        sh(clone, "git", "commit", "-qm", name)
+        sh(clone, "git", "push", "-q", "origin", f"HEAD:{rs.exp_ref(commit, name)}")
+        sh(clone, "git", "reset", "-q", "--hard", commit)
+    monkeypatch.chdir(repo)
+    args = Namespace(git_remote="origin", headline="metrics/fairness.json",
+                     grid="metrics/grid.csv")
+    outcomes, grids, errors = {}, {}, {}
+    tool.bring_back([{"name": "sweep-good", "state": "success"},
+                     {"name": "sweep-bad", "state": "success"},
+                     {"name": "sweep-empty", "state": "success"},
+                     {"name": "sweep-log", "state": "failed", "log": "x\nsplit: error: why\ny"},
+                     {"name": "sweep-died", "state": "failed", "error": "worker died"}],
+                    commit, args, outcomes, grids, errors)
+    good = sh(repo, "git", "rev-parse", rs.exp_ref(commit, "sweep-good")).stdout.strip()
+    assert outcomes["sweep-good"] == sw.Outcome(sw.SUCCESS, good, {"none": {"fixed": {"acc": 0.9}}})
+    assert grids["sweep-good"].to_dict("records") == [
+        {"scheme": "none", "method": "fixed", "accuracy": 0.9}]
+    assert {name: o.state for name, o in outcomes.items()} == {
+        "sweep-good": "success", "sweep-bad": "failed", "sweep-empty": "failed",
+        "sweep-log": "failed", "sweep-died": "failed"}
+    assert set(grids) == {"sweep-good"}
+    assert errors["sweep-bad"].startswith("unreadable in the experiment's commit: ")
+    assert errors["sweep-empty"].endswith("metrics/fairness.json: no headline figures")
+    assert errors["sweep-log"] == "split: error: why" and errors["sweep-died"] == "worker died"
+    # a ref the Git remote lacks (removed meanwhile): failed, the sweep goes on
+    tool.bring_back([{"name": "sweep-gone", "state": "success"}], commit, args, outcomes, grids,
+                    errors)
+    assert outcomes["sweep-gone"].state == sw.FAILED and errors["sweep-gone"].startswith(
+        "not fetched: git fetch")
 
 
 def test_an_address_where_no_cluster_listens_is_refused_at_once():

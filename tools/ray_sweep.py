@@ -7,8 +7,9 @@ checks out the sweep's commit and runs ``dvc exp run --pull -n NAME -S ...`` (``
 that another experiment already ran with the same code, params and inputs comes from the DVC
 remote's run cache instead of running again). It then pushes the outputs and the run cache to
 the DVC remote (``dvc push --run-cache``), the experiment to the Git remote (``dvc exp push``),
-and removes its folder. The driver (tools/sweep.py) pulls the experiments (``dvc exp pull``) and
-writes the same metrics/sweep.csv and figure as a local sweep.
+and removes its folder. The driver (tools/sweep.py) fetches each experiment's Git ref as soon as
+its task ends (what ``dvc exp pull --no-cache`` fetches) and writes the same metrics/sweep.csv
+and figure as a local sweep.
 
 Nothing lost, nothing done twice:
 
@@ -303,17 +304,19 @@ def check_commit(remote: str, keep: Sequence[str], git: Callable[..., str]) -> s
     return commit
 
 
-def dvc_remote(dvc: Callable[..., str]) -> tuple[str, str]:
-    """The default DVC remote: its name and URL (a local path resolved, as DVC resolves it)."""
-    try:
-        name = dvc("remote", "default").strip()
-    except ValueError:
-        name = ""
+def dvc_remote(config: Mapping) -> tuple[str, str]:
+    """The default DVC remote of DVC's ``config`` (all levels merged, as ``dvc.config.Config``
+    loads it, a local path made absolute): its name and URL."""
+    name = config.get("core", {}).get("remote")
     if not name:
         raise ValueError("no default DVC remote: the tasks push their outputs to it and the "
                          "driver pulls from it; add one every machine can reach, e.g. "
                          "dvc remote add -d storage s3://bucket/biaslab (or a shared path)")
-    return name, dvc("config", f"remote.{name}.url").strip()
+    url = config.get("remote", {}).get(name, {}).get("url")
+    if not url:
+        raise ValueError(f"the default DVC remote {name!r} (core.remote) is not a remote of "
+                         f"DVC's config (dvc remote list); add it: dvc remote add {name} URL")
+    return name, url
 
 
 def pushed(git_url: str, commit: str, git: Callable[..., str]) -> set[str]:
@@ -366,11 +369,15 @@ def task_options(res: Mapping, name: str = "") -> dict:
 
 
 def run(experiments: Sequence, jobs: Mapping[str, Job], *, address: str, res: Mapping,
-        done: set[str], say: Callable[[str], None] = print) -> dict[str, dict]:
+        done: set[str], say: Callable[[str], None] = print,
+        on_results: Callable[[list[dict]], None] = lambda results: None) -> dict[str, dict]:
     """Run on Ray the experiments whose names ``done`` lacks; each one's result, by name.
 
     A task that raised, or whose worker died ``max_retries + 1`` times, is a failed result
-    whose ``error`` says why. Ctrl-C cancels the running tasks (their pushed experiments stay).
+    whose ``error`` says why. ``on_results`` is given the results of ``done`` once the tasks are
+    submitted, then each task's result as it comes, while the others still run: the driver
+    fetches each experiment then, not all of them after the last. Ctrl-C cancels the running
+    tasks (their pushed experiments stay).
     """
     ray = connect(address, res["gpus_per_experiment"])
     results = {name: {"name": name, "state": "success", "skipped": True} for name in done}
@@ -389,6 +396,7 @@ def run(experiments: Sequence, jobs: Mapping[str, Job], *, address: str, res: Ma
         say(f"sweep: {len(done)} experiment(s) on the Git remote already; {len(refs)} "
             f"submitted to the Ray cluster at {address}")
         pending = list(refs)
+        on_results(list(results.values()))
         while pending:
             # a timeout lets Ctrl-C in: Python handles signals between calls only
             ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
@@ -401,6 +409,7 @@ def run(experiments: Sequence, jobs: Mapping[str, Job], *, address: str, res: Ma
                 result = {"name": exp.name, "state": "failed", "error": _why(exc)}
             results[exp.name] = result
             say(_progress(len(results) - len(done), len(refs), exp, result))
+            on_results([result])
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -13,7 +13,8 @@ never appear in the table. Ctrl-C stops this sweep's experiments and removes it 
 
 With ``--ray ADDRESS`` (``auto``: the cluster this machine belongs to) the experiments run as Ray
 tasks on a cluster instead of DVC's queue, each in its own clone of the Git remote, and come
-back through the Git and DVC remotes (tools/ray_sweep.py); the table and figure are the same.
+back through the Git and DVC remotes (tools/ray_sweep.py), each fetched as soon as its task
+ends; the table and figure are the same.
 
     python -m tools.sweep                                   # bias strength 0..0.5, seeds 0 1
     python -m tools.sweep --param split.train_size --values 60 120 216 --seeds 0
@@ -23,6 +24,7 @@ back through the Git and DVC remotes (tools/ray_sweep.py); the table and figure 
 from __future__ import annotations
 
 import argparse
+import gc
 import io as text_io
 import json
 import os
@@ -138,27 +140,26 @@ def wait(experiments: list[sw.Experiment], poll: float,
         time.sleep(poll)
 
 
-def collect(outcomes: dict[str, sw.Outcome], grid_path: str,
-            errors: dict[str, str] | None = None):
-    """Each successful experiment's grid.csv; why each other one failed.
+def collect(outcomes: dict[str, sw.Outcome], grid_path: str):
+    """Each successful experiment's grid.csv; why each failed one failed (its queue log).
 
     grid.csv is a git-tracked output (cache: false), so the experiment's commit holds it: read
-    with ``git show REV:PATH`` (dvc.api.read reads through pygit2, see TIMEOUT). ``errors``:
-    the reasons known already (a Ray sweep's), kept as they are.
+    with ``git show REV:PATH`` (dvc.api.read reads through pygit2, see TIMEOUT).
     """
-    grids, errors = {}, dict(errors or {})
+    grids, errors = {}, {}
     for name, outcome in outcomes.items():
-        if name in errors:
-            continue
         if outcome.state == sw.SUCCESS:
             try:
-                text = command("git", "show", f"{outcome.rev}:{grid_path}")
-                grids[name] = pd.read_csv(text_io.StringIO(text))
+                grids[name] = read_grid(outcome.rev, grid_path)
             except ValueError as exc:  # pandas' parser errors are ValueErrors
                 errors[name] = f"unreadable in the experiment's commit: {exc}"
         elif outcome.state == sw.FAILED:
             errors[name] = sw.failure_reason(dvc("queue", "logs", name, check=False))
     return grids, errors
+
+
+def read_grid(rev: str, path: str) -> pd.DataFrame:
+    return pd.read_csv(text_io.StringIO(command("git", "show", f"{rev}:{path}")))
 
 
 def stop(experiments: list[sw.Experiment], why: str) -> None:
@@ -179,30 +180,82 @@ def stop(experiments: list[sw.Experiment], why: str) -> None:
               "stopped; the finished ones stay in dvc exp show", file=sys.stderr)
 
 
-def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict]:
-    """Run the sweep on the Ray cluster ``args.ray`` and pull it: outcomes and errors by name.
+def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict, dict]:
+    """Run the sweep on the Ray cluster ``args.ray``: outcomes, grids and errors by name.
 
     The checks come first (a Git remote holding this clean commit, a default DVC remote);
-    experiments the Git remote has already are not run again (tools/ray_sweep.py).
+    experiments the Git remote has already are not run again (tools/ray_sweep.py). Each
+    experiment is brought back as soon as its task ends (:func:`bring_back`), while the others
+    still run: what is left after the last one is the table and the figure.
     """
     res = ray_sweep.resources(params)
     url = ray_sweep.git_remote_url(args.git_remote, command)
     commit = ray_sweep.check_commit(args.git_remote, [args.out, args.figure], command)
-    remote = ray_sweep.dvc_remote(dvc)
+    remote = ray_sweep.dvc_remote(dvc_config())
     names = [e.name for e in experiments]
     done = ray_sweep.pushed(url, commit, command) & set(names)
     events = args.events and str(Path(args.events).resolve())
     jobs = {e.name: ray_sweep.Job(e.name, e.settings, commit, url, remote,
                                   workdir=res["workdir"], events=events, targets=sw.TARGETS)
             for e in experiments}
-    results = ray_sweep.run(experiments, jobs, address=args.ray, res=res, done=done,
-                            say=lambda line: print(line, flush=True))
-    ok = [name for name in names if results[name]["state"] == sw.SUCCESS]
-    if ok:  # git objects only: metrics are git-tracked; models stay on the DVC remote
-        dvc("exp", "pull", "-f", "--no-cache", args.git_remote, *ok, timeout=10 * TIMEOUT)
-    errors = {name: sw.failure_reason(r["log"]) if r.get("log") else r.get("error", "failed")
-              for name, r in results.items() if r["state"] != sw.SUCCESS}
-    return sw.outcomes(exp_show(), names, headline_file=args.headline), errors
+    back: tuple[dict, dict, dict] = ({}, {}, {})
+    ray_sweep.run(experiments, jobs, address=args.ray, res=res, done=done,
+                  say=lambda line: print(line, flush=True),
+                  on_results=lambda results: bring_back(results, commit, args, *back))
+    return back
+
+
+def dvc_config() -> dict:
+    """DVC's config of this repository, its levels merged, read in this process (``dvc
+    config`` would start DVC once per key, most of a second each)."""
+    from dvc.config import Config
+    from dvc.exceptions import DvcException
+
+    try:
+        return Config.from_cwd()
+    except DvcException as exc:
+        raise ValueError(f"DVC's config (.dvc/config): {exc}") from None
+
+
+def bring_back(results: list[dict], commit: str, args, outcomes: dict, grids: dict,
+               errors: dict) -> None:
+    """The outcome, grid and error of each result of Ray tasks (tools/ray_sweep.py), into
+    ``outcomes``, ``grids`` and ``errors``.
+
+    A success's Git ref is fetched from the Git remote, as ``dvc exp pull -f --no-cache``
+    fetches it (its commit: the experiment is then in ``dvc exp show``; its models stay on the
+    DVC remote), and its headline and grid.csv are read from that commit, with no ``dvc exp
+    show``: as in a local sweep, a success whose headline or grid cannot be read is failed.
+    """
+    refs = {}
+    for result in results:
+        name = result["name"]
+        if result["state"] == sw.SUCCESS:
+            refs[name] = ray_sweep.exp_ref(commit, name)
+        else:
+            outcomes[name] = sw.Outcome(sw.FAILED)
+            errors[name] = (sw.failure_reason(result["log"]) if result.get("log")
+                            else result.get("error", "failed"))
+    try:
+        if refs:
+            command("git", "fetch", "-q", args.git_remote, *[f"+{r}:{r}" for r in refs.values()])
+    except ValueError as exc:
+        for name in refs:  # on the Git remote still: the next run fetches them
+            outcomes[name], errors[name] = sw.Outcome(sw.FAILED), f"not fetched: {exc}"
+        return
+    for name, ref in refs.items():
+        rev = None
+        try:
+            rev = command("git", "rev-parse", ref).strip()
+            headline = json.loads(command("git", "show", f"{rev}:{args.headline}"))
+            if not isinstance(headline, dict) or not headline:
+                raise ValueError(f"{args.headline}: no headline figures")
+            grids[name] = read_grid(rev, args.grid)
+        except ValueError as exc:  # json's and pandas' parser errors are ValueErrors
+            outcomes[name] = sw.Outcome(sw.FAILED, rev)
+            errors[name] = f"unreadable in the experiment's commit: {exc}"
+        else:
+            outcomes[name] = sw.Outcome(sw.SUCCESS, rev, headline)
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -234,8 +287,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict]:
-    """The outcome of each experiment, run from DVC's queue or on Ray; the errors known."""
+def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict, dict]:
+    """Each experiment's outcome, grid and error (by name), run from DVC's queue or on Ray."""
     if args.ray:
         try:
             return on_ray(experiments, params, args)
@@ -247,13 +300,14 @@ def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dic
     try:
         queue(experiments)
         start_worker()
-        return wait(experiments, args.poll, args.headline), {}
+        outcomes = wait(experiments, args.poll, args.headline)
     except KeyboardInterrupt:
         stop(experiments, "interrupted")
         sys.exit(130)
     except ValueError:
         stop(experiments, "stopped")
         raise
+    return outcomes, *collect(outcomes, args.grid)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,8 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         experiments = ray_sweep.named(experiments, params)
     print(f"sweep: {args.param} = {' '.join(args.values)} x {sw.SEED_KEY} = "
           f"{' '.join(map(str, args.seeds))}: {len(experiments)} experiments", flush=True)
-    outcomes, known = run(experiments, params, args)
-    grids, errors = collect(outcomes, args.grid, known)
+    outcomes, grids, errors = run(experiments, params, args)
     table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
     # the experiments' own level (the seeds' intervals are combined at it)
     level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
@@ -308,3 +361,6 @@ if __name__ == "__main__":
     except (ValueError, FileNotFoundError) as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    # the interpreter's last garbage collection, over every object of pandas, scipy and
+    # matplotlib, takes a third of a second at exit, for nothing: the process ends here
+    gc.freeze()
