@@ -49,12 +49,14 @@ SWEEP ?=
 VALUES ?=
 SEEDS ?=
 SWEEP_SET ?=
-# RAY=auto|HOST:PORT: run the experiments as Ray tasks on that cluster (README, "Scaling out")
+# RAY=auto|HOST:PORT: run the experiments as Ray tasks on that cluster (README, "Scaling out");
+# GIT_REMOTE: the Git remote its machines clone and push experiments to (default origin)
 RAY ?=
+GIT_REMOTE ?=
 sweep: env
 	python -m tools.sweep $(if $(SWEEP),--param $(SWEEP)) $(if $(VALUES),--values $(VALUES)) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(SWEEP_SET),--set $(SWEEP_SET)) \
-		$(if $(RAY),--ray $(RAY))
+		$(if $(RAY),--ray $(RAY)) $(if $(GIT_REMOTE),--git-remote $(GIT_REMOTE))
 
 recover: env
 	python -m tools.recover
