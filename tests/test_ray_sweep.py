@@ -166,6 +166,29 @@ def test_an_address_where_no_cluster_listens_is_refused_at_once():
         rs.connect("127.0.0.1:1", 1)
 
 
+def test_a_cluster_that_refuses_the_driver_is_told_apart_from_none(monkeypatch):
+    """A head that asks for a token (Ray's token authentication) refuses a driver without
+    RAY_AUTH_MODE=token with the same ConnectionError as no cluster at all: the listening port
+    tells them apart, and the error says what to set."""
+    import socket
+
+    import ray
+
+    def refused(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster")
+
+    monkeypatch.setattr(ray, "init", refused)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(ValueError, match=rf"RAY={address}: a Ray cluster listens there "
+                                             r".*export RAY_AUTH_MODE=token.*RAY=auto"):
+            rs.connect(address, 1)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")  # set already: the plain error
+        with pytest.raises(ValueError, match="no Ray cluster there"):
+            rs.connect(address, 1)
+
+
 def test_a_killed_tasks_folder_is_removed_a_running_ones_is_not(tmp_path):
     running, killed = (tmp_path / f"biaslab-sweep-{n}-x" for n in ("a", "b"))
     for folder in (running, killed):

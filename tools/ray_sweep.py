@@ -210,7 +210,9 @@ def _push(job: Job, repo: str, ref: str, env: dict) -> str | None:
     from dvc.repo import Repo
 
     with Repo(repo) as dvc:  # opened after `dvc exp run`: it sees the experiment's outputs
-        dvc.push(run_cache=True)
+        # the stages it ran and what they need: the commit's dvc.lock also lists the outputs
+        # of stages after them (explain, report), which this clone never made
+        dvc.push(targets=list(job.targets) or None, with_deps=True, run_cache=True)
         pushed = dvc.experiments.push(job.git_url, [job.name])
     if job.name not in pushed.get("success", []) + pushed.get("up_to_date", []):
         return None  # diverged: another driver pushed its own run first
@@ -342,6 +344,15 @@ def connect(address: str, need_gpus: float):
     try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=True)
     except ConnectionError as exc:
+        if host and port.isdigit() and os.environ.get("RAY_AUTH_MODE") != "token":
+            # something listens there (checked above): most often a head that asks for a token
+            # (Ray's token authentication, on by default for `ray start --head` from Ray 2.59),
+            # which a driver given an address sends only with RAY_AUTH_MODE=token
+            raise ValueError(
+                f"RAY={address}: a Ray cluster listens there but this driver could not join it "
+                f"({exc}); if it asks for a token: export RAY_AUTH_MODE=token, with its token "
+                "in ~/.ray/auth_token or RAY_AUTH_TOKEN (on the head: ray get-auth-token), or "
+                "use RAY=auto on the head machine (README, Scaling out)") from None
         raise ValueError(f"RAY={address}: no Ray cluster there ({exc}); start one: "
                          "ray start --head (README, Scaling out)") from None
     for signum, handler in handlers.items():  # Ray's own handler of SIGTERM exits at once;
