@@ -211,8 +211,10 @@ def _push(job: Job, repo: str, ref: str, env: dict) -> str | None:
 
     with Repo(repo) as dvc:  # opened after `dvc exp run`: it sees the experiment's outputs
         # the stages it ran and what they need: the commit's dvc.lock also lists the outputs
-        # of stages after them (explain, report), which this clone never made
-        dvc.push(targets=list(job.targets) or None, with_deps=True, run_cache=True)
+        # of stages after them (explain, report), which this clone never made. Targets by
+        # path: DVC reads a bare stage name from the current folder, not the repository's
+        targets = [f"{Path(repo) / 'dvc.yaml'}:{stage}" for stage in job.targets]
+        dvc.push(targets=targets or None, with_deps=True, run_cache=True)
         pushed = dvc.experiments.push(job.git_url, [job.name])
     if job.name not in pushed.get("success", []) + pushed.get("up_to_date", []):
         return None  # diverged: another driver pushed its own run first
