@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biaslab.bias import BiasSpec
+from biaslab.bias import BiasSpec, model_inputs
 from biaslab.config import ExplainConfig
 from biaslab.devices import pick_device
 from biaslab.explain import attribution as attr
@@ -90,9 +90,8 @@ def main() -> None:
     model = build_model(args.model, 2).eval().to(device)
     bias = BiasSpec(kind="noise_channel")
     pixels, frame = test_set(max(args.test, 2 * args.maps), args.size)
-    x = torch.from_numpy(np.stack([
-        np.stack([p / 127.5 - 1, np.zeros_like(p, dtype=np.float64)]) for p in pixels
-    ]).astype(np.float32))
+    x = torch.from_numpy(model_inputs(pixels, frame["row"].to_numpy(), frame["s"].to_numpy(),
+                                      bias))  # as the stage builds them: 2 channels
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, " \
         f"{torch.get_num_threads()} threads"
     print(f"{args.model} at {args.size}x{args.size}, 2 channels, on {name}")
