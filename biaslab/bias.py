@@ -133,15 +133,17 @@ def bias_table(index: pd.DataFrame, kind: str, p0: float, p1: float, seed: int) 
     return table
 
 
-def noise(rows: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
+def noise(rows: np.ndarray, shape: tuple[int, int], seed: int, *stream: int) -> np.ndarray:
     """The fixed N(0, I) noise image of each row, shape (B, H, W) float32.
 
     Seeded by (seed, row), so an image gets the same noise in every epoch, in every stage and
-    whatever batch it falls in: predictions with S forced on are reproducible.
+    whatever batch it falls in: predictions with S forced on are reproducible. ``stream``: more
+    seed words, for noise of another use kept apart from the bias channel's.
     """
     out = np.empty((len(rows), *shape), dtype=np.float32)
     for i, row in enumerate(rows):
-        out[i] = np.random.default_rng((seed, int(row))).standard_normal(shape, dtype=np.float32)
+        rng = np.random.default_rng((seed, int(row), *stream))
+        out[i] = rng.standard_normal(shape, dtype=np.float32)
     return out
 
 

@@ -133,8 +133,9 @@ def attribution_part(model, model_name, pixels, frame, bias, config, device):
     selected = selected.assign(share=[share_of[r] for r in selected["row"]])
     figure = None
     if len(selected):
-        figure = _maps_figure(model, model_name, _inputs(pixels, selected, bias), selected,
-                              baseline, mask, config, device)
+        # ``both`` starts with ``selected``, in order (its rows are distinct): their inputs
+        figure = _maps_figure(model, model_name, x[:len(selected)], selected, baseline, mask,
+                              config, device)
     return selected, cells, table, figure
 
 

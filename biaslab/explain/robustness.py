@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from biaslab.bias import BiasSpec, model_inputs
+from biaslab.bias import BiasSpec, model_inputs, noise
 from biaslab.metrics import NEEDS, cell_sizes, group_report, rates
 
 PROBES = ("rotation", "noise")
@@ -35,15 +35,6 @@ GAPS = ("disparate_impact", "statistical_parity_difference", "equal_opportunity_
         "average_odds_difference", "equalized_odds_difference")
 COLUMNS = ("probe", "strength", "attribute", "group", "n", *PER_GROUP, *GAPS)
 _NOISE_STREAM = 0x6E6F6973  # "nois": keeps this noise apart from the bias channel's
-
-
-def probe_noise(rows: np.ndarray, shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Each row's fixed N(0, I) image (B, H, W) float32, from (seed, row) alone."""
-    out = np.empty((len(rows), *shape), dtype=np.float32)
-    for i, row in enumerate(rows):
-        rng = np.random.default_rng((seed, int(row), _NOISE_STREAM))
-        out[i] = rng.standard_normal(shape, dtype=np.float32)
-    return out
 
 
 def rotate(x: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -110,7 +101,7 @@ def probe_logits(model: nn.Module, pixels: np.ndarray, rows: np.ndarray, s: np.n
         part = slice(start, start + batch_size)
         x = torch.from_numpy(model_inputs(pixels, rows[part], None if s is None else s[part],
                                           bias)).to(device)
-        z = (torch.from_numpy(probe_noise(rows[part], tuple(x.shape[2:]), seed)).to(device)
+        z = (torch.from_numpy(noise(rows[part], tuple(x.shape[2:]), seed, _NOISE_STREAM)).to(device)
              if noisy else None)
         clean = None
         for i, (probe, strength) in enumerate(probes):
