@@ -304,9 +304,7 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
         elif bad or text:
             rows.append((pair["scheme"], pair["method"], "degenerate",
                          text or "flagged degenerate by evaluate"))
-    test = groups[(groups["set"] == "test") & (groups["attribute"] != "all")]
-    test = test.drop_duplicates(["attribute", "group"])
-    for r in test.itertuples():
+    for r in test_groups(groups).itertuples():
         short = [f"{int(v)} {k}" for k, v, floor in (
             ("patients", r.patients, min_group_size), ("positives", r.positives, min_class_size),
             ("negatives", r.negatives, min_class_size)) if v < floor]
@@ -318,6 +316,24 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
     return pd.DataFrame(rows, columns=WARNINGS)
 
 
+def test_groups(per_group: pd.DataFrame) -> pd.DataFrame:
+    """Each test group's row of ``per_group`` (evaluate's groups table), once: its sizes are
+    the same for every (scheme, method)."""
+    test = per_group[(per_group["set"] == "test") & (per_group["attribute"] != "all")]
+    return test.drop_duplicates(["attribute", "group"])
+
+
+def top_pair(verdict: pd.DataFrame, summary: pd.DataFrame
+             ) -> tuple[pd.Series, bool, pd.DataFrame]:
+    """The recommended pair's row of ``summary`` (without one, the first row), whether it was
+    recommended, and its rows of ``verdict``. ``summary`` must not be empty."""
+    top = summary[summary["recommended"]].head(1)
+    chosen = not top.empty
+    top = (top if chosen else summary.head(1)).iloc[0]
+    mine = verdict[(verdict["scheme"] == top["scheme"]) & (verdict["method"] == top["method"])]
+    return top, chosen, mine
+
+
 def metric(verdict: pd.DataFrame, summary: pd.DataFrame) -> dict:
     """``metrics/verdict.json``: the recommended pair's verdict and, per criterion, its status
     and value: ``{"pair": "none/fixed", "verdict": "failed", "flip_rate": {"status":
@@ -325,11 +341,8 @@ def metric(verdict: pd.DataFrame, summary: pd.DataFrame) -> dict:
     the first one."""
     if summary.empty:
         return {"pair": None, "verdict": NO_DATA}
-    top = summary[summary["recommended"]].head(1)
-    top = summary.head(1) if top.empty else top
-    scheme, method = top["scheme"].iloc[0], top["method"].iloc[0]
-    mine = verdict[(verdict["scheme"] == scheme) & (verdict["method"] == method)]
-    return {"pair": f"{scheme}/{method}", "verdict": top["verdict"].iloc[0]} | {
+    top, _, mine = top_pair(verdict, summary)
+    return {"pair": f"{top['scheme']}/{top['method']}", "verdict": top["verdict"]} | {
         r.criterion: {"status": r.status,
                       "value": None if np.isnan(r.value) else round(float(r.value), 4)}
         for r in mine.itertuples()}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from biaslab.report import figures, tables
 from biaslab.report.figures import curves_figure, examples_figure
-from biaslab.verdict import flag
+from biaslab.verdict import flag, top_pair
 
 __all__ = ["ExplainFigure", "ExplainTable", "build_report", "curves_figure", "examples_figure",
            "missing_figures", "render"]
@@ -145,10 +145,7 @@ def _seeds(grid: pd.DataFrame) -> int:
 def _verdict_context(verdict, summary, warnings, grid) -> dict:
     if verdict is None or summary is None or summary.empty:
         return {"top": None, "warnings": _warning_lines(warnings)}
-    top = summary[summary["recommended"]].head(1)
-    chosen = not top.empty
-    top = (top if chosen else summary.head(1)).iloc[0]
-    mine = verdict[(verdict["scheme"] == top["scheme"]) & (verdict["method"] == top["method"])]
+    top, chosen, mine = top_pair(verdict, summary)
     return {
         "top": top.to_dict(), "chosen": chosen, "table": tables.verdict_table(mine),
         "summary": tables.summary_table(summary),

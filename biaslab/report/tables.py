@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from biaslab.verdict import sizes_text
+from biaslab.verdict import sizes_text, test_groups
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,8 @@ def group_sizes(per_group: pd.DataFrame) -> dict[str, str]:
     need = {"set", "attribute", "group", "patients", "positives", "negatives"}
     if not need <= set(per_group.columns):
         return {}
-    test = per_group[(per_group["set"] == "test") & (per_group["attribute"] != "all")]
-    test = test.drop_duplicates(["attribute", "group"])
-    return {a: sizes_text(part) for a, part in test.groupby("attribute", sort=False)}
+    return {a: sizes_text(part)
+            for a, part in test_groups(per_group).groupby("attribute", sort=False)}
 
 
 def confusion(counts: pd.DataFrame, attribute: str) -> Table:
