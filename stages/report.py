@@ -40,9 +40,10 @@ def main() -> None:
     scores = counts = None
     if args.predictions and args.decisions:
         groups = [g for g in evaluate.groups if g in table.columns]
-        scores = data.test_scores(inputs.per_scheme(args.predictions, schemes, seeds=seeds),
+        first = [min(seeds)]  # the figures show the first seed's model: read only its files
+        scores = data.test_scores(inputs.per_scheme(args.predictions, schemes, first),
                                   table, groups)
-        counts = data.decision_counts(inputs.per_scheme(args.decisions, schemes, seeds=seeds),
+        counts = data.decision_counts(inputs.per_scheme(args.decisions, schemes, first),
                                       table, groups)
     sweep = Path(args.sweep) if args.sweep else None
     page = build_report(
