@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from biaslab.bias import BiasSpec, model_inputs
 from biaslab.config import ExplainConfig
-from biaslab.devices import pick_device
+from biaslab.data.bias import BiasSpec, model_inputs
 from biaslab.explain import attribution as attr
 from biaslab.explain.pipeline import explain_model
-from biaslab.models import build_model
+from biaslab.model.architectures import build_model
+from biaslab.model.devices import pick_device
 
 
 def sync(device: torch.device) -> None:

@@ -30,9 +30,9 @@ import warnings
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, precision_score, recall_score, roc_auc_score
 
-from biaslab.bootstrap import binned_resamples, score_bins
-from biaslab.metrics import group_report
-from biaslab.significance import permutation_pvalues
+from biaslab.fairness.bootstrap import binned_resamples, score_bins
+from biaslab.fairness.metrics import group_report
+from biaslab.fairness.significance import permutation_pvalues
 
 
 def _data(n: int, seed: int = 0):

@@ -1,4 +1,4 @@
-"""Benchmark: the prepare stage's decoding (biaslab.prepare.prepare_files) against the ideal.
+"""Benchmark: the prepare stage's decoding (biaslab.data.prepare.prepare_files) against the ideal.
 
 Generates 1024x1024 grayscale PNGs and JPEGs (X-ray-like: smooth anatomy plus noise) in a
 temporary folder, then measures
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from biaslab.prepare import prepare_files
+from biaslab.data.prepare import prepare_files
 
 
 def make_images(folder: Path, n: int, side: int = 1024, seed: int = 0) -> list[str]:

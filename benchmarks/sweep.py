@@ -5,7 +5,7 @@ strength 0.2 and 0.4 x training seeds 0 and 1):
 
 - **in a row**: ``dvc exp run -S ...`` four times, one after another, in a fresh copy of the
   pipeline (what a sweep costs without any scheduling: DVC's queue adds to it);
-- **on Ray**: ``python -m tools.sweep --ray ADDRESS`` on a local cluster of two nodes started
+- **on Ray**: ``python -m biaslab.cli.sweep --ray ADDRESS`` on a local cluster of two nodes started
   here (``ray.cluster_utils.Cluster``), each with one CPU and one logical GPU, a bare Git
   repository and a local folder as the remotes; end to end, from the driver's start to the end
   of its process, clones, pushes, the experiments' fetches, the table and the figure included.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from tools import ray_sweep as rs
+from biaslab.sweep import ray_cluster as rs
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore",
@@ -79,7 +79,7 @@ def tiny_repo(path: Path) -> Path:
 
 def in_a_row(repo: Path) -> float:
     """Seconds for the four experiments, one ``dvc exp run`` after another."""
-    from biaslab import sweep as sw
+    from biaslab.sweep import table as sw
 
     start = time.monotonic()
     for exp in sw.plan(sw.BIAS_STRENGTH, VALUES, [int(s) for s in SEEDS], prefix="row"):
@@ -118,8 +118,8 @@ def on_ray(repo: Path, work: Path, address: str) -> tuple[float, list[dict], tup
     sh(repo, "git", "push", "-q", "origin", "HEAD")
     events = work / "events.jsonl"
     start, wall = time.monotonic(), time.time()
-    out = sh(repo, sys.executable, "-m", "tools.sweep", "--values", *VALUES, "--seeds", *SEEDS,
-             "--ray", address, "--events", str(events))
+    out = sh(repo, sys.executable, "-m", "biaslab.cli.sweep", "--values", *VALUES,
+             "--seeds", *SEEDS, "--ray", address, "--events", str(events))
     took = time.monotonic() - start
     print("  " + "\n  ".join(line for line in out.splitlines() if line.startswith("sweep:")))
     return (took, [json.loads(line) for line in events.read_text().splitlines()],

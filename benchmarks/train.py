@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biaslab.batches import TrainData  # noqa: E402
-from biaslab.bias import BiasSpec, model_inputs  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
-from biaslab.models import build_model  # noqa: E402
-from biaslab.train import fit  # noqa: E402
+from biaslab.data.bias import BiasSpec, model_inputs  # noqa: E402
+from biaslab.model.architectures import build_model  # noqa: E402
+from biaslab.model.batches import TrainData  # noqa: E402
+from biaslab.model.train import fit  # noqa: E402
 
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}  # dense
 

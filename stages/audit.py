@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from biaslab import io
-from biaslab.audit import rejected_warnings, run_audit
+from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.data.audit import rejected_warnings, run_audit
 from stages import present_columns, run
 
 
@@ -31,14 +31,14 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("audit")
 
-    table = io.read_rows(args.index, args.bias, args.split)
+    table = artifacts.read_rows(args.index, args.bias, args.split)
     attributes = present_columns(cfg.attributes, table, "audit", "not audited")
     summary, tables = run_audit(table, attributes, min_group_size=cfg.min_group_size,
                                 level=cfg.level, min_effect=cfg.simpson_min_effect,
                                 rejected=read_rejected(args.rejected))
     for name, frame in tables.items():
-        io.write_csv(frame, Path(args.tables) / f"{name}.csv")
-    io.write_json(summary, args.summary)
+        artifacts.write_csv(frame, Path(args.tables) / f"{name}.csv")
+    artifacts.write_json(summary, args.summary)
     for line in rejected_warnings(summary["rejected"]):
         print(f"audit: warning: {line}", file=sys.stderr)
     print(f"audit: {summary['n']} images, prevalence {summary['prevalence']:.3f}, "

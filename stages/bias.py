@@ -2,9 +2,9 @@
 
 import argparse
 
-from biaslab import io
-from biaslab.bias import bias_table
+from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.data.bias import bias_table
 from stages import run
 
 
@@ -15,9 +15,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("bias")
 
-    index = io.read_table(args.index, required=("row", "label"))
+    index = artifacts.read_table(args.index, required=("row", "label"))
     table = bias_table(index, cfg.kind, cfg.p0, cfg.p1, cfg.seed)
-    io.write_parquet(table, args.out)
+    artifacts.write_parquet(table, args.out)
     if "s" in table:
         by_label = table.assign(label=index["label"].to_numpy()).groupby("label")["s"].mean()
         detail = ", ".join(f"P(S=1|y={y})={p:.2f}" for y, p in by_label.items())

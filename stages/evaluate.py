@@ -5,9 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.evaluate import (
+from biaslab.fairness.evaluate import (
     add_not_applicable,
     add_training_flags,
     choose,
@@ -36,11 +36,11 @@ def main() -> None:
         return {s: {k: read(Path(folder) / s / f"seed{k}{suffix}") for k in seeds}
                 for s in schemes}
 
-    attributes = io.read_rows(args.index, args.bias)
+    attributes = artifacts.read_rows(args.index, args.bias)
     # the library warns of what its figures cannot say (a metric undefined for a group lacking
     # a class): stages.run says it as this stage's lines
     evaluation = evaluate_seeds(
-        each(args.decisions, ".parquet", io.read_table), attributes, cfg.groups,
+        each(args.decisions, ".parquet", artifacts.read_table), attributes, cfg.groups,
         shift_p=cfg.shift_p, n_boot=cfg.n_boot,
         level=cfg.level, seed=cfg.seed, min_group_size=cfg.min_group_size,
         intersect=cfg.intersect, bins=cfg.bins, pareto_gap=cfg.pareto_gap,
@@ -49,10 +49,10 @@ def main() -> None:
         correction=cfg.correction)
     grid = evaluation.grid
     if args.health:  # train's own check (e.g. the same validation accuracy every epoch)
-        flags = each(args.health, ".json", lambda path: io.read_json(path).get("degenerate"))
+        flags = each(args.health, ".json", lambda path: artifacts.read_json(path).get("degenerate"))
         grid = add_training_flags(grid, seed_flags(flags))
     if args.thresholds:  # postprocess's skipped methods: said, not silently missing
-        fitted = each(args.thresholds, ".json", io.read_json)
+        fitted = each(args.thresholds, ".json", artifacts.read_json)
         grid = add_not_applicable(grid, seed_thresholds(fitted))
     grid = choose(grid, cfg.max_accuracy_loss)  # a model training flagged is never recommended
     # everything the stage says is computed before the first write: a failure writes nothing
@@ -65,10 +65,10 @@ def main() -> None:
                         f"{why}" for col in grid.columns if col.endswith(".insufficient")
                         for why in grid[col] if why})
 
-    io.write_json(figures, args.headline)
-    io.write_csv(grid, args.grid)
-    io.write_csv(evaluation.per_seed, args.seeds)
-    io.write_csv(evaluation.per_group, args.groups)
+    artifacts.write_json(figures, args.headline)
+    artifacts.write_csv(grid, args.grid)
+    artifacts.write_csv(evaluation.per_seed, args.seeds)
+    artifacts.write_csv(evaluation.per_group, args.groups)
     for warning in warnings:
         print(f"evaluate: warning: {warning}", file=sys.stderr)
     print(f"evaluate: {summary} -> {args.headline}")

@@ -6,12 +6,12 @@ import io as bytes_io
 import os
 from pathlib import Path
 
-from biaslab import io
-from biaslab.bias import BiasSpec
-from biaslab.checkpoint import load_checkpoint
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.devices import pick_device
+from biaslab.data.bias import BiasSpec
 from biaslab.explain.pipeline import explain_model
+from biaslab.model.checkpoint import load_checkpoint
+from biaslab.model.devices import pick_device
 from stages import present_columns, run
 
 
@@ -30,8 +30,8 @@ def main() -> None:
     bias = BiasSpec.from_config(load_section("bias"))
 
     model, train_cfg = load_checkpoint(args.model)
-    table = io.read_rows(args.index, args.bias, args.split)
-    pixels = io.read_pixels(args.pixels, n_rows=len(table))
+    table = artifacts.read_rows(args.index, args.bias, args.split)
+    pixels = artifacts.read_pixels(args.pixels, n_rows=len(table))
     groups = present_columns(evaluate.groups, table, "explain", "groups without it")
     columns = (["s"] if "s" in table else []) + [g for g in groups if g != "s"]
     result = explain_model(
@@ -49,11 +49,11 @@ def main() -> None:
                  for k in ("layers", "silhouettes", "clusters", "flows", "anomalies")}}
     pngs = {name: _png(fig) for name, fig in result.figures.items()}
     for name, df in tables.items():
-        io.write_csv(df[["scheme", *df.columns.drop("scheme")]] if "scheme" in df else df,
+        artifacts.write_csv(df[["scheme", *df.columns.drop("scheme")]] if "scheme" in df else df,
                      metrics / f"{name}.csv")
     for name, data in pngs.items():
-        io.write_bytes(data, figures / f"{name}.png")
-    io.write_json(_manifest(pngs, metrics, figures, has_bias=bias.kind != "none"),
+        artifacts.write_bytes(data, figures / f"{name}.png")
+    artifacts.write_json(_manifest(pngs, metrics, figures, has_bias=bias.kind != "none"),
                   figures / "manifest.json")
     shares = "; bias share " + ", ".join(
         f"{r.group} {r.share:.2f} (area {r.area:.2f}, flip rate {r.flip_rate:.2f})"

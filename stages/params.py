@@ -8,7 +8,7 @@ valid edit reruns nothing after it.
 
 import argparse
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_config
 from stages import run
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="marker file, the same text every time")
     args = parser.parse_args()
     params = load_config("params.yaml")
-    io.write_text(MARKER, args.out)
+    artifacts.write_text(MARKER, args.out)
     print(f"params: params.yaml is valid ({len(type(params).model_fields)} sections) "
           f"-> {args.out}")
 

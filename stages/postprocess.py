@@ -1,7 +1,7 @@
 """postprocess@SCHEME-SEED: fit each threshold method on validation, apply it to val and test.
 
 Per-group methods take the group of each row from ``postprocess.groups`` (``s`` and/or index
-columns, intersected); :func:`biaslab.thresholds.decide_methods` writes the decisions,
+columns, intersected); :func:`biaslab.fairness.thresholds.decide_methods` writes the decisions,
 counterfactual ones included. A method the validation rows cannot support (a group with one
 class, as under extreme bias) is left out of the decisions, recorded in the thresholds file as
 ``{"METHOD": {"not_applicable": REASON}}`` and said in a warning; the others go on.
@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.thresholds import decide_methods, not_applicable
+from biaslab.fairness.thresholds import decide_methods, not_applicable
 from stages import run
 
 
@@ -26,14 +26,14 @@ def main() -> None:
     cfg = load_section("postprocess")
     stage = f"postprocess@{args.name or Path(args.out).stem}"
 
-    preds = io.read_table(args.predictions, required=("row", "split", "score")).merge(
-        io.read_rows(args.index, args.bias), on="row")
+    preds = artifacts.read_table(args.predictions, required=("row", "split", "score")).merge(
+        artifacts.read_rows(args.index, args.bias), on="row")
     val, test = preds[preds["split"] == "val"], preds[preds["split"] == "test"]
     decisions, fitted = decide_methods(
         cfg.methods, val, test, cfg.groups, fixed_threshold=cfg.fixed_threshold,
         tolerance=cfg.tolerance, seed=cfg.seed)
-    io.write_parquet(decisions, args.out)
-    io.write_json(fitted, args.thresholds)
+    artifacts.write_parquet(decisions, args.out)
+    artifacts.write_json(fitted, args.thresholds)
     skipped = not_applicable(fitted)
     for method, reason in skipped.items():
         print(f"{stage}: warning: {method} not applicable: {reason}", file=sys.stderr)

@@ -3,11 +3,11 @@ and 1."""
 
 import argparse
 
-from biaslab import io
-from biaslab.bias import BiasSpec
-from biaslab.checkpoint import load_checkpoint
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.predict import predict_scores
+from biaslab.data.bias import BiasSpec
+from biaslab.model.checkpoint import load_checkpoint
+from biaslab.model.predict import predict_scores
 from stages import run
 
 
@@ -19,11 +19,11 @@ def main() -> None:
     bias = BiasSpec.from_config(load_section("bias"))
 
     model, _ = load_checkpoint(args.model)
-    table = io.read_rows(args.index, args.bias, args.split)
-    pixels = io.read_pixels(args.pixels, n_rows=len(table))
+    table = artifacts.read_rows(args.index, args.bias, args.split)
+    pixels = artifacts.read_pixels(args.pixels, n_rows=len(table))
     table = table[table["split"].isin(["val", "test"])]
     scores = predict_scores(model, pixels, table, bias=bias)
-    io.write_parquet(scores, args.out)
+    artifacts.write_parquet(scores, args.out)
     cols = ", ".join(c for c in scores.columns if c.startswith("score"))
     print(f"predict: {len(scores)} val+test rows scored ({cols}) -> {args.out}")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.prepare import write_pixels
-from biaslab.sources import load_source
+from biaslab.data.prepare import write_pixels
+from biaslab.data.sources import load_source
 from stages import run
 
 
@@ -31,9 +31,9 @@ def main() -> None:
             max_aspect=prepare.max_aspect, progress=bar.update,
             where=f"data.root = {root}" if data.source != "digits" else "data.source = digits")
     index.insert(0, "row", np.arange(len(index), dtype=np.int64))
-    io.write_parquet(index, args.index)
-    io.write_csv(rejected, args.rejected)
-    io.write_csv(src.issues, args.issues)
+    artifacts.write_parquet(index, args.index)
+    artifacts.write_csv(rejected, args.rejected)
+    artifacts.write_csv(src.issues, args.issues)
     for issue in src.issues.head(10).itertuples():
         print(f"prepare: warning: table row {issue.table_row}, {issue.column} = "
               f"{issue.value!r}: {issue.reason} (left missing)", file=sys.stderr)

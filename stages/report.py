@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biaslab import io
-from biaslab.bias import BiasSpec, model_inputs
+from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.data.bias import BiasSpec, model_inputs
+from biaslab.fairness.verdict import Criterion, judge, metric, model_warnings, summarise
 from biaslab.report import build_report, data, examples_figure, inputs
-from biaslab.verdict import Criterion, judge, metric, model_warnings, summarise
 from stages import run
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     summary = summarise(verdict, grid)
     warnings = model_warnings(grid, per_group, min_group_size=cfg.min_group_size,
                               min_class_size=cfg.min_class_size)
-    table = io.read_rows(args.index, args.bias)
+    table = artifacts.read_rows(args.index, args.bias)
     scores = counts = None
     if args.predictions and args.decisions:
         groups = [g for g in evaluate.groups if g in table.columns]
@@ -47,7 +47,7 @@ def main() -> None:
                                       table, groups)
     sweep = Path(args.sweep) if args.sweep else None
     page = build_report(
-        grid=grid, per_group=per_group, audit=io.read_json(args.audit),
+        grid=grid, per_group=per_group, audit=artifacts.read_json(args.audit),
         prevalence=pd.read_csv(Path(args.audit_tables) / "prevalence.csv"),
         groups=evaluate.groups, curves=inputs.curves(args.curves, schemes, seeds),
         verdict=verdict, summary=summary, warnings=warnings, scores=scores, counts=counts,
@@ -56,8 +56,8 @@ def main() -> None:
         explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind,
         sweep=_relative(sweep, Path(args.out).parent) if sweep and sweep.exists() else None)
     if args.verdict:
-        io.write_json(metric(verdict, summary), args.verdict)
-    io.write_text(page, args.out)
+        artifacts.write_json(metric(verdict, summary), args.verdict)
+    artifacts.write_text(page, args.out)
     top = summary.head(1).to_dict("records")
     said = f"{top[0]['scheme']} / {top[0]['method']}: {top[0]['verdict']}" if top else "none"
     print(f"report: verdict {said}; {len(schemes)} scheme(s) -> {Path(args.out).resolve()}")
@@ -66,7 +66,7 @@ def main() -> None:
 def _examples(table: pd.DataFrame, pixels_path: str, spec: BiasSpec) -> bytes | None:
     """A few images as the model sees them: the image and, with S=1, the noise channel."""
     pick = table.groupby(["label", "s"] if "s" in table else ["label"]).head(1).head(6)
-    pixels = io.read_pixels(pixels_path, n_rows=len(table))
+    pixels = artifacts.read_pixels(pixels_path, n_rows=len(table))
     s = pick["s"].to_numpy() if "s" in pick else None
     x = model_inputs(pixels, pick["row"].to_numpy(), s, spec)
     panels = np.concatenate(list(x.transpose(1, 0, 2, 3)), axis=-1)  # image | bias channel

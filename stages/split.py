@@ -2,9 +2,9 @@
 
 import argparse
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.split import (
+from biaslab.data.split import (
     missing_in_parts,
     parts_error,
     source_split,
@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("split")
 
-    table = io.read_rows(args.index, args.bias)
+    table = artifacts.read_rows(args.index, args.bias)
     stratify = present_columns(cfg.stratify, table, "split", "not stratified on it")
     # strata too small to keep apart are merged, with a warning (stages.run prints it)
     split = source_split(table) if cfg.use_source else stratified_split(
@@ -36,7 +36,7 @@ def main() -> None:
     lacking = missing_in_parts(table, split["split"], groups)
     if lacking:
         raise ValueError(parts_error(lacking, use_source=cfg.use_source, stratify=stratify))
-    io.write_parquet(split, args.out)
+    artifacts.write_parquet(split, args.out)
     counts = split["split"].value_counts().to_dict()
     how = "the source's split" if cfg.use_source else f"stratified on {stratify}"
     print(f"split: {counts} ({how}) -> {args.out}")

@@ -5,13 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from biaslab import io
-from biaslab.batches import TrainData
-from biaslab.bias import BiasSpec
-from biaslab.checkpoint import digest, save_checkpoint
+from biaslab import artifacts
 from biaslab.cli.runtime import Progress, distributed
 from biaslab.config import as_dict, load_section
-from biaslab.train import fit
+from biaslab.data.bias import BiasSpec
+from biaslab.model.batches import TrainData
+from biaslab.model.checkpoint import digest, save_checkpoint
+from biaslab.model.train import fit
 from stages import run
 from stages._warnings import stage_warnings
 
@@ -31,8 +31,8 @@ def main() -> None:
     name = f"train@{args.scheme}-{args.seed}"
     device, ddp = distributed(cfg.device)
 
-    table = io.read_rows(args.index, args.bias, args.split, args.weights)
-    pixels = io.read_pixels(args.pixels, n_rows=len(table))
+    table = artifacts.read_rows(args.index, args.bias, args.split, args.weights)
+    pixels = artifacts.read_pixels(args.pixels, n_rows=len(table))
     # weights.mode travels in the weights file (a dep of this stage), so changing it retrains;
     # a weighted sampler redraws the training rows in proportion to weight at every epoch
     sampler = "mode" in table and bool((table["mode"] == "sampler").any())
@@ -58,11 +58,11 @@ def main() -> None:
     save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias)  # atomic
     # speed goes to the summary line, not the artifact: same params and seed, same file
     curves = fitted.curves
-    io.write_csv(curves.drop(columns="img_per_s"), args.curves)
+    artifacts.write_csv(curves.drop(columns="img_per_s"), args.curves)
     # the degenerate-model flag, for evaluate: null when the model learnt something
     health = args.health or Path(args.model).with_name("health.json")
-    io.write_json({"scheme": args.scheme, "seed": args.seed, "degenerate": fitted.degenerate},
-                  health)
+    artifacts.write_json(
+        {"scheme": args.scheme, "seed": args.seed, "degenerate": fitted.degenerate}, health)
     resume.unlink(missing_ok=True)
     if fitted.degenerate:
         print(f"{name}: warning: {fitted.degenerate}", file=sys.stderr)

@@ -8,9 +8,9 @@ import argparse
 
 import numpy as np
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.weights import compute_weights
+from biaslab.fairness.weights import compute_weights
 from stages import run
 
 
@@ -24,13 +24,13 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_section("weights")
 
-    table = io.read_rows(args.index, args.bias, args.split)
+    table = artifacts.read_rows(args.index, args.bias, args.split)
     train = table[table["split"] == "train"]
     weights = compute_weights(train, args.scheme, cfg.groups, all_rows=table,
                               sample_by=cfg.sample_by, column=cfg.column, seed=cfg.seed)
     out = table[["row"]].assign(weight=np.nan, mode=cfg.mode)
     out.loc[train.index, "weight"] = weights
-    io.write_parquet(out, args.out)
+    artifacts.write_parquet(out, args.out)
     print(f"weights@{args.scheme}: {len(train)} training rows, weight range "
           f"[{weights.min():.3f}, {weights.max():.3f}], mode {cfg.mode} -> {args.out}")
 

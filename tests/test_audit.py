@@ -1,10 +1,11 @@
-"""biaslab.audit: counts and label prevalence per split and group, Wilson intervals, warnings."""
+"""biaslab.data.audit: counts and label prevalence per split and group, Wilson intervals,
+warnings."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.audit import audit_summary, prevalence_table, wilson
+from biaslab.data.audit import audit_summary, prevalence_table, wilson
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_audit_summary_warns_about_every_small_group(table):
 
 
 # ---------------------------------------------------------------- univariate, balance, Simpson
-from biaslab.audit import (  # noqa: E402
+from biaslab.data.audit import (  # noqa: E402
     balance_table,
     run_audit,
     simpson_table,
@@ -277,7 +278,7 @@ import sys  # noqa: E402
 
 import yaml  # noqa: E402
 
-from biaslab.audit import rejected_kind, rejected_summary  # noqa: E402
+from biaslab.data.audit import rejected_kind, rejected_summary  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 
@@ -363,8 +364,8 @@ NIH_TABLE = SHARED / "data" / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz"
 
 @pytest.mark.skipif(not NIH_TABLE.exists(), reason=f"real NIH table not available at {NIH_TABLE}")
 def test_audit_on_the_full_real_nih_table():
-    from biaslab.sources.nih import nih_index, read_nih_table
-    from biaslab.split import stratified_split
+    from biaslab.data.sources.nih import nih_index, read_nih_table
+    from biaslab.data.split import stratified_split
 
     index, _ = nih_index(read_nih_table(NIH_TABLE), finding="any", views=[], age_bins=[40, 60, 80])
     index.insert(0, "row", np.arange(len(index)))

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from biaslab.batches import TrainData, batches, cached_inputs
-from biaslab.bias import BiasSpec
+from biaslab.data.bias import BiasSpec
+from biaslab.model.batches import TrainData, batches, cached_inputs
 
 NOISE, PATCH, NONE = BiasSpec(seed=3), BiasSpec(kind="patch", patch_size=2), BiasSpec(kind="none")
 

@@ -1,10 +1,13 @@
-"""biaslab.bias: S ~ Bernoulli(p_y), the bias table, per-row noise and the model input."""
+"""biaslab.data.bias: S ~ Bernoulli(p_y), the bias table, per-row noise and the model input."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.bias import (
+from biaslab.config import BiasConfig
+from biaslab.config.sections import BIAS_KINDS
+from biaslab.config.sections import PATCH_POSITIONS as CONFIG_POSITIONS
+from biaslab.data.bias import (
     DEFAULT_BIAS,
     KINDS,
     PATCH_POSITIONS,
@@ -14,9 +17,6 @@ from biaslab.bias import (
     model_inputs,
     noise,
 )
-from biaslab.config import BiasConfig
-from biaslab.config.sections import BIAS_KINDS
-from biaslab.config.sections import PATCH_POSITIONS as CONFIG_POSITIONS
 
 NOISE = BiasSpec(kind="noise_channel", seed=0)
 

@@ -1,4 +1,5 @@
-"""biaslab.bootstrap: the image bootstrap as before, the patient (cluster) bootstrap, coverage."""
+"""biaslab.fairness.bootstrap: the image bootstrap as before, the patient (cluster) bootstrap,
+coverage."""
 
 import tracemalloc
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from biaslab import bootstrap
-from biaslab.bootstrap import ECE_BINS, binned_resamples, score_bins
-from biaslab.metrics import group_report
+from biaslab.fairness import bootstrap
+from biaslab.fairness.bootstrap import ECE_BINS, binned_resamples, score_bins
+from biaslab.fairness.metrics import group_report
 
 
 def _reference_resamples(codes, cells, bins, scores, n_groups, n_bins, n_boot, seed):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.checkpoint import digest, load_checkpoint, save_checkpoint
 from biaslab.config import TrainConfig
-from biaslab.models import build_model
+from biaslab.model.architectures import build_model
+from biaslab.model.checkpoint import digest, load_checkpoint, save_checkpoint
 
 
 def test_digest_follows_contents_and_params_not_paths(tmp_path):

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from biaslab.bias import BiasSpec
-from biaslab.checkpoint import load_bias
 from biaslab.cli.commands import main, parser
 from biaslab.config import BiasConfig, TrainConfig
+from biaslab.data.bias import BiasSpec
+from biaslab.model.checkpoint import load_bias
 
 
 @pytest.fixture

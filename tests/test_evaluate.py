@@ -1,18 +1,19 @@
-"""biaslab.evaluate: the grid of (scheme, method) test metrics, the shifted test set, headline."""
+"""biaslab.fairness.evaluate: the grid of (scheme, method) test metrics, the shifted test set,
+headline."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.evaluate import (
+from biaslab.data.group_keys import group_keys
+from biaslab.fairness.evaluate import (
     HEADLINE,
     evaluate_decisions,
     headline,
     resample_unit,
     shifted_view,
 )
-from biaslab.groups import group_keys
-from biaslab.metrics import GAPS, RATES
+from biaslab.fairness.metrics import GAPS, RATES
 
 N = 400  # images; the first 300 are test rows, the rest validation
 
@@ -152,7 +153,7 @@ def test_per_group_table(attributes, decisions):
     one = per_group.query("scheme == 'none' and method == 'fixed'")
     assert one.query("set == 'test'")["group"].tolist() == [
         "s=0", "s=1", "sex=F", "sex=M", "s=0&sex=F", "s=0&sex=M", "s=1&sex=F", "s=1&sex=M", "all"]
-    # the intersection is spelt as biaslab.groups.group_keys spells it, as postprocess does
+    # the intersection is spelt as biaslab.data.group_keys.group_keys spells it, as postprocess does
     assert set(one.query("attribute == 's&sex'")["group"]) == set(
         group_keys(attributes, ["s", "sex"]))
     assert one.query("set == 'shifted'")["group"].tolist() == ["s=0", "s=1", "all"]
@@ -453,7 +454,7 @@ def test_stage_resamples_patients_and_says_what_is_missing(tmp_path, monkeypatch
 
 
 def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
-    from biaslab.evaluate import add_not_applicable
+    from biaslab.fairness.evaluate import add_not_applicable
 
     grid = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "balanced_accuracy": [0.9],
                          "warning": [""], "degenerate": [False], "pareto": [True]})
@@ -469,7 +470,7 @@ def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
 
 # ---------------------------------------------------------------- baselines, choosing on val
 def test_fairness_cost_is_symmetric_for_disparate_impact():
-    from biaslab.evaluate import fairness_cost
+    from biaslab.fairness.evaluate import fairness_cost
 
     cost = fairness_cost(pd.Series([0.8, 1.25, 1.0, 0.0, np.nan]), "disparate_impact")
     assert cost[0] == pytest.approx(cost[1]) and cost[0] == pytest.approx(np.log(1.25))
@@ -480,7 +481,7 @@ def test_fairness_cost_is_symmetric_for_disparate_impact():
 
 
 def test_recommend_takes_the_fairest_pair_within_the_accuracy_loss():
-    from biaslab.evaluate import recommend
+    from biaslab.fairness.evaluate import recommend
 
     score = np.array([0.90, 0.89, 0.87, 0.95, np.nan, 0.885])
     cost = np.array([0.30, 0.10, 0.01, np.nan, 0.0, 0.20])  # 5: dominated by 1
@@ -507,7 +508,7 @@ def _val_test_disagree(attributes):
 
 
 def test_pareto_front_and_recommendation_are_chosen_on_validation(attributes):
-    from biaslab.evaluate import summary_line
+    from biaslab.fairness.evaluate import summary_line
 
     decisions = _val_test_disagree(attributes)
     grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
@@ -553,7 +554,7 @@ def test_base_rates_and_excess_in_the_grid(attributes):
 
 
 def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
-    from biaslab.evaluate import add_not_applicable, summary_line
+    from biaslab.fairness.evaluate import add_not_applicable, summary_line
 
     grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
     assert grid["recommended"].sum() == 1
@@ -569,7 +570,7 @@ def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
 
 
 def test_every_gap_has_a_p_value_corrected_across_the_run(attributes, decisions):
-    from biaslab.significance import adjust
+    from biaslab.fairness.significance import adjust
 
     grid, _ = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0, n_perm=199,
                                  correction="holm")

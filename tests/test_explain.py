@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from biaslab.bias import BiasSpec
 from biaslab.config import MODELS, ExplainConfig
+from biaslab.data.bias import BiasSpec
 from biaslab.explain import attribution as attr
 from biaslab.explain import robustness as rob
 from biaslab.explain.attribution import region_tiles
@@ -23,7 +23,7 @@ from biaslab.explain.select import (
     select_cells,
     share_sample,
 )
-from biaslab.models import build_model
+from biaslab.model.architectures import build_model
 from tests.conftest import copy_repo, sh
 
 # ------------------------------------------------------------------ selection
@@ -264,7 +264,7 @@ def test_robustness_at_strength_zero_is_the_plain_accuracy(small):
     probes = rob.conditions([0, 30], [0, 0.5])
     logits = rob.probe_logits(model, pixels, rows, s, BiasSpec(), probes, batch_size=7)
     with torch.no_grad():
-        from biaslab.bias import model_inputs
+        from biaslab.data.bias import model_inputs
 
         plain = model(torch.from_numpy(model_inputs(pixels, rows, s, BiasSpec()))).numpy()
     np.testing.assert_allclose(logits[0], plain, atol=1e-5)

@@ -8,10 +8,10 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import balanced_accuracy_score, precision_score, recall_score, roc_auc_score
 
-from biaslab.bootstrap import auc_from_bins, score_bins
-from biaslab.metrics import group_report
-from biaslab.thresholds import make_postprocessor
-from biaslab.weights import compute_weights
+from biaslab.fairness.bootstrap import auc_from_bins, score_bins
+from biaslab.fairness.metrics import group_report
+from biaslab.fairness.thresholds import make_postprocessor
+from biaslab.fairness.weights import compute_weights
 
 fairlearn_metrics = pytest.importorskip("fairlearn.metrics")
 fairlearn_post = pytest.importorskip("fairlearn.postprocessing")

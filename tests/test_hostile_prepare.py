@@ -1,7 +1,7 @@
 """Hostile inputs to prepare (issue 11): duplicate images, empty or one-class data, images too
 small or too elongated, the table row of each reject, and temporaries left by a killed run.
 
-Every file is generated here, in a temporary folder; library tests call biaslab.prepare with a
+Every file is generated here, in a temporary folder; library tests call biaslab.data.prepare with a
 source built by hand, stage tests run ``python -m stages.prepare`` on a csv table.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from biaslab.prepare import (
+from biaslab.data.prepare import (
     check_shape,
     check_usable,
     decode_file,
@@ -26,7 +26,7 @@ from biaslab.prepare import (
     prepare_files,
     write_pixels,
 )
-from biaslab.sources._files import empty_rejected
+from biaslab.data.sources._files import empty_rejected
 from tests.conftest import ROOT
 
 SIZE = 8
@@ -42,7 +42,7 @@ def _image(path, seed, shape=(20, 24)):
 
 
 def _source(root, rels, labels, table_rows=None, images=None):
-    """A file source as biaslab.sources yields it (paths absolute), built by hand."""
+    """A file source as biaslab.data.sources yields it (paths absolute), built by hand."""
     index = pd.DataFrame({"image_id": [f"i{i}" for i in range(len(labels))],
                           "label": np.asarray(labels, dtype=np.int8),
                           "patient_id": pd.Series([None] * len(labels), dtype="string"),

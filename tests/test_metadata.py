@@ -1,10 +1,10 @@
-"""biaslab.metadata: sex and age normalised whatever the spelling; the rest reported."""
+"""biaslab.data.metadata: sex and age normalised whatever the spelling; the rest reported."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.metadata import age_groups, normalise_age, normalise_metadata, normalise_sex
+from biaslab.data.metadata import age_groups, normalise_age, normalise_metadata, normalise_sex
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""biaslab.metrics: per-group rates, between-group gaps and stratified bootstrap intervals."""
+"""biaslab.fairness.metrics: per-group rates, between-group gaps and stratified bootstrap
+intervals."""
 
 import warnings
 
@@ -13,8 +14,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from biaslab.bootstrap import binned_resamples
-from biaslab.metrics import GAPS, PER_GROUP, RATES, gaps, group_report, rates
+from biaslab.fairness.bootstrap import binned_resamples
+from biaslab.fairness.metrics import GAPS, PER_GROUP, RATES, gaps, group_report, rates
 
 
 def _counts(y, d, flip=None):

@@ -1,4 +1,5 @@
-"""biaslab.prepare (square grayscale uint8 images) and biaslab.sources (the digits source)."""
+"""biaslab.data.prepare (square grayscale uint8 images) and biaslab.data.sources (the digits
+source)."""
 
 import io
 import re
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from biaslab.artifacts import read_pixels, write_npy
 from biaslab.config import ConfigError, parse_section
-from biaslab.io import read_pixels, write_npy
-from biaslab.prepare import (
+from biaslab.data.prepare import (
     check_rejected,
     copy_rows,
     decode_file,
@@ -19,7 +20,7 @@ from biaslab.prepare import (
     prepare_files,
     to_square_gray,
 )
-from biaslab.sources import load_digits_source
+from biaslab.data.sources import load_digits_source
 
 
 def _ramp(w, h, axis):
@@ -367,7 +368,7 @@ def test_workers_are_not_forked_from_a_process_running_torch(tmp_path):
     """torch's OpenMP pool is not fork-safe: a worker forked from it can hang."""
     import torch  # noqa: F401  (what the test runner and a notebook have loaded)
 
-    from biaslab.prepare import _start_method
+    from biaslab.data.prepare import _start_method
 
     assert _start_method() == "forkserver"
     paths = []

@@ -5,9 +5,9 @@ import pandas as pd
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from biaslab.metrics import group_report
-from biaslab.thresholds import DemographicParityThresholds
-from biaslab.weights import compute_weights
+from biaslab.fairness.metrics import group_report
+from biaslab.fairness.thresholds import DemographicParityThresholds
+from biaslab.fairness.weights import compute_weights
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""The sweep on a Ray cluster (tools/ray_sweep.py): names, checks, and one real sweep.
+"""The sweep on a Ray cluster (biaslab/sweep/ray_cluster.py): names, checks, and one real sweep.
 
 The real sweep runs on a local cluster of two nodes started here (``ray.cluster_utils``), each
 declaring one logical GPU, with a bare Git repository and a local folder as the Git and DVC
@@ -24,9 +24,9 @@ import psutil
 import pytest
 import yaml
 
-from biaslab import sweep as sw
+from biaslab.sweep import ray_cluster as rs
+from biaslab.sweep import table as sw
 from tests.conftest import ROOT, copy_repo, edit_params, repo_env, sh
-from tools import ray_sweep as rs
 
 PARAMS = {"weights": {"schemes": ["none"]}, "train": {"epochs": 1},
           "evaluate": {"n_boot": 20, "n_perm": 50}}
@@ -103,12 +103,12 @@ def test_the_default_dvc_remote_is_read_from_dvcs_config():
 
 
 def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_path, monkeypatch):
-    """What the driver does with each task's result (tools/sweep.py, bring_back): the ref
+    """What the driver does with each task's result (biaslab/cli/sweep.py, bring_back): the ref
     fetched from the Git remote (as ``dvc exp pull`` fetches it), the headline and grid read
     from its commit; an unreadable one, or a task that failed, is failed with its reason."""
     from argparse import Namespace
 
-    from tools import sweep as tool
+    from biaslab.cli import sweep as tool
 
     repo, clone = tmp_path / "repo", tmp_path / "clone"
     sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", "remote.git")
@@ -232,7 +232,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 def sweep(repo: Path, *args: str) -> subprocess.Popen:
     env = {**repo_env(), "PYTHONPATH": str(ROOT)}  # tools/ is not in the tiny repo
-    return subprocess.Popen([sys.executable, "-m", "tools.sweep", *SWEEP, *args], cwd=repo,
+    return subprocess.Popen([sys.executable, "-m", "biaslab.cli.sweep", *SWEEP, *args], cwd=repo,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
 
@@ -371,7 +371,7 @@ def test_a_sweep_on_a_two_node_ray_cluster(tiny_repo, tmp_path, monkeypatch):
     sh(fresh, "dvc", "exp", "branch", "-q", name, "result")
     sh(fresh, "git", "checkout", "-q", "result")
     assert not list(fresh.glob("models/**/*.pt"))
-    # a sweep experiment ran the pipeline up to evaluate (biaslab.sweep.TARGETS): its outputs
+    # a sweep experiment ran the pipeline up to evaluate (biaslab.sweep.table.TARGETS): its outputs
     sh(fresh, "dvc", "pull", "-q", "--with-deps", *sw.TARGETS)
     assert list(fresh.glob("models/**/*.pt"))
     assert "Data and pipelines are up to date" in sh(fresh, "dvc", "status", "--with-deps",

@@ -1,10 +1,10 @@
 """A stage stopped at any moment leaves nothing that harms the next run.
 
-- biaslab.io's writers: temporary names that say whose they are, removed by the next writer
+- biaslab.artifacts's writers: temporary names that say whose they are, removed by the next writer
   once their process is gone (a kill -9 runs no ``finally``); the usual file mode.
 - stages.run: SIGINT, SIGTERM and SIGHUP stop a stage with one line, status 128 + signal, no
   traceback and no partial output; a stage whose dvc is killed stops by itself.
-- tools.recover (`make recover`): stops leftover stages, removes DVC's stale locks and the
+- biaslab.cli.recover (`make recover`): stops leftover stages, removes DVC's stale locks and the
   temporaries of killed writers.
 - End to end: a `dvc repro` killed with SIGKILL in prepare, train and evaluate, each time
   followed by `make recover`, ends with the artifacts of an uninterrupted run.
@@ -27,16 +27,16 @@ import psutil
 import pytest
 import yaml
 
-from biaslab import io
+from biaslab import artifacts
 from tests.conftest import ROOT, copy_repo, repo_env, sh
 
 WRITERS = {
-    "parquet": lambda path: io.write_parquet(pd.DataFrame({"a": [1]}), path),
-    "csv": lambda path: io.write_csv(pd.DataFrame({"a": [1]}), path),
-    "json": lambda path: io.write_json({"a": 1}, path),
-    "text": lambda path: io.write_text("a", path),
-    "bytes": lambda path: io.write_bytes(b"a", path),
-    "npy": lambda path: io.write_npy(np.zeros(3), path),
+    "parquet": lambda path: artifacts.write_parquet(pd.DataFrame({"a": [1]}), path),
+    "csv": lambda path: artifacts.write_csv(pd.DataFrame({"a": [1]}), path),
+    "json": lambda path: artifacts.write_json({"a": 1}, path),
+    "text": lambda path: artifacts.write_text("a", path),
+    "bytes": lambda path: artifacts.write_bytes(b"a", path),
+    "npy": lambda path: artifacts.write_npy(np.zeros(3), path),
 }
 
 
@@ -48,7 +48,7 @@ def dead_pid() -> int:
 
 
 def temps(folder) -> list[str]:
-    return sorted(p.name for p in Path(folder).rglob("*") if io.TEMP_NAME.match(p.name))
+    return sorted(p.name for p in Path(folder).rglob("*") if artifacts.TEMP_NAME.match(p.name))
 
 
 # ------------------------------------------------------------------ io: temporaries and mode
@@ -68,8 +68,8 @@ def test_writers_give_artifacts_the_usual_mode(tmp_path, kind, umask):
 
 def test_a_failed_write_keeps_the_old_artifact_and_no_temporary(tmp_path):
     path = tmp_path / "metrics.json"
-    io.write_json({"old": 1}, path)
-    with pytest.raises(RuntimeError), io.atomic_path(path) as tmp:
+    artifacts.write_json({"old": 1}, path)
+    with pytest.raises(RuntimeError), artifacts.atomic_path(path) as tmp:
         tmp.write_text("partial")
         raise RuntimeError("the stage failed")
     assert json.loads(path.read_text()) == {"old": 1}
@@ -77,12 +77,13 @@ def test_a_failed_write_keeps_the_old_artifact_and_no_temporary(tmp_path):
 
 
 def test_temporary_names_say_whose_they_are(tmp_path):
-    tmp = io.temp_path(tmp_path / "pixels.npy")
-    match = io.TEMP_NAME.match(tmp.name)
+    tmp = artifacts.temp_path(tmp_path / "pixels.npy")
+    match = artifacts.TEMP_NAME.match(tmp.name)
     assert tmp.parent == tmp_path and tmp.name.startswith(".pixels.npy.tmp-")
     assert match["name"] == "pixels.npy" and int(match["pid"]) == os.getpid()
-    assert io.TEMP_NAME.match(tmp.name + ".raw")  # a writer's own suffix
-    assert not io.TEMP_NAME.match("pixels.npy") and not io.TEMP_NAME.match(".pixels.npy.tmp")
+    assert artifacts.TEMP_NAME.match(tmp.name + ".raw")  # a writer's own suffix
+    assert not artifacts.TEMP_NAME.match("pixels.npy")
+    assert not artifacts.TEMP_NAME.match(".pixels.npy.tmp")
 
 
 def test_stale_temporaries_are_those_of_dead_writers(tmp_path):
@@ -93,10 +94,10 @@ def test_stale_temporaries_are_those_of_dead_writers(tmp_path):
     live = tmp_path / f".pixels.npy.tmp-{os.getpid()}-00000000"
     for path in (orphan, orphan_raw, other, live, tmp_path / "pixels.npy"):
         path.write_bytes(b"x")
-    assert io.stale_temps(tmp_path, "pixels.npy") == [orphan, orphan_raw]
-    assert io.clean_stale_temps(tmp_path) == [other, orphan, orphan_raw]
+    assert artifacts.stale_temps(tmp_path, "pixels.npy") == [orphan, orphan_raw]
+    assert artifacts.clean_stale_temps(tmp_path) == [other, orphan, orphan_raw]
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, "pixels.npy"])
-    assert io.stale_temps(tmp_path / "missing") == []
+    assert artifacts.stale_temps(tmp_path / "missing") == []
 
 
 def test_a_writer_removes_the_temporaries_its_artifact_got_from_killed_runs(tmp_path):
@@ -105,7 +106,7 @@ def test_a_writer_removes_the_temporaries_its_artifact_got_from_killed_runs(tmp_
     other = tmp_path / f".fairness.json.tmp-{dead}-0a1b2c3d"
     orphan.write_bytes(b"\0" * 4096)
     other.write_bytes(b"")
-    io.write_csv(pd.DataFrame({"a": [1]}), tmp_path / "grid.csv")
+    artifacts.write_csv(pd.DataFrame({"a": [1]}), tmp_path / "grid.csv")
     assert sorted(os.listdir(tmp_path)) == sorted(["grid.csv", other.name])
 
 
@@ -113,7 +114,7 @@ def test_a_writer_removes_the_temporaries_its_artifact_got_from_killed_runs(tmp_
 
 BUSY_STAGE = '''
 import sys, time
-from biaslab import io
+from biaslab import artifacts
 from stages import run
 
 print("importing", flush=True)
@@ -121,7 +122,7 @@ time.sleep(float(sys.argv[1]))  # stands for importing torch
 
 
 def main():
-    with io.atomic_path("out/result.txt") as tmp:
+    with artifacts.atomic_path("out/result.txt") as tmp:
         tmp.write_text("partial")
         print("writing", flush=True)
         time.sleep(60)
@@ -210,9 +211,9 @@ def test_kill_9_leaves_a_temporary_that_the_next_write_removes(busy):
     proc.kill()
     proc.wait()
     (orphan,) = (busy / "out").iterdir()
-    assert io.TEMP_NAME.match(orphan.name)["pid"] == str(proc.pid)
+    assert artifacts.TEMP_NAME.match(orphan.name)["pid"] == str(proc.pid)
     assert stat.S_IMODE(orphan.stat().st_mode) == 0o666 & ~current_umask()
-    io.write_text("done", busy / "out/result.txt")
+    artifacts.write_text("done", busy / "out/result.txt")
     assert os.listdir(busy / "out") == ["result.txt"]
 
 
@@ -230,10 +231,10 @@ def current_umask() -> int:
     return mask
 
 
-# ------------------------------------------------------------------ tools.recover
+# ------------------------------------------------------------------ biaslab.cli.recover
 
 def recover(repo) -> subprocess.CompletedProcess:
-    return sh(ROOT, sys.executable, "-m", "tools.recover", str(repo), check=False)
+    return sh(ROOT, sys.executable, "-m", "biaslab.cli.recover", str(repo), check=False)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from biaslab.fairness.verdict import Criterion, judge, model_warnings, summarise
 from biaslab.report import (
     ExplainFigure,
     ExplainTable,
@@ -16,7 +17,6 @@ from biaslab.report import (
     inputs,
     missing_figures,
 )
-from biaslab.verdict import Criterion, judge, model_warnings, summarise
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

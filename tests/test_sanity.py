@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab.batches import TrainData
-from biaslab.bias import BiasSpec, draw_s
-from biaslab.checkpoint import load_checkpoint, save_checkpoint
 from biaslab.config import TrainConfig
-from biaslab.evaluate import shifted_view
-from biaslab.predict import predict_scores
-from biaslab.prepare import prepare_arrays
-from biaslab.sources import load_digits_source
-from biaslab.split import stratified_split
-from biaslab.train import fit
+from biaslab.data.bias import BiasSpec, draw_s
+from biaslab.data.prepare import prepare_arrays
+from biaslab.data.sources import load_digits_source
+from biaslab.data.split import stratified_split
+from biaslab.fairness.evaluate import shifted_view
+from biaslab.model.batches import TrainData
+from biaslab.model.checkpoint import load_checkpoint, save_checkpoint
+from biaslab.model.predict import predict_scores
+from biaslab.model.train import fit
 
 CONFIG = TrainConfig(epochs=5, batch_size=32, lr=0.002, width=8)
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from biaslab import metrics, seeds
+from biaslab.fairness import across_seeds as seeds
+from biaslab.fairness import metrics
 
 Z = stats.norm.ppf(0.975)  # a half-width of Z * sd is a 95% normal interval of sd
 

@@ -11,7 +11,7 @@ from biaslab.config import MODELS
 from biaslab.config.errors import ConfigError
 from biaslab.config.sections import ExplainConfig
 from biaslab.explain import signatures as sig
-from biaslab.models import build_model
+from biaslab.model.architectures import build_model
 
 
 def blobs(sizes, dim=10, spread=20.0, seed=0):

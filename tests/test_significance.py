@@ -1,4 +1,5 @@
-"""Permutation tests of the gaps and the corrections for many tests (biaslab.significance)."""
+"""Permutation tests of the gaps and the corrections for many tests
+(biaslab.fairness.significance)."""
 
 from itertools import combinations, product
 
@@ -6,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from biaslab.metrics import GAPS
-from biaslab.significance import _draw_table, adjust, permutation_pvalues
+from biaslab.fairness.metrics import GAPS
+from biaslab.fairness.significance import _draw_table, adjust, permutation_pvalues
 
 # the gaps compared with parity (base_* is the labels' own disparity)
 MODEL_GAPS = [g for g in GAPS if not g.startswith("base_")]

@@ -1,4 +1,4 @@
-"""biaslab.sources: the four file sources on generated fixtures (corrupt, missing, escaping
+"""biaslab.data.sources: the four file sources on generated fixtures (corrupt, missing, escaping
 paths included) and the nih source on the real NIH table with stand-in images."""
 
 import gzip
@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 from biaslab.config import ConfigError, parse_section
-from biaslab.sources import (
+from biaslab.data.sources import (
     load_csv_source,
     load_folder_source,
     load_imagefolder_source,
     load_nih_source,
     load_source,
 )
-from biaslab.sources.nih import nih_index, read_nih_table
+from biaslab.data.sources.nih import nih_index, read_nih_table
 from tests.conftest import SHARED
 
 NIH_TABLE = SHARED / "data" / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz"

@@ -1,10 +1,10 @@
-"""biaslab.split: stratified, seeded, patient-grouped train/val/test split."""
+"""biaslab.data.split: stratified, seeded, patient-grouped train/val/test split."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.split import SPLITS, stratified_split
+from biaslab.data.split import SPLITS, stratified_split
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -165,7 +165,7 @@ def test_unknown_stratify_column_is_named():
 # ---------------------------------------------------------------- merging, source split, subsample
 import warnings  # noqa: E402
 
-from biaslab.split import UNUSED, SplitWarning, source_split, subsample_train  # noqa: E402
+from biaslab.data.split import UNUSED, SplitWarning, source_split, subsample_train  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 
 
@@ -255,7 +255,7 @@ import sys  # noqa: E402
 
 import yaml  # noqa: E402
 
-from biaslab.split import missing_in_parts, parts_error  # noqa: E402
+from biaslab.data.split import missing_in_parts, parts_error  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 
@@ -358,7 +358,7 @@ NIH_TABLE = SHARED / "data" / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz"
 
 @pytest.mark.skipif(not NIH_TABLE.exists(), reason=f"real NIH table not available at {NIH_TABLE}")
 def test_no_patient_in_two_splits_on_the_real_nih_table():
-    from biaslab.sources.nih import nih_index, read_nih_table
+    from biaslab.data.sources.nih import nih_index, read_nih_table
 
     index, _ = nih_index(read_nih_table(NIH_TABLE), finding="any", views=[], age_bins=[40, 60, 80])
     index.insert(0, "row", np.arange(len(index)))

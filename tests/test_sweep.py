@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from biaslab import sweep as sw
+from biaslab.sweep import table as sw
 from tests.conftest import ROOT, copy_repo, repo_env, sh
 
 BASE = "9851363c16fb7cb0bc2171bfc732dc9cedc748bb"
@@ -81,7 +81,7 @@ def test_applied_reads_values_as_yaml_1_2_like_dvc():
 ])
 def test_the_sweep_stops_on_a_bad_setting_before_queueing_anything(args, says, tmp_path,
                                                                      monkeypatch):
-    from tools import sweep as tool
+    from biaslab.cli import sweep as tool
 
     for name in ("params.yaml", "dvc.yaml"):  # no git, no DVC: nothing could be queued
         shutil.copy(ROOT / name, tmp_path / name)
@@ -360,7 +360,7 @@ def test_sweep_end_to_end(tiny_repo, tmp_path):
     env = {**repo_env(), "PYTHONPATH": str(ROOT)}  # tools/ is not in the tiny repo
 
     def sweep(*args):
-        return subprocess.run([sys.executable, "-m", "tools.sweep", "--param",
+        return subprocess.run([sys.executable, "-m", "biaslab.cli.sweep", "--param",
                                "evaluate.min_group_size", "--values", "1", "1000", "--seeds",
                                "0", "--poll", "2", "--set", "train.epochs=1",
                                "evaluate.n_boot=20", *args],

@@ -1,4 +1,5 @@
-"""biaslab.thresholds: every threshold method, the registry and the decisions of a table."""
+"""biaslab.fairness.thresholds: every threshold method, the registry and the decisions of a
+table."""
 
 import json
 import re
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 import stages
-from biaslab.thresholds import (
+from biaslab.fairness.thresholds import (
     METHODS,
     DemographicParityThresholds,
     EqualizedOddsThresholds,
@@ -354,7 +355,7 @@ def test_threshold_of_is_each_rows_group_threshold():
 
 def test_package_does_not_import_config():
     """biaslab.config imports METHODS from here: importing config back would be a circle."""
-    code = ("import sys, biaslab.thresholds; "
+    code = ("import sys, biaslab.fairness.thresholds; "
             "sys.exit('biaslab.config' in sys.modules or 'torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from biaslab.batches import TrainData
-from biaslab.bias import BiasSpec
-from biaslab.checkpoint import load_bias, load_checkpoint, save_checkpoint
 from biaslab.config import ConfigError, TrainConfig, parse_section
-from biaslab.models import MODELS, build_model
-from biaslab.predict import predict_scores
-from biaslab.train import augment, degenerate, fit, per_sample_loss
+from biaslab.data.bias import BiasSpec
+from biaslab.model.architectures import MODELS, build_model
+from biaslab.model.batches import TrainData
+from biaslab.model.checkpoint import load_bias, load_checkpoint, save_checkpoint
+from biaslab.model.predict import predict_scores
+from biaslab.model.train import augment, degenerate, fit, per_sample_loss
 from tests.conftest import ROOT, VENV_BIN
 
 SCRIPT = ROOT / "tests" / "train_script.py"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.bias import draw_s
+from biaslab.data.bias import draw_s
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # each run starts a Python with torch: seconds

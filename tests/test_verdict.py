@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from biaslab.config import ConfigError, ReportConfig
-from biaslab.verdict import (
+from biaslab.fairness.verdict import (
     FAILED,
     NO_DATA,
     NOT_MEASURED,

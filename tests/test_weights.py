@@ -1,11 +1,12 @@
-"""biaslab.weights: per-row training weights, mean 1, with the property each scheme promises."""
+"""biaslab.fairness.weights: per-row training weights, mean 1, with the property each scheme
+promises."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from biaslab.config import SCHEMES
-from biaslab.weights import compute_weights, sample_order
+from biaslab.fairness.weights import compute_weights, sample_order
 
 
 def _train(n=600, seed=0, p0=0.2, p1=0.8, n_sex=1):

@@ -14,13 +14,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from biaslab.batches import TrainData  # noqa: E402
-from biaslab.bias import draw_s  # noqa: E402
 from biaslab.cli.runtime import Progress, distributed  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
-from biaslab.prepare import prepare_arrays  # noqa: E402
-from biaslab.sources import load_digits_source  # noqa: E402
-from biaslab.train import fit  # noqa: E402
+from biaslab.data.bias import draw_s  # noqa: E402
+from biaslab.data.prepare import prepare_arrays  # noqa: E402
+from biaslab.data.sources import load_digits_source  # noqa: E402
+from biaslab.model.batches import TrainData  # noqa: E402
+from biaslab.model.train import fit  # noqa: E402
 
 parser = argparse.ArgumentParser()
 parser.add_argument("out")

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from biaslab.bias import BiasSpec
 from biaslab.cli.runtime import Progress, distributed
 from biaslab.config import BiasConfig, ConfigError, DataConfig, TrainConfig
+from biaslab.data.bias import BiasSpec
 
 # the bias section's keys that say how S is shown (S itself is the table's s column, not drawn)
 BIAS_OPTIONS = ("kind", "seed", "patch_size", "patch_position", "patch_value")
@@ -32,8 +32,8 @@ BIAS_OPTIONS = ("kind", "seed", "patch_size", "patch_position", "patch_value")
 
 def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
     """The table's usable rows and their prepared pixels; rejected images are reported."""
-    from biaslab.prepare import decode_source
-    from biaslab.sources import load_source
+    from biaslab.data.prepare import decode_source
+    from biaslab.data.sources import load_source
 
     header = pd.read_csv(Path(args.datadir) / args.csv, nrows=0).columns
     keep = ([args.weights_col] if args.weights_col else []) + (["s"] if "s" in header else [])
@@ -52,10 +52,10 @@ def _images(args) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def train(args) -> None:
-    from biaslab.batches import TrainData
-    from biaslab.checkpoint import save_checkpoint
-    from biaslab.split import stratified_split
-    from biaslab.train import fit
+    from biaslab.data.split import stratified_split
+    from biaslab.model.batches import TrainData
+    from biaslab.model.checkpoint import save_checkpoint
+    from biaslab.model.train import fit
 
     try:
         config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
@@ -99,8 +99,8 @@ def train(args) -> None:
 
 
 def predict(args) -> None:
-    from biaslab.checkpoint import load_bias, load_checkpoint
-    from biaslab.predict import predict_scores
+    from biaslab.model.checkpoint import load_bias, load_checkpoint
+    from biaslab.model.predict import predict_scores
 
     if not Path(args.ckpt).is_file():
         raise FileNotFoundError(f"--ckpt: {args.ckpt} not found; give the model.pt that "

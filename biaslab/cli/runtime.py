@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 
 def distributed(device: str):
-    """This process's training device and :class:`biaslab.train.Distributed` place.
+    """This process's training device and :class:`biaslab.model.train.Distributed` place.
 
     From torchrun's RANK, WORLD_SIZE and LOCAL_RANK (unset: one process alone); with several
     processes the process group is initialised here (NCCL on CUDA, gloo on the CPU).
@@ -21,8 +21,8 @@ def distributed(device: str):
     import torch
     import torch.distributed as dist
 
-    from biaslab.devices import pick_device
-    from biaslab.train import Distributed
+    from biaslab.model.devices import pick_device
+    from biaslab.model.train import Distributed
 
     env = os.environ
     ddp = Distributed(rank=int(env.get("RANK", 0)), world_size=int(env.get("WORLD_SIZE", 1)),
@@ -40,7 +40,7 @@ class Progress:
     epoch; ``quiet`` silences it all (DDP processes other than the first).
 
     Its methods are the ``log``, ``on_epoch`` and ``on_batch`` callbacks of
-    :func:`biaslab.train.fit`; ``per_epoch`` is the number of images of an epoch's bar.
+    :func:`biaslab.model.train.fit`; ``per_epoch`` is the number of images of an epoch's bar.
     """
 
     def __init__(self, epochs: int, per_epoch: int, quiet: bool = False):

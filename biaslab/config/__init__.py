@@ -63,7 +63,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
 
 
 def __getattr__(name: str):
-    # METHODS: postprocess.methods' choices, from biaslab.thresholds, imported on first use
+    # METHODS: postprocess.methods' choices, from biaslab.fairness.thresholds, imported on first use
     if name == "METHODS":
         return method_names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from biaslab.config.fields import (
     choice,
     unique_list,
 )
-from biaslab.split_names import SPLITS
+from biaslab.data.split_names import SPLITS
 
 SOURCES = ("digits", "nih", "folder", "imagefolder", "csv")
 BIAS_KINDS = ("none", "noise_channel", "patch")
@@ -56,12 +56,13 @@ AGES = "increasing positive ages, e.g. [40, 60, 80]"
 
 
 def method_names() -> tuple[str, ...]:
-    """The threshold methods, in order: the names :data:`biaslab.thresholds.METHODS` registers.
+    """The threshold methods, in order: the names :data:`biaslab.fairness.thresholds.METHODS`
+    registers.
 
-    Imported when first needed: biaslab.thresholds brings numpy and pandas, which reading
+    Imported when first needed: biaslab.fairness.thresholds brings numpy and pandas, which reading
     params.yaml does not need otherwise.
     """
-    from biaslab.thresholds import METHODS
+    from biaslab.fairness.thresholds import METHODS
 
     return tuple(METHODS)
 

@@ -51,7 +51,8 @@ DECONV_METHODS = ("deconvolution", "guided_backprop")
 
 
 def gradcam_layer(model: nn.Module, model_name: str) -> nn.Module:
-    """The module Grad-CAM reads in ``model``, a ``model_name`` built by biaslab.models."""
+    """The module Grad-CAM reads in ``model``, a ``model_name`` built by
+    :mod:`biaslab.model.architectures`."""
     if model_name not in GRADCAM_LAYERS:
         raise ValueError(f"train.model: no Grad-CAM layer known for {model_name!r}; known: "
                          f"{', '.join(GRADCAM_LAYERS)}")
@@ -290,7 +291,7 @@ def bias_share(attribution: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Share of each input's absolute attribution on ``mask``: (N,), NaN where it is all 0.
 
     ``attribution`` (N, C, H, W); ``mask`` bool (C, H, W), e.g.
-    :meth:`biaslab.bias.BiasSpec.mask`.
+    :meth:`biaslab.data.bias.BiasSpec.mask`.
     """
     attribution, mask = np.abs(np.asarray(attribution)), np.asarray(mask, dtype=bool)
     if attribution.ndim != 4 or attribution.shape[1:] != mask.shape:

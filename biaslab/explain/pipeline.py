@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from biaslab.bias import BiasSpec, model_inputs
-from biaslab.columns import require_columns
+from biaslab.data.bias import BiasSpec, model_inputs
+from biaslab.data.columns import require_columns
+from biaslab.data.group_keys import group_keys
 from biaslab.explain import attribution as attr
 from biaslab.explain import robustness as rob
 from biaslab.explain import signatures as sig
@@ -31,8 +32,7 @@ from biaslab.explain.select import (
     select_cells,
     share_sample,
 )
-from biaslab.groups import group_keys
-from biaslab.predict import predict_scores
+from biaslab.model.predict import predict_scores
 
 if TYPE_CHECKING:
     from biaslab.config import ExplainConfig
@@ -197,7 +197,7 @@ def explain_model(model: nn.Module, *, model_name: str, pixels: np.ndarray, test
 
     Parameters
     ----------
-    model : a model of :mod:`biaslab.models` (``model_name``: its ``train.model``).
+    model : a model of :mod:`biaslab.model.architectures` (``model_name``: its ``train.model``).
     pixels : uint8 (N, H, W), the prepared images.
     test : the test rows: ``row``, ``split``, ``label``, ``s`` (when injected) and the group
         columns.

@@ -13,7 +13,7 @@ bias is not part of the scan.
   σ, so the strengths are nested and the result does not depend on the batches.
 
 Every condition is one pass over the test images in batches; the metrics come from
-:func:`biaslab.metrics.group_report` without resampling.
+:func:`biaslab.fairness.metrics.group_report` without resampling.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from biaslab.bias import BiasSpec, model_inputs, noise
-from biaslab.metrics import NEEDS, cell_sizes, group_report, rates
+from biaslab.data.bias import BiasSpec, model_inputs, noise
+from biaslab.fairness.metrics import NEEDS, cell_sizes, group_report, rates
 
 PROBES = ("rotation", "noise")
 PER_GROUP = ("accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate")
@@ -90,7 +90,8 @@ def probe_logits(model: nn.Module, pixels: np.ndarray, rows: np.ndarray, s: np.n
                  batch_size: int = 512, device: str | torch.device = "cpu") -> np.ndarray:
     """The model's logit of every row under every probe: (len(probes), N) float32.
 
-    The inputs are built batch by batch (:func:`biaslab.bias.model_inputs`), so memory holds one
+    The inputs are built batch by batch (:func:`biaslab.data.bias.model_inputs`), so memory holds
+    one
     batch, whatever the number of test images; the clean inputs are scored once.
     """
     model = model.eval().to(device)
@@ -114,7 +115,8 @@ def probe_logits(model: nn.Module, pixels: np.ndarray, rows: np.ndarray, s: np.n
 
 
 def _overall(labels: np.ndarray, decisions: np.ndarray, min_cell: int) -> pd.DataFrame:
-    """The ``all`` row of :func:`biaslab.metrics.group_report`, for a set without groups."""
+    """The ``all`` row of :func:`biaslab.fairness.metrics.group_report`, for a set without
+    groups."""
     counts = np.bincount(2 * labels.astype(int) + decisions, minlength=8)
     figures, sizes = rates(counts), cell_sizes(counts)
     row = {"group": "all", "n": int(sizes["images"])}
@@ -147,7 +149,7 @@ def robustness_table(logits: np.ndarray, probes: list[tuple[str, float]], labels
         a single group gets its ``all`` row only. Empty: the ``all`` row, attribute ``all``.
     threshold : the decision is P(y=1) >= threshold (the model's own, ``fixed``).
     min_cell : a metric from fewer rows of the kind it counts is missing
-        (:func:`biaslab.metrics.group_report`).
+        (:func:`biaslab.fairness.metrics.group_report`).
     """
     labels = np.asarray(labels)
     logits = np.asarray(logits, dtype=np.float64)

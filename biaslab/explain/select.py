@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from biaslab.columns import require_columns
-from biaslab.groups import group_keys
+from biaslab.data.columns import require_columns
+from biaslab.data.group_keys import group_keys
 
 OUTCOMES = ("TP", "FP", "TN", "FN")  # the order of the cells, and of the maps
 ALL = "all"  # the group of every row when there are no group columns

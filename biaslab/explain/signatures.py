@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from biaslab.columns import require_columns
+from biaslab.data.columns import require_columns
 
 # Module names of each model's default layers (``explain.layers: []``), as build_model builds
 # them. small_cnn: the output of conv blocks 1 and 2 (after pooling), then ``features``, block
@@ -94,7 +94,7 @@ def layer_activations(model: nn.Module, inputs: np.ndarray | torch.Tensor | Iter
     ----------
     model : the model, on ``device``; put in eval mode for the pass, its mode restored after.
     inputs : images (N, C, H, W) as an array or tensor, batched by ``batch_size``; or an
-        iterable of (B, C, H, W) tensors (e.g. from :func:`biaslab.batches.batches`).
+        iterable of (B, C, H, W) tensors (e.g. from :func:`biaslab.model.batches.batches`).
     layers : module names of ``model`` (``dict(model.named_modules())``'s keys).
     batch_size : images per forward pass (inputs given whole only).
     device : where the batches are sent.

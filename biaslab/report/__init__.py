@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from biaslab.fairness.verdict import flag, top_pair
 from biaslab.report import figures, tables
 from biaslab.report.figures import curves_figure, examples_figure
-from biaslab.verdict import flag, top_pair
 
 __all__ = ["ExplainFigure", "ExplainTable", "build_report", "curves_figure", "examples_figure",
            "missing_figures", "render"]
@@ -87,8 +87,8 @@ def build_report(
     curves : DataFrame, optional
         Training curves: ``scheme``, optional ``seed``, ``epoch``, losses, ``val_bacc``.
     verdict, summary, warnings : DataFrame, optional
-        :func:`biaslab.verdict.judge`, :func:`~biaslab.verdict.summarise` and
-        :func:`~biaslab.verdict.model_warnings`; without them the page says there is no
+        :func:`biaslab.fairness.verdict.judge`, :func:`~biaslab.fairness.verdict.summarise` and
+        :func:`~biaslab.fairness.verdict.model_warnings`; without them the page says there is no
         verdict.
     scores, counts : DataFrame, optional
         :func:`biaslab.report.data.test_scores` and :func:`~biaslab.report.data.decision_counts`:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from biaslab.groups import MISSING, group_keys
+from biaslab.data.group_keys import MISSING, group_keys
 
 
 def first_seed(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

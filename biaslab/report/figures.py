@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from biaslab.verdict import flag
+from biaslab.fairness.verdict import flag
 
 DPI = 100
 WIDTH = 11.0  # inches: the widest figure, 1,100 px at DPI

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from biaslab import io
+from biaslab import artifacts
 from biaslab.report import ExplainFigure, ExplainTable
 
 MANIFEST = "manifest.json"
@@ -21,7 +21,8 @@ MANIFEST = "manifest.json"
 
 def per_scheme(folder: str | Path, schemes: Sequence[str], seeds: Sequence[int],
                template: str = "{scheme}/seed{seed}.parquet",
-               read: Callable[[Path], pd.DataFrame] = io.read_table) -> dict[str, pd.DataFrame]:
+               read: Callable[[Path], pd.DataFrame] = artifacts.read_table,
+               ) -> dict[str, pd.DataFrame]:
     """scheme -> its seeds' tables (``template`` of ``scheme`` and ``seed`` under ``folder``)
     stacked, with a ``seed`` column."""
     out = {}
@@ -63,7 +64,7 @@ def explain(folder: str | Path | None,
 
 
 def _manifest_items(manifest: Path, prefix: str) -> list[ExplainFigure | ExplainTable]:
-    content = io.read_json(manifest)
+    content = artifacts.read_json(manifest)
     entries = content.get("items") if isinstance(content, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"{manifest}: expected {{\"items\": [...]}}, got {str(content)[:80]}")

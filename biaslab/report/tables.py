@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from biaslab.verdict import sizes_text, test_groups
+from biaslab.fairness.verdict import sizes_text, test_groups
 
 
 @dataclass(frozen=True)

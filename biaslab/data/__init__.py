@@ -1,0 +1,15 @@
+"""The data, from image files to the split a model trains on.
+
+- :mod:`~biaslab.data.sources`: where images come from (digits, a folder tree, a CSV table,
+  NIH ChestX-ray14), each as an index table and the files to decode;
+- :mod:`~biaslab.data.metadata`: sex, age and patient ids spelled one way;
+- :mod:`~biaslab.data.prepare`: crop, grayscale, resize, stored as one uint8 array;
+- :mod:`~biaslab.data.bias`: the controlled bias S and how the model is shown it;
+- :mod:`~biaslab.data.split` and :mod:`~biaslab.data.split_names`: the patient-grouped split;
+- :mod:`~biaslab.data.audit`: who is in the data, with which labels, where;
+- :mod:`~biaslab.data.group_keys` and :mod:`~biaslab.data.columns`: how a group is named, and
+  the one check for missing columns.
+
+Kept free of imports, so that importing one module does not import the others (the DVC stages
+depend on exactly the modules they import).
+"""

@@ -1,0 +1,15 @@
+"""Fairness: weights before training, thresholds after it, and the evidence on the test set.
+
+- :mod:`~biaslab.fairness.weights`: per-row sample weights, one scheme at a time;
+- :mod:`~biaslab.fairness.thresholds`: decision thresholds fit on validation (scikit-learn
+  shaped post-processors);
+- :mod:`~biaslab.fairness.metrics`: performance and fairness metrics per group, and the gaps;
+- :mod:`~biaslab.fairness.bootstrap`: patient-level bootstrap intervals from cell counts;
+- :mod:`~biaslab.fairness.significance`: permutation tests and multiple-test corrections;
+- :mod:`~biaslab.fairness.across_seeds`: one row of figures from several training seeds;
+- :mod:`~biaslab.fairness.evaluate`: all of it for every (scheme, method), and the
+  recommendation chosen on validation;
+- :mod:`~biaslab.fairness.verdict`: the criteria judged on those figures.
+
+Kept free of imports (see :mod:`biaslab.data`).
+"""

@@ -1,0 +1,542 @@
+"""Evaluate test decisions of every (scheme, method): metrics, gaps, flip rate, shifted test set,
+and the (scheme, method) recommended on the validation split.
+
+The shifted test set is the seed experiment's check for a shortcut: on the same test images,
+draw S ~ Bernoulli(shift_p) independently of the label and read the decision the model makes
+with S forced to that value (``decision_s0`` / ``decision_s1``). A model that learnt the image
+keeps its accuracy; a model that learnt S loses it.
+
+Choosing a pair on the test split and reporting its test figures would flatter it (the best of
+several noisy figures is biased upwards). So the Pareto front and the recommended pair are
+chosen on the validation decisions, and only reported on test.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from biaslab.data.columns import require_columns
+from biaslab.data.group_keys import SEP, group_keys, patient_units
+from biaslab.fairness.across_seeds import combine
+from biaslab.fairness.metrics import group_report
+from biaslab.fairness.significance import adjust, permutation_pvalues
+
+HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
+
+
+def shifted_view(test: pd.DataFrame, shift_p: float, seed: int) -> pd.DataFrame:
+    """The test rows under S ~ Bernoulli(shift_p) drawn independently of the label.
+
+    ``test`` needs ``row``, ``decision_s0`` and ``decision_s1``; the result has ``s`` and
+    ``decision`` replaced by the drawn S and the decision the model takes under it.
+    """
+    # one uniform per image, indexed by its row: the draw does not depend on the table's order
+    rows = test["row"].to_numpy()
+    uniform = np.random.default_rng(seed).random(int(rows.max()) + 1 if len(rows) else 0)
+    s = (uniform[rows] < shift_p).astype(np.int8)
+    out = test.copy()
+    out["s"] = s
+    out["decision"] = np.where(s == 1, test["decision_s1"], test["decision_s0"]).astype(np.int8)
+    return out
+
+
+def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
+    """Each attribute alone and, with ``intersect`` and two or more, all of them intersected."""
+    return [[g] for g in groups] + ([list(groups)] if intersect and len(groups) > 1 else [])
+
+
+def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
+                  bins: int = 256, resample: str = "image", min_cell: int = 5):
+    """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
+    flip = None
+    if "decision_s0" in test.columns:
+        flip = (test["decision_s0"] != test["decision_s1"]).to_numpy()
+    scores = test["score"].to_numpy() if "score" in test.columns else None
+    patients = patient_units(test).to_numpy() if "patient_id" in test.columns else None
+    flat, tables = {}, []
+    for i, cols in enumerate(groups):
+        attr = SEP.join(cols)
+        keys = group_keys(test, cols, what="evaluate.groups")
+        per_group, between = group_report(
+            test["label"], test["decision"], keys,
+            flip=flip, scores=scores, patients=patients, resample=resample, n_boot=n_boot,
+            level=level, seed=seed, name=attr, bins=bins, labelled=True, min_cell=min_cell,
+        )
+        if i == 0:  # overall figures do not depend on the attribute: take them once
+            overall = per_group.iloc[-1]
+            flat[f"{prefix}n"] = int(overall["n"])
+            flat[f"{prefix}patients"] = int(overall["patients"])
+            for m in [h for h in HEADLINE if h != "flip_rate" or flip is not None]:
+                for suffix in ("", "_lo", "_hi"):
+                    flat[f"{prefix}{m}{suffix}"] = float(overall[m + suffix])
+            flat[f"{prefix}insufficient"] = overall["insufficient"]
+            flat[f"{prefix}undefined"] = overall["undefined"]
+        for row in between.itertuples():
+            flat[f"{prefix}{attr}.{row.metric}"] = row.value
+            flat[f"{prefix}{attr}.{row.metric}_lo"] = row.lo
+            flat[f"{prefix}{attr}.{row.metric}_hi"] = row.hi
+        flat[f"{prefix}{attr}.groups"] = between["groups"].iloc[0]
+        flat[f"{prefix}{attr}.insufficient"], flat[f"{prefix}{attr}.undefined"] = _gap_notes(
+            between)
+        tables.append(per_group.assign(attribute=attr).query("group != 'all'"))
+    tables.append(per_group.query("group == 'all'").assign(attribute="all"))
+    return flat, pd.concat(tables, ignore_index=True)
+
+
+def _pvalues(parts: list[pd.DataFrame], groups: list[list[str]], n_perm: int, seed: int,
+             prefix: str, resample: str) -> dict[str, float]:
+    """The permutation p-value of each gap (``PREFIX ATTR.GAP_p``) of one (scheme, method, set).
+
+    ``parts`` holds the same test images, in the same order, as decided by each training
+    seed's model: one relabelling of the groups serves every seed, and the statistic is the
+    mean over seeds of each seed's (see :func:`biaslab.fairness.significance.permutation_pvalues`).
+    The
+    base-rate gaps test the labels, not the model: no p-value.
+    """
+    first = parts[0]
+    decisions = np.stack([p["decision"].to_numpy() for p in parts])
+    scores = (np.stack([p["score"].to_numpy() for p in parts])
+              if all("score" in p.columns for p in parts) else None)
+    patients = (patient_units(first).to_numpy()
+                if resample == "patient" and "patient_id" in first.columns else None)
+    out = {}
+    for cols in groups:
+        keys = group_keys(first, cols, what="evaluate.groups")
+        if len(set(keys)) < 2:
+            continue
+        pvalues = permutation_pvalues(first["label"], decisions, keys, n_perm=n_perm,
+                                      seed=seed, scores=scores, patients=patients)
+        attr = SEP.join(cols)
+        out |= {f"{prefix}{attr}.{gap}_p": p for gap, p in pvalues.items()
+                if not gap.startswith("base_")}
+    return out
+
+
+def _gap_notes(between: pd.DataFrame) -> tuple[str, str]:
+    """One attribute's gaps, for one grid cell each: the missing ones with why, gaps with the
+    same reason together ('equal_opportunity_difference, auc_gap: s=0 has 4 positives (<
+    evaluate.min_cell = 5)'), and those undefined in some resamples ('disparate_impact 0.4%')."""
+    short = between[between["insufficient"] != ""].groupby("insufficient", sort=False)["metric"]
+    missing = "; ".join(f"{', '.join(gaps)}: {why}" for why, gaps in short)
+    undefined = ", ".join(f"{r.metric} {100 * r.undefined:.3g}%"
+                          for r in between.itertuples() if r.undefined > 0)
+    return missing, undefined
+
+
+def resample_unit(attributes: pd.DataFrame, resample: str) -> str:
+    """What the bootstrap resamples, ``patient`` or ``image``, for ``evaluate.resample``.
+
+    ``auto`` is ``patient`` when the index has patient ids (nih, csv, folder sources with a
+    patient column), else ``image`` (digits: one image per writer sample).
+    """
+    if resample not in ("auto", "patient", "image"):
+        raise ValueError(f"evaluate.resample = {resample!r}; expected one of auto, patient, "
+                         "image")
+    has_ids = "patient_id" in attributes.columns and attributes["patient_id"].notna().any()
+    if resample == "patient" and not has_ids:
+        raise ValueError("evaluate.resample = 'patient' needs patient ids (the index's "
+                         "patient_id column), and this data has none; use auto or image")
+    return resample if resample != "auto" else ("patient" if has_ids else "image")
+
+
+def evaluate_decisions(
+    decisions: dict[str, pd.DataFrame],
+    attributes: pd.DataFrame,
+    groups: list[str],
+    **options,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate the test decisions of each scheme.
+
+    Parameters
+    ----------
+    decisions : dict of scheme -> DataFrame
+        The ``decisions`` artifact of each scheme (``row``, ``split``, ``method``, ``threshold``,
+        ``decision`` and, with an injected bias, ``decision_s0``, ``decision_s1``).
+    attributes : DataFrame
+        ``row``, ``label``, the ``groups`` columns (e.g. ``s``, ``sex``) and, when known,
+        ``patient_id`` of every image (a null id: the image is a patient of its own).
+    groups : list of str
+        Attributes to evaluate between groups, each on its own and, with ``intersect``,
+        intersected (attribute ``s&sex``, groups ``s=1&sex=F``, see
+        :func:`biaslab.data.group_keys.group_keys`).
+    bins : int
+        Score bins of the bootstrap's AUC and calibration error.
+    pareto_gap : str
+        The gap of the first attribute traded against balanced accuracy on the validation
+        split, for the ``pareto`` and ``recommended`` columns (see :func:`recommend`).
+    resample : {"auto", "patient", "image"}
+        What the bootstrap resamples (see :func:`resample_unit`).
+    min_cell : int
+        A figure computed from fewer positives, negatives, ... of a group is missing, with
+        the reason (see :func:`biaslab.fairness.metrics.group_report`).
+    n_perm, correction : int, {"holm", "bh"}
+        Permutations behind each gap's p-value (``ATTR.GAP_p``; 0: none), and the correction
+        of all the p-values of the run together (``ATTR.GAP_p_adj``), see
+        :mod:`biaslab.fairness.significance`. The base-rate gaps test the labels, not the model:
+        they
+        get no p-value.
+    max_accuracy_loss : float
+        The recommended pair may lose this much validation balanced accuracy against the best
+        pair, for a lower fairness cost (see :func:`recommend`).
+
+    Returns
+    -------
+    grid : DataFrame
+        One row per (scheme, method): test metrics with ``_lo``/``_hi`` intervals, images
+        ``n`` and ``patients``, gaps per attribute (``ATTR.METRIC``), group sizes
+        (``ATTR.groups``), the missing figures with why and those undefined in some resamples
+        (``insufficient``, ``undefined``, ``ATTR.insufficient``, ``ATTR.undefined``) and, with
+        an injected bias,
+        the same on the shifted test set (prefix ``shifted.``), ``warning`` and
+        ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` (of the test gap,
+        :func:`fairness_cost`), ``val.balanced_accuracy`` and ``val.fairness_cost`` (the same
+        on the validation decisions, no intervals), ``pareto`` (on the validation Pareto front
+        of balanced accuracy against the cost) and ``recommended`` (the one pair
+        :func:`recommend` picks on validation; none when validation says nothing).
+    per_group : DataFrame
+        One row per (scheme, method, set, attribute, group): images ``n``, ``patients``,
+        ``positives``, ``negatives``, every per-group metric with its interval,
+        ``insufficient`` and ``undefined`` (see :func:`biaslab.fairness.metrics.group_report`).
+    """
+    evaluation = evaluate_seeds({scheme: {0: table} for scheme, table in decisions.items()},
+                                attributes, groups, **options)
+    return (evaluation.grid.drop(columns="seeds"),
+            evaluation.per_group.drop(columns="seed"))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate_seeds` computes: ``grid`` (one row per scheme x method, figures
+    averaged over the training seeds), ``per_seed`` (one row per scheme x method x seed) and
+    ``per_group`` (one row per scheme x method x seed x set x attribute x group)."""
+
+    grid: pd.DataFrame
+    per_seed: pd.DataFrame
+    per_group: pd.DataFrame
+
+
+def evaluate_seeds(
+    decisions: Mapping[str, Mapping[int, pd.DataFrame]],
+    attributes: pd.DataFrame,
+    groups: list[str],
+    *,
+    shift_p: float = 0.5,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_group_size: int = 1,
+    intersect: bool = True,
+    bins: int = 256,
+    pareto_gap: str = "disparate_impact",
+    resample: str = "auto",
+    min_cell: int = 5,
+    max_accuracy_loss: float = 0.02,
+    n_perm: int = 0,
+    correction: str = "holm",
+) -> Evaluation:
+    """Evaluate the test decisions of each scheme's model trained from each seed.
+
+    ``decisions`` is scheme -> training seed -> that model's ``decisions`` artifact; the other
+    parameters are those of :func:`evaluate_decisions`. Each (scheme, method, seed) is evaluated
+    on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
+    that adds the variance between seeds to the sampling variance
+    (:func:`biaslab.fairness.across_seeds.combine`,
+    ``grid``). Each gap's p-value tests the seed-averaged gap: one relabelling of the groups
+    serves every seed (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
+    together. The Pareto front and the recommended pair are chosen on the seed-averaged
+    validation figures.
+    """
+    require_columns(attributes, groups, what="evaluate.groups")
+    unit = resample_unit(attributes, resample)
+    options = dict(n_boot=n_boot, level=level, seed=seed, bins=bins, resample=unit,
+                   min_cell=min_cell)
+    rows, group_tables, pvalues = [], [], {}
+    for scheme, by_seed in decisions.items():
+        sets_by_method: dict[tuple[str, str], list[pd.DataFrame]] = {}
+        for train_seed, table in by_seed.items():
+            test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
+            val = table[table["split"] == "val"].merge(attributes, on="row", how="left")
+            # one row per image: the table repeats each test image once per method
+            _check_group_sizes(test.drop_duplicates("row"), attributes, groups, min_group_size,
+                               scheme)
+            for method, part in test.groupby("method", sort=False):
+                part = part.sort_values("row", kind="stable")  # the same order for every seed
+                row = {"scheme": scheme, "method": method, "seed": train_seed}
+                for name, data, prefix, attrs in _sets(part, groups, intersect, shift_p, seed):
+                    flat, per_group = _evaluate_one(data, attrs, prefix=prefix, **options)
+                    row.update(flat)
+                    group_tables.append(per_group.assign(scheme=scheme, method=method,
+                                                         seed=train_seed, set=name))
+                    sets_by_method.setdefault((method, name), []).append(data)
+                row["warning"] = degenerate_reasons(part, row)
+                row["degenerate"] = bool(row["warning"])
+                val_part = val[val["method"] == method]
+                row["val.balanced_accuracy"], val_gap = _val_figures(val_part, groups[0],
+                                                                     pareto_gap, min_cell)
+                row["val.fairness_cost"] = float(
+                    fairness_cost(pd.Series([val_gap]), pareto_gap)[0])
+                rows.append(row)
+        if n_perm:
+            for (method, name), parts in sets_by_method.items():
+                attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
+                prefix = "" if name == "test" else f"{name}."
+                pvalues.setdefault((scheme, method), {}).update(
+                    _pvalues(parts, attrs, n_perm, seed, prefix, unit))
+    per_seed = pd.DataFrame(rows)
+    grid = combine(per_seed, by=("scheme", "method"), level=level)
+    grid = _with_pvalues(grid, pvalues, correction)
+    grid["fairness_cost"] = fairness_cost(grid[f"{groups[0]}.{pareto_gap}"], pareto_gap)
+    grid = choose(grid, max_accuracy_loss)
+    per_group = pd.concat(group_tables, ignore_index=True)
+    lead = ["scheme", "method", "seed", "set", "attribute", "group"]
+    return Evaluation(grid, per_seed,
+                      per_group[lead + [c for c in per_group if c not in lead]])
+
+
+def choose(grid: pd.DataFrame, max_accuracy_loss: float) -> pd.DataFrame:
+    """``grid`` with ``pareto`` and ``recommended`` chosen on validation (see :func:`recommend`)
+    among the pairs that are not ``degenerate``: a model that learnt nothing is never
+    recommended, whatever its gaps. Called again once training's own flags are added."""
+    usable = ~grid["degenerate"].fillna(False).astype(bool)
+    score = grid["val.balanced_accuracy"].where(usable)
+    cost = grid["val.fairness_cost"].where(usable)
+    # chosen on validation, reported on test: see the module's docstring
+    return grid.assign(pareto=pareto_front(score, cost),
+                       recommended=recommend(score, cost, max_accuracy_loss))
+
+
+def _sets(part: pd.DataFrame, groups: list[str], intersect: bool, shift_p: float, seed: int):
+    """(name, data, prefix, attribute sets) of the test set and, with an injected bias, of the
+    shifted test set (compared by S only; its scores were not read under the drawn S)."""
+    yield "test", part, "", attribute_sets(groups, intersect)
+    if "decision_s0" in part.columns and "s" in part.columns:
+        shifted = shifted_view(part, shift_p, seed).drop(columns="score", errors="ignore")
+        yield "shifted", shifted, "shifted.", [["s"]]
+
+
+def _with_pvalues(grid: pd.DataFrame, pvalues: dict, correction: str) -> pd.DataFrame:
+    """``grid`` with each gap's p-value (``_p``; NaN where the gap itself is missing, and then
+    not counted in the family) and the p-values of the whole run corrected together
+    (``_p_adj``)."""
+    if not pvalues:
+        return grid
+    table = pd.DataFrame([pvalues.get((s, m), {}) for s, m in zip(
+        grid["scheme"], grid["method"], strict=True)], index=grid.index)
+    for col in table.columns:  # a gap reported missing has no p-value
+        gap = grid.get(col.removesuffix("_p"))
+        if gap is not None:
+            table.loc[gap.isna().to_numpy(), col] = np.nan
+    family = table.to_numpy(dtype=float)
+    adjusted = adjust(family.ravel(), correction).reshape(family.shape)
+    table = pd.concat([table, pd.DataFrame(adjusted, index=grid.index,
+                                           columns=[c + "_adj" for c in table.columns])], axis=1)
+    out = grid.copy()
+    for col in table.columns:
+        out[col] = table[col]
+    return out
+
+
+def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple[float, float]:
+    """Balanced accuracy and the ``gap`` of ``attr`` on one pair's validation decisions, points
+    only; NaN when validation cannot tell (no rows, a single group, too few cases)."""
+    if val[attr].nunique(dropna=False) < 2:
+        return np.nan, np.nan
+    scores = val["score"].to_numpy() if "score" in val.columns else None
+    with warnings.catch_warnings():
+        # the test figures already warn of undefined rates; here a NaN only keeps a pair
+        # off the front, and val.balanced_accuracy / val.fairness_cost show it
+        warnings.simplefilter("ignore")
+        per_group, between = group_report(
+            val["label"], val["decision"], group_keys(val, [attr], what="evaluate.groups"),
+            scores=scores, n_boot=0, name=attr, labelled=True, min_cell=min_cell)
+    return (float(per_group["balanced_accuracy"].iloc[-1]),
+            float(between.set_index("metric").loc[gap, "value"]))
+
+
+def degenerate_reasons(test: pd.DataFrame, figures: dict) -> str:
+    """Why one (scheme, method)'s test decisions tell nothing about the image, or "".
+
+    A model is degenerate on the test split when its decisions are constant, its scores are
+    constant, or the bootstrap interval of its AUC contains 0.5 (it does not tell the classes
+    apart better than chance). Its gaps then compare nothing: DI is 1 or 0/0 whatever the
+    groups. ``figures`` holds ``auc``, ``auc_lo``, ``auc_hi`` (absent or NaN: not checked).
+    """
+    reasons = []
+    decisions = test["decision"]
+    if decisions.nunique() == 1:
+        reasons.append(f"constant decisions on the test split (all {decisions.iloc[0]})")
+    if "score" in test.columns and test["score"].nunique() == 1:
+        reasons.append(f"constant scores on the test split ({test['score'].iloc[0]:.4g})")
+    auc, lo, hi = (figures.get(k, np.nan) for k in ("auc", "auc_lo", "auc_hi"))
+    if lo <= 0.5 <= hi:  # False when the interval is NaN (no scores, one class, n_boot = 0)
+        reasons.append(f"AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] does not exclude chance (0.5)")
+    return "; ".join(reasons)
+
+
+def seed_flags(flags: Mapping[str, Mapping[int, str | None]]) -> dict[str, str | None]:
+    """Each scheme's training flags over its seeds (None or a reason per seed), as one text for
+    :func:`add_training_flags`: "seed 1: REASON; seed 2: REASON" (the reason alone with one
+    seed), None when no seed's model was flagged."""
+    return {scheme: "; ".join(v if len(by_seed) == 1 else f"seed {k}: {v}"
+                              for k, v in by_seed.items() if v) or None
+            for scheme, by_seed in flags.items()}
+
+
+def seed_thresholds(fitted: Mapping[str, Mapping[int, dict]]) -> dict[str, dict]:
+    """Each scheme's postprocess thresholds over its seeds, for :func:`add_not_applicable`: a
+    method is not applicable when no seed's model could fit it (what decides it is the
+    validation rows, the same for every seed); one that some seed fitted has its grid row."""
+    out = {}
+    for scheme, by_seed in fitted.items():
+        fits = list(by_seed.values())
+        out[scheme] = {method: (params if all("not_applicable" in f.get(method, {})
+                                               for f in fits) else {})
+                       for method, params in fits[0].items()}
+    return out
+
+
+def add_training_flags(grid: pd.DataFrame, flags: dict[str, str | None]) -> pd.DataFrame:
+    """``grid`` with each scheme's training flag (train's check: a model that learnt nothing,
+    e.g. the same validation accuracy every epoch) added to the ``warning`` of its rows."""
+    grid = grid.copy()
+    for scheme, reason in flags.items():
+        if not reason:
+            continue
+        rows = grid["scheme"] == scheme
+        text = f"training: {reason}"
+        grid.loc[rows, "warning"] = [f"{w}; {text}" if w else text
+                                     for w in grid.loc[rows, "warning"]]
+        grid.loc[rows, "degenerate"] = True
+    return grid
+
+
+def add_not_applicable(grid: pd.DataFrame, thresholds: dict[str, dict]) -> pd.DataFrame:
+    """``grid`` with a row for each (scheme, method) that postprocess could not fit.
+
+    ``thresholds`` is scheme -> its ``metrics/thresholds/SCHEME.json``, where a skipped method
+    reads ``{"not_applicable": REASON}`` (e.g. a group with one class in validation). Its row
+    has every figure missing, ``warning`` "not applicable: REASON", is on no Pareto front and
+    is never recommended; rows keep the order of the schemes and of each scheme's methods.
+    """
+    rows = [{"scheme": scheme, "method": method, "degenerate": False, "pareto": False,
+             "recommended": False, "warning": f"not applicable: {p['not_applicable']}"}
+            for scheme, fitted in thresholds.items() for method, p in fitted.items()
+            if "not_applicable" in p]
+    if not rows:
+        return grid
+    order = {(s, m): i for i, (s, m) in enumerate(
+        (s, m) for s, fitted in thresholds.items() for m in fitted)}
+    grid = pd.concat([grid, pd.DataFrame(rows)], ignore_index=True)
+    pairs = zip(grid["scheme"], grid["method"], strict=True)
+    rank = [order.get(pair, len(order)) for pair in pairs]
+    return grid.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
+
+
+def summary_line(grid: pd.DataFrame, gap: str) -> str:
+    """The evaluate stage's summary: the pair recommended on validation, with its test figures
+    (balanced accuracy and the Pareto gap, column ``gap`` of ``grid``). NaN-safe."""
+    front = int(grid["pareto"].sum())
+    picked = grid[grid["recommended"].eq(True)]
+    if len(picked):
+        best = picked.iloc[0]
+        text = (f"recommended {best['scheme']}/{best['method']} (chosen on validation): test "
+                f"balanced accuracy {best['balanced_accuracy']:.3f}, {gap} {best[gap]:.3f}")
+    else:
+        text = "no pair recommended (balanced accuracy or fairness cost undefined on validation)"
+    if grid["balanced_accuracy"].isna().all():
+        text += "; balanced accuracy undefined for every pair (a class absent from test)"
+    degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
+    return (f"{len(grid)} (scheme, method) pairs, {front} on the validation Pareto front; "
+            f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
+
+
+def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:
+    """How far a gap is from parity, the same either side of it: |log DI| for disparate
+    impact (DI 0.8 and its mirror 1.25 cost the same; DI 0 or inf cost inf), |value| for a
+    difference."""
+    values = gap.to_numpy(dtype=float)
+    if metric != "disparate_impact":
+        return np.abs(values)
+    with np.errstate(divide="ignore"):
+        return np.abs(np.log(values))
+
+
+def recommend(score, cost, max_loss: float) -> np.ndarray:
+    """True for one row: among the Pareto front of ``score`` against ``cost`` (see
+    :func:`pareto_front`), the lowest cost among the rows whose score is at least the best
+    score minus ``max_loss``; ties go to the first row. All False when no row has both figures.
+    """
+    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
+    front = pareto_front(score, cost)
+    out = np.zeros(len(score), dtype=bool)
+    if front.any():
+        # a hair of slack: 0.90 - 0.02 must admit 0.88 despite floating point
+        near = front & (score >= score[front].max() - max_loss - 1e-12)
+        out[np.flatnonzero(near)[np.argmin(cost[near])]] = True
+    return out
+
+
+def pareto_front(score, cost) -> np.ndarray:
+    """True for the rows no other row dominates (score >= and cost <=, one of them strictly).
+
+    Rows with a NaN score or cost are never on the front.
+    """
+    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
+    ok = ~(np.isnan(score) | np.isnan(cost))
+    better_eq = (score[None, :] >= score[:, None]) & (cost[None, :] <= cost[:, None])
+    strictly = (score[None, :] > score[:, None]) | (cost[None, :] < cost[:, None])
+    dominated = (better_eq & strictly & ok[None, :]).any(1)
+    return ok & ~dominated
+
+
+def _check_group_sizes(
+    test: pd.DataFrame, attributes: pd.DataFrame, groups: list[str], min_size: int, scheme: str
+):
+    for attr in groups:
+        # count every group of the data, so one with no test row at all is not silently dropped
+        sizes = test[attr].value_counts(dropna=False)
+        sizes = sizes.reindex(attributes[attr].unique(), fill_value=0)
+        small = sizes[sizes < min_size]
+        if len(small):
+            raise ValueError(
+                f"evaluate.groups: in the test split of scheme {scheme!r}, group(s) "
+                f"{ {k: int(v) for k, v in small.items()} } of {attr!r} have fewer than "
+                f"evaluate.min_group_size={min_size} rows"
+            )
+
+
+def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
+    """metrics/fairness.json, the DVC metric that `dvc exp show` tabulates: a few figures of two
+    (scheme, method) pairs, so that a terminal shows experiments side by side.
+
+    ``recommended``: the pair chosen on validation (see :func:`recommend`); ``baseline``: the
+    first pair of the grid (with the defaults, the unweighted model at its own 0.5 threshold:
+    the seed study's model). Each has ``pair`` ("scheme/method"), balanced accuracy, flip rate
+    and shifted-test accuracy (with an injected bias), for the first attribute of ``groups``
+    disparate impact, its excess over the labels' own (see :func:`biaslab.fairness.metrics.gaps`)
+    and
+    the equalized-odds difference, and ``degenerate``; a figure that grid.csv lacks is left
+    out, a missing one is null. Every figure of every pair, with its interval, is in grid.csv.
+    """
+    first = groups[0]
+    keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
+            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference"]
+    out: dict = {}
+    recommended = grid[grid["recommended"].eq(True)] if "recommended" in grid else grid.iloc[:0]
+    for name, rows in (("recommended", recommended), ("baseline", grid.head(1))):
+        if rows.empty:
+            out[name] = {"pair": None}
+            continue
+        row = rows.iloc[0]
+        figures: dict = {"pair": f"{row['scheme']}/{row['method']}"}
+        for key in [k for k in keys if k in row.index]:
+            figures[key] = None if pd.isna(row[key]) else round(float(row[key]), 4)
+        if "degenerate" in row.index:
+            figures["degenerate"] = bool(row["degenerate"])
+        out[name] = figures
+    return out

@@ -1,0 +1,448 @@
+"""`make sweep RAY=auto|ADDRESS`: the experiments of a sweep as Ray tasks on a cluster.
+
+One Ray task per experiment, asking for ``sweep.gpus_per_experiment`` GPUs and
+``sweep.cpus_per_experiment`` CPUs, so that Ray places it on a machine with a free GPU and sets
+its CUDA_VISIBLE_DEVICES. The task clones the Git remote into a scratch folder of that machine,
+checks out the sweep's commit and runs ``dvc exp run --pull -n NAME -S ...`` (``--pull``: a stage
+that another experiment already ran with the same code, params and inputs comes from the DVC
+remote's run cache instead of running again). It then pushes the outputs and the run cache to
+the DVC remote (``dvc push --run-cache``), the experiment to the Git remote (``dvc exp push``),
+and removes its folder. The driver (biaslab/cli/sweep.py) fetches each experiment's Git ref as soon
+as
+its task ends (what ``dvc exp pull --no-cache`` fetches) and writes the same metrics/sweep.csv
+and figure as a local sweep.
+
+Nothing lost, nothing done twice:
+
+- an experiment's name is a hash of its validated params (``sweep-<12 hex>``), and its Git ref
+  holds the baseline commit (``refs/exps/<commit>/NAME``): the same params at the same commit
+  always give the same ref;
+- the ref is pushed last, so a ref on the Git remote means the outputs are on the DVC remote
+  too; the driver submits no task for an experiment the remote has, and a task looks again
+  before running (a retried task, a second driver);
+- Ray retries a task whose worker or machine dies (``sweep.max_retries``); a failed experiment
+  is reported with the error line of its log, and the others go on;
+- a driver that is stopped takes its running tasks down with it (Ray ends the tasks of a
+  driver that leaves); started again, it runs only what the Git remote does not have yet;
+- a task's folder is locked while in use: the next task on that machine removes the folders of
+  tasks that were killed.
+
+The task's code reaches the workers by value (cloudpickle), so the workers need the project's
+environment (Python, Ray, DVC, git) but not this file. Experiments are submitted seed by seed,
+so that the second seed of a value finds the stages before training in the run cache.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+NAME_PREFIX = "sweep-"
+LOG_TAIL = 4000  # characters of a failed experiment's log sent back to the driver
+
+
+# ------------------------------------------------------------------ the task (on a worker)
+
+@dataclass(frozen=True)
+class Job:
+    """What a task needs to run one experiment, all of it plain text.
+
+    ``workdir``: the scratch folder on the worker ("": its temporary folder); ``events``: a
+    file every worker can append to (a shared filesystem), one JSON line per step ("": none).
+    """
+
+    name: str
+    settings: tuple[str, ...]
+    commit: str
+    git_url: str
+    dvc_remote: tuple[str, str]  # name, URL
+    workdir: str = ""
+    events: str = ""
+    submitted: float = 0.0
+    targets: tuple[str, ...] = ()  # the stages `dvc exp run` runs (biaslab.sweep.table.TARGETS)
+
+
+def exp_ref(commit: str, name: str) -> str:
+    """The Git ref of experiment ``name`` of baseline ``commit``, as DVC writes it."""
+    return f"refs/exps/{commit[:2]}/{commit[2:]}/{name}"
+
+
+def run_experiment(job: Job) -> dict:
+    """The Ray task: run one experiment in a fresh clone and push it; what happened.
+
+    Returns a dict: ``name``, ``state`` (success | failed), ``skipped`` (the Git remote has it
+    from another run), ``log`` (the end of a failed run's log), where it ran (``node``,
+    ``host``, ``pid``, ``cuda``) and when (``start``, ``dvc_start``, ``dvc_end``, ``end``,
+    epoch seconds). A failing git or DVC step other than the experiment itself raises.
+    """
+    # A worker of a raylet that reaps orphans (README: the subreaper setting) ignores SIGCHLD,
+    # and then every child's exit status reads 0: a failed experiment would pass for a success
+    ignored = _ignored(signal.SIGCHLD)
+    if ignored:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        return _run_experiment(job)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
+def _ignored(signum: int) -> bool:
+    """Whether this process ignores ``signum`` (set in C, Python's getsignal does not see it)."""
+    try:
+        with open("/proc/self/status") as status:
+            mask = next(line.split()[1] for line in status if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def _run_experiment(job: Job) -> dict:
+    import ray  # on the worker
+
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep
+           + os.environ.get("PATH", ""), "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
+    where = {"node": ray.get_runtime_context().get_node_id(), "host": os.uname().nodename,
+             "pid": os.getpid(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    result = {"name": job.name, "state": "success", "skipped": False, "log": "", **where,
+              "start": time.time(), "submitted": job.submitted}
+    _event(job, "start", submitted=job.submitted, **where)
+    ref = exp_ref(job.commit, job.name)
+    if _run(["git", "ls-remote", job.git_url, ref], env).stdout.strip():
+        # an earlier attempt pushed it and then died, or another driver ran it
+        _event(job, "skip")
+        return {**result, "skipped": True, "end": time.time()}
+
+    base = Path(job.workdir or tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    _remove_stale(base)
+    # the lock first, then the folder: a lock free of its task (killed) marks a stale folder
+    fd, lock = tempfile.mkstemp(prefix=f"biaslab-{job.name}-", suffix=".lock", dir=base)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel frees it when the task dies
+    repo = lock.removesuffix(".lock")
+    os.mkdir(repo)
+    try:
+        _clone(job, repo, env)
+        result["dvc_start"] = time.time()
+        _event(job, "dvc")
+        log = Path(repo) / ".dvc" / "tmp" / "sweep-run.log"
+        with open(log, "w") as out:
+            proc = subprocess.run(
+                ["dvc", "exp", "run", "--pull", "-n", job.name,
+                 *[a for s in job.settings for a in ("-S", s)], *job.targets],
+                cwd=repo, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT)
+        result["dvc_end"] = time.time()
+        if proc.returncode != 0:
+            _event(job, "failed")
+            return {**result, "state": "failed", "end": time.time(),
+                    "log": log.read_text(errors="replace")[-LOG_TAIL:]}
+        _event(job, "ran")
+        rev = _push(job, repo, ref, env)
+        _event(job, "end" if rev else "skip")
+        return {**result, "rev": rev, "skipped": not rev, "end": time.time()}
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+        Path(lock).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _remove_stale(base: Path) -> None:
+    """Remove the folders that killed tasks left in ``base``: those whose lock is free.
+
+    A task that takes its lock while this holds it gets it once this has removed the lock
+    file, and only then makes its folder: this never removes a folder in use.
+    """
+    for path in base.glob(f"biaslab-{NAME_PREFIX}*.lock"):
+        try:
+            fd = os.open(path, os.O_RDWR)  # never created here: one removed meanwhile is gone
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(str(path).removesuffix(".lock"), ignore_errors=True)
+            path.unlink(missing_ok=True)
+        except OSError:  # held by its running task
+            pass
+        finally:
+            os.close(fd)
+
+
+def _clone(job: Job, repo: str, env: dict) -> None:
+    """The sweep's commit in ``repo``, with the driver's default DVC remote.
+
+    The remote goes to the clone's local config whether or not the committed one has it: a
+    local path in the committed config is relative to the driver's clone, not this one. DVC
+    runs in this process (``dvc.repo.Repo``): a worker imports it once for all its tasks.
+    """
+    from dvc.repo import Repo
+
+    _run(["git", "clone", "-q", "--no-checkout", job.git_url, repo], env)
+    _run(["git", "checkout", "-q", "--detach", job.commit], env, cwd=repo)
+    if _run(["git", "config", "user.email"], env, cwd=repo, check=False).returncode:
+        _run(["git", "config", "user.name", "biaslab sweep"], env, cwd=repo)
+        _run(["git", "config", "user.email", "sweep@biaslab.invalid"], env, cwd=repo)
+    name, url = job.dvc_remote
+    with Repo(repo) as dvc, dvc.config.edit("local") as conf:  # dvc remote add --local -d -f
+        conf["remote"][name] = {"url": url}
+        conf["core"]["remote"] = name
+    (Path(repo) / ".dvc" / "tmp").mkdir(parents=True, exist_ok=True)
+
+
+def _push(job: Job, repo: str, ref: str, env: dict) -> str | None:
+    """Push the experiment's outputs and run cache, then its ref; the experiment's commit, or
+    None when the Git remote has another run of it already (kept as it is).
+
+    The outputs go first so that a ref on the Git remote has its outputs on the DVC remote:
+    ``dvc exp push`` alone pushes the ref first.
+    """
+    from dvc.repo import Repo
+
+    with Repo(repo) as dvc:  # opened after `dvc exp run`: it sees the experiment's outputs
+        # the stages it ran and what they need: the commit's dvc.lock also lists the outputs
+        # of stages after them (explain, report), which this clone never made. Targets by
+        # path: DVC reads a bare stage name from the current folder, not the repository's
+        targets = [f"{Path(repo) / 'dvc.yaml'}:{stage}" for stage in job.targets]
+        dvc.push(targets=targets or None, with_deps=True, run_cache=True)
+        pushed = dvc.experiments.push(job.git_url, [job.name])
+    if job.name not in pushed.get("success", []) + pushed.get("up_to_date", []):
+        return None  # diverged: another driver pushed its own run first
+    return _run(["git", "rev-parse", ref], env, cwd=repo).stdout.strip()
+
+
+def _run(args: list[str], env: dict, cwd: str | None = None,
+         check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {' / '.join(said)}")
+    return proc
+
+
+def _event(job: Job, event: str, **extra) -> None:
+    if job.events:
+        line = json.dumps({"name": job.name, "event": event, "time": time.time(),
+                           "pid": os.getpid(), **extra})
+        with open(job.events, "a") as out:  # one short write: lines of tasks do not mix
+            out.write(line + "\n")
+
+
+# ------------------------------------------------------------------ the driver
+
+def experiment_name(params: Mapping, settings: Sequence[str]) -> str:
+    """``sweep-<12 hex>``: a hash of the validated params the settings give (``sweep`` left out).
+
+    Two spellings of one value (``0.1``, ``0.10``) give one name; the code is not in it, as
+    DVC's Git ref of the experiment holds the baseline commit.
+    """
+    from biaslab.config import parse_params
+    from biaslab.sweep import table as sw
+
+    full = parse_params(sw.applied(params, settings)).model_dump(mode="json")
+    full.pop("sweep", None)
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()
+    return NAME_PREFIX + digest[:12]
+
+
+def named(experiments: Sequence, params: Mapping) -> list:
+    """The experiments under their content names; two with the same params are an error."""
+    out, seen = [], {}
+    for exp in experiments:
+        name = experiment_name(params, exp.settings)
+        if name in seen:
+            raise ValueError(f"VALUES: {' '.join(seen[name])} and {' '.join(exp.settings)} "
+                             "give the same params; give each value once")
+        seen[name] = exp.settings
+        out.append(replace(exp, name=name))
+    return out
+
+
+def resources(params: Mapping) -> dict:
+    """``sweep.*`` of params.yaml (how each experiment is scheduled, not what it computes: left
+    out of the experiment's name), validated by its config section; absent keys, its defaults."""
+    from biaslab.config import as_dict, parse_params
+
+    return as_dict(parse_params(params).sweep)
+
+
+def git_remote_url(remote: str, git: Callable[..., str]) -> str:
+    """The URL of Git remote ``remote``; a local path made absolute (workers clone it)."""
+    try:
+        url = git("git", "remote", "get-url", remote).strip()
+    except ValueError:
+        raise ValueError(f"no Git remote {remote!r}: add one every machine can reach, e.g. "
+                         f"git remote add {remote} ssh://host/srv/biaslab.git (a bare "
+                         "repository), and push this commit to it") from None
+    if "://" not in url and not (":" in url and "/" not in url.split(":")[0]):
+        # a path (not scp-like host:path), which git reads from the repository's root
+        top = git("git", "rev-parse", "--show-toplevel").strip()
+        url = str((Path(top) / url).resolve())
+    return url
+
+
+def check_commit(remote: str, keep: Sequence[str], git: Callable[..., str]) -> str:
+    """HEAD, once it is clean and on the Git remote: the tasks run what the remote has."""
+    commit = git("git", "rev-parse", "HEAD").strip()
+    changed = [line[3:] for line in git("git", "status", "--porcelain",
+                                        "--untracked-files=no").splitlines()
+               if line[3:] not in keep]
+    if changed:
+        raise ValueError(f"uncommitted changes ({', '.join(changed[:5])}): the tasks run commit "
+                         f"{commit[:8]} from the Git remote; commit and push them first")
+    git("git", "fetch", "-q", remote)
+    if not git("git", "branch", "-r", "--contains", commit, "--list", f"{remote}/*").strip():
+        raise ValueError(f"commit {commit[:8]} is not on the Git remote {remote!r}: the tasks "
+                         f"clone it from there; push it first (git push {remote} HEAD)")
+    return commit
+
+
+def dvc_remote(config: Mapping) -> tuple[str, str]:
+    """The default DVC remote of DVC's ``config`` (all levels merged, as ``dvc.config.Config``
+    loads it, a local path made absolute): its name and URL."""
+    name = config.get("core", {}).get("remote")
+    if not name:
+        raise ValueError("no default DVC remote: the tasks push their outputs to it and the "
+                         "driver pulls from it; add one every machine can reach, e.g. "
+                         "dvc remote add -d storage s3://bucket/biaslab (or a shared path)")
+    url = config.get("remote", {}).get(name, {}).get("url")
+    if not url:
+        raise ValueError(f"the default DVC remote {name!r} (core.remote) is not a remote of "
+                         f"DVC's config (dvc remote list); add it: dvc remote add {name} URL")
+    return name, url
+
+
+def pushed(git_url: str, commit: str, git: Callable[..., str]) -> set[str]:
+    """Names of the experiments of ``commit`` that the Git remote has."""
+    pattern = exp_ref(commit, "*")
+    return {line.rsplit("/", 1)[1] for line in git("git", "ls-remote", git_url,
+                                                      pattern).splitlines() if line.strip()}
+
+
+def connect(address: str, need_gpus: float):
+    """``ray.init`` on the cluster at ``address``; refuses one no machine of which can run an
+    experiment (Ray would wait for ever)."""
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # ray.init waits minutes on an address where nothing listens
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as exc:
+            raise ValueError(f"RAY={address}: no Ray cluster there ({exc}); start one: ray "
+                             "start --head (README, Scaling out)") from None
+    import ray
+
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+    except ConnectionError as exc:
+        if host and port.isdigit() and os.environ.get("RAY_AUTH_MODE") != "token":
+            # something listens there (checked above): most often a head that asks for a token
+            # (Ray's token authentication, on by default for `ray start --head` from Ray 2.59),
+            # which a driver given an address sends only with RAY_AUTH_MODE=token
+            raise ValueError(
+                f"RAY={address}: a Ray cluster listens there but this driver could not join it "
+                f"({exc}); if it asks for a token: export RAY_AUTH_MODE=token, with its token "
+                "in ~/.ray/auth_token or RAY_AUTH_TOKEN (on the head: ray get-auth-token), or "
+                "use RAY=auto on the head machine (README, Scaling out)") from None
+        raise ValueError(f"RAY={address}: no Ray cluster there ({exc}); start one: "
+                         "ray start --head (README, Scaling out)") from None
+    for signum, handler in handlers.items():  # Ray's own handler of SIGTERM exits at once;
+        if handler is not None:                # the sweep's stops the tasks and says so
+            signal.signal(signum, handler)
+    gpus = [node["Resources"].get("GPU", 0) for node in ray.nodes() if node["Alive"]]
+    if need_gpus and max(gpus, default=0) < need_gpus:
+        ray.shutdown()
+        raise ValueError(f"sweep.gpus_per_experiment = {need_gpus:g}, but the largest machine "
+                         f"of the cluster at {address} has {max(gpus, default=0):g} GPU(s) "
+                         f"({len(gpus)} machine(s)); set it to 0 for CPU machines")
+    return ray
+
+
+# ray.remote's options of the task. max_calls=0: a worker runs task after task. Ray's default
+# for a task that asks for a GPU is a fresh worker each time (about a second here), to free the
+# GPU's memory; this task never touches a GPU itself (its stages do, in processes of their own)
+REMOTE = {"max_calls": 0}
+
+
+def task_options(res: Mapping, name: str = "") -> dict:
+    """Ray's options of an experiment's task, from the ``sweep`` section's values ``res``."""
+    return {"name": f"sweep:{name}", "num_gpus": res["gpus_per_experiment"],
+            "num_cpus": res["cpus_per_experiment"], "max_retries": res["max_retries"]}
+
+
+def run(experiments: Sequence, jobs: Mapping[str, Job], *, address: str, res: Mapping,
+        done: set[str], say: Callable[[str], None] = print,
+        on_results: Callable[[list[dict]], None] = lambda results: None) -> dict[str, dict]:
+    """Run on Ray the experiments whose names ``done`` lacks; each one's result, by name.
+
+    A task that raised, or whose worker died ``max_retries + 1`` times, is a failed result
+    whose ``error`` says why. ``on_results`` is given the results of ``done`` once the tasks are
+    submitted, then each task's result as it comes, while the others still run: the driver
+    fetches each experiment then, not all of them after the last. Ctrl-C cancels the running
+    tasks (their pushed experiments stay).
+    """
+    ray = connect(address, res["gpus_per_experiment"])
+    results = {name: {"name": name, "state": "success", "skipped": True} for name in done}
+    pending = []
+    try:
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        task = ray.remote(**REMOTE)(run_experiment)
+        refs = {}
+        # seed by seed: the experiments of one value share the stages before training, which
+        # a later wave then takes from the run cache instead of running them side by side
+        for exp in sorted(experiments, key=lambda e: e.seed):
+            if exp.name in done:
+                continue
+            job = replace(jobs[exp.name], submitted=time.time())
+            refs[task.options(**task_options(res, exp.name)).remote(job)] = exp
+        say(f"sweep: {len(done)} experiment(s) on the Git remote already; {len(refs)} "
+            f"submitted to the Ray cluster at {address}")
+        pending = list(refs)
+        on_results(list(results.values()))
+        while pending:
+            # a timeout lets Ctrl-C in: Python handles signals between calls only
+            ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+            if not ready:
+                continue
+            exp = refs[ready[0]]
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:  # raised in the task, or its worker died
+                result = {"name": exp.name, "state": "failed", "error": _why(exc)}
+            results[exp.name] = result
+            say(_progress(len(results) - len(done), len(refs), exp, result))
+            on_results([result])
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        ray.shutdown()
+    return results
+
+
+def _why(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "failed (" in line]
+    return (errors or lines or [type(exc).__name__])[-1]
+
+
+def _progress(i: int, n: int, exp, result: dict) -> str:
+    took = (f" after {result['end'] - result['start']:.0f} s" if "end" in result and
+            "start" in result else "")
+    where = (f" on {result['host']} (CUDA_VISIBLE_DEVICES={result['cuda'] or 'none'})"
+             if "host" in result else "")
+    state = "found on the Git remote" if result.get("skipped") else result["state"]
+    return f"sweep: {i}/{n} {exp.name} {state}{took}{where}: {' '.join(exp.settings)}"
