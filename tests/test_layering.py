@@ -91,3 +91,15 @@ def test_no_import_circle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_the_folders_say_what_the_library_is_made_of():
+    """The library lives in packages named for the pipeline's concepts; its top level holds
+    the entry point and the artifact writers only, and tools/ no product code (issue 19)."""
+    top = sorted(p.name for p in (ROOT / "biaslab").glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "artifacts.py"]
+    packages = sorted(p.name for p in (ROOT / "biaslab").iterdir()
+                      if (p / "__init__.py").is_file())
+    assert packages == ["cli", "config", "data", "explain", "fairness", "model", "report",
+                        "sweep"]
+    assert sorted(p.name for p in (ROOT / "tools").glob("*.py")) == []
