@@ -88,7 +88,7 @@ class DataConfig(Section):
 
     source: choice(SOURCES) = Field("digits", description=(
         "digits (scikit-learn's real handwritten digits, no download) | nih | folder | "
-        "imagefolder | csv (README, \"Data sources\")"))
+        "imagefolder | csv (docs: Data sources)"))
     root: str = Field("", description=(
         "folder of the data (every source but digits); a relative path is taken from the "
         "repository root"))
@@ -491,7 +491,7 @@ class ReportConfig(Section):
         figure: choice(lambda: sum(ReportConfig.figures(), ())) = Field(description=(
             "a figure of grid.csv: accuracy, balanced_accuracy, auc, flip_rate, shifted.* (the "
             "whole test set), or a gap between groups: disparate_impact, "
-            "excess_disparate_impact, equal_opportunity_difference, ... (README, \"Verdict\")"))
+            "excess_disparate_impact, equal_opportunity_difference, ... (docs: The report)"))
         min: float | None = Field(None, description="the lowest value that passes (null: none)")
         max: float | None = Field(None, description="the highest value that passes (null: none)")
         abs: bool = Field(False, description=(
