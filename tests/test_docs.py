@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,9 @@ def model_keys(params: type[BaseModel]) -> list[str]:
     for name, section in params.model_fields.items():
         for key, info in section.annotation.model_fields.items():
             keys.append(f"{name}.{key}")
-            nested, _ = hook._nested_model(info.annotation)
-            if nested is not None:
-                keys += [f"{name}.{key}[].{sub}" for sub in nested.model_fields]
+            items = typing.get_args(info.annotation)  # list[Model]: its items' fields
+            if items and isinstance(items[0], type) and issubclass(items[0], BaseModel):
+                keys += [f"{name}.{key}[].{sub}" for sub in items[0].model_fields]
     return keys
 
 
