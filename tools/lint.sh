@@ -26,7 +26,8 @@ for dockerfile in docker/Dockerfile docker/Dockerfile.test; do
 done
 lint check-jsonschema "$bin/check-jsonschema" --builtin-schema vendor.github-workflows "$workflow"
 lint actionlint tools/actionlint.sh "$workflow"
-lint mkdocs env NO_MKDOCS_2_WARNING=1 "$bin/mkdocs" build --strict --quiet
+# not --quiet: it hides the warnings from --strict, and a broken link would pass
+lint mkdocs env NO_MKDOCS_2_WARNING=1 "$bin/mkdocs" build --strict
 
 if ((${#failed[@]})); then
     printf 'lint: failed: %s\n' "${failed[*]}" >&2
