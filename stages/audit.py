@@ -10,6 +10,7 @@ import pandas as pd
 from biaslab import artifacts
 from biaslab.config import load_section
 from biaslab.data.audit import rejected_warnings, run_audit
+from biaslab.data.group_keys import images_text
 from stages import present_columns, run
 
 
@@ -41,7 +42,8 @@ def main() -> None:
     artifacts.write_json(summary, args.summary)
     for line in rejected_warnings(summary["rejected"]):
         print(f"audit: warning: {line}", file=sys.stderr)
-    print(f"audit: {summary['n']} images, prevalence {summary['prevalence']:.3f}, "
+    # every row, as summary['n'], and what the units are when they are not the images
+    print(f"audit: {images_text(table)}, prevalence {summary['prevalence']:.3f}, "
           f"{summary['rejected']['n']} rejected at prepare, {len(summary['simpson'])} Simpson "
           f"flag(s), {len(summary['warnings'])} warning(s) -> {args.summary}")
 

@@ -1,9 +1,11 @@
-"""split: stratified, patient-grouped train/val/test assignment (or the source's own split)."""
+"""split: stratified train/val/test assignment, the images of a patient kept in one part (each
+image its own unit without patient ids), or the source's own split."""
 
 import argparse
 
 from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.data.group_keys import IMAGES, images_text, unit_word
 from biaslab.data.split import (
     missing_in_parts,
     parts_error,
@@ -39,7 +41,8 @@ def main() -> None:
     artifacts.write_parquet(split, args.out)
     counts = split["split"].value_counts().to_dict()
     how = "the source's split" if cfg.use_source else f"stratified on {stratify}"
-    print(f"split: {counts} ({how}) -> {args.out}")
+    together = "" if unit_word(table) == IMAGES else ", each patient's images in one part"
+    print(f"split: {images_text(table)}{together}: {counts} ({how}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ The one way the library names a group: ``postprocess`` (per-group thresholds), `
 (the cells of the group schemes), ``evaluate`` (the ``group`` column of groups.csv and the
 sizes in grid.csv) and ``audit`` (the ``group`` column of its tables, without the column
 names since those tables name the attribute in a column of their own).
+
+And the unit of each row (its patient, or the image itself), with the one rule for what text
+calls the units: :func:`unit_word` (patients only where the index has patient ids).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from biaslab.data.columns import require_columns
 
 SEP = "&"  # joins the parts of an intersection: attribute s&sex, group s=1&sex=F
 MISSING = "<NA>"  # the label of a missing value where it is its own group
+PATIENTS, IMAGES, UNITS = "patients", "images", "units"  # what unit_word says
+# a unit where some images have a patient id and some do not: said once where units are counted
+UNITS_MEANING = "units (a patient, or an image without a patient id)"
 
 
 def group_keys(
@@ -68,6 +74,30 @@ def patient_units(table: pd.DataFrame) -> pd.Series:
     What the split keeps together and the bootstrap and permutation tests move whole.
     """
     row_unit = "row:" + table["row"].astype(str)
-    if "patient_id" in table.columns and table["patient_id"].notna().any():
+    if has_patient_ids(table):
         return table["patient_id"].astype("string").fillna(row_unit).astype(str)
     return row_unit
+
+
+def has_patient_ids(table: pd.DataFrame) -> bool:
+    """Whether some row of ``table`` has a patient id: then patients are the units."""
+    return "patient_id" in table.columns and bool(table["patient_id"].notna().any())
+
+
+def unit_word(table: pd.DataFrame) -> str:
+    """What text calls the units of ``table`` (:func:`patient_units`): ``patients`` when every
+    row has a patient id, ``images`` when none has (each image is its own unit, as on the
+    digits), ``units`` when some have (:data:`UNITS_MEANING` says what one is)."""
+    if not has_patient_ids(table):
+        return IMAGES
+    return PATIENTS if table["patient_id"].notna().all() else UNITS
+
+
+def images_text(table: pd.DataFrame) -> str:
+    """``1797 images``, or ``1797 images of 812 patients`` when the units are not the images
+    (a stage's summary line)."""
+    word = unit_word(table)
+    if word == IMAGES:
+        return f"{len(table)} {IMAGES}"
+    units = patient_units(table).nunique()
+    return f"{len(table)} {IMAGES} of {units} {UNITS_MEANING if word == UNITS else word}"
