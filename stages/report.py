@@ -10,6 +10,7 @@ import pandas as pd
 from biaslab import artifacts
 from biaslab.config import load_section
 from biaslab.data.bias import BiasSpec, model_inputs
+from biaslab.data.group_keys import unit_word
 from biaslab.fairness.verdict import Criterion, judge, metric, model_warnings, summarise
 from biaslab.report import build_report, data, examples_figure, inputs
 from stages import run
@@ -31,12 +32,13 @@ def main() -> None:
     seeds = load_section("train").seeds  # one model per scheme and seed
 
     grid, per_group = pd.read_csv(args.grid), pd.read_csv(args.groups)
+    table = artifacts.read_rows(args.index, args.bias)
+    unit = unit_word(table)  # what groups.csv's patients column counts: patients only with ids
     criteria = [Criterion(**c.model_dump()) for c in cfg.criteria]
-    verdict = judge(grid, per_group, criteria)
+    verdict = judge(grid, per_group, criteria, unit=unit)
     summary = summarise(verdict, grid)
     warnings = model_warnings(grid, per_group, min_group_size=cfg.min_group_size,
-                              min_class_size=cfg.min_class_size)
-    table = artifacts.read_rows(args.index, args.bias)
+                              min_class_size=cfg.min_class_size, unit=unit)
     scores = counts = None
     if args.predictions and args.decisions:
         groups = [g for g in evaluate.groups if g in table.columns]
@@ -53,7 +55,8 @@ def main() -> None:
         verdict=verdict, summary=summary, warnings=warnings, scores=scores, counts=counts,
         gap=f"{evaluate.groups[0]}.{evaluate.pareto_gap}",
         examples=_examples(table, args.pixels, BiasSpec.from_config(bias_cfg)),
-        explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind,
+        explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind, unit=unit,
+        resample=evaluate.resample,
         sweep=_relative(sweep, Path(args.out).parent) if sweep and sweep.exists() else None)
     if args.verdict:
         artifacts.write_json(metric(verdict, summary), args.verdict)

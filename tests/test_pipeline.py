@@ -58,6 +58,11 @@ def test_full_repro_builds_every_artifact(repo, first_repro):
     assert len(grid) == 8 and {"accuracy_lo", "accuracy_hi", "s.groups"} <= set(grid.columns)
     page = (repo / "reports/index.html").read_text()
     assert "Verdict" in page and "data:image/png;base64," in page
+    # the digits have no patient ids: the page's text and the stage lines speak of images
+    text = " ".join(re.sub(r"<(style|script)\b.*?</\1>|<[^>]+>", " ", page, flags=re.S).split())
+    assert "patient" not in text.lower() and "resampling images within each group" in text
+    assert re.search(r"^split: \d+ images: \{", first_repro.stdout, re.M), first_repro.stdout
+    assert re.search(r"^audit: \d+ images, prevalence", first_repro.stdout, re.M)
     assert sh(repo, "git", "status", "--porcelain").stdout == ""  # all committed
 
 

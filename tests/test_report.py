@@ -1,12 +1,15 @@
 """The report: verdict first, text that fits the run, escaped values, figures from the
 predictions and decisions, the explain section only when there is one, both file layouts."""
 
+import html
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from biaslab.data.group_keys import unit_word
 from biaslab.fairness.verdict import Criterion, judge, model_warnings, summarise
 from biaslab.report import (
     ExplainFigure,
@@ -29,28 +32,51 @@ def _grid(**extra):
     return pd.DataFrame({**base, **extra})
 
 
-def _per_group():
+def _per_group(patients=(4, 3)):
+    """Test groups s=0 (4 images) and s=1 (3 images) of ``patients`` units each."""
     return pd.DataFrame({"scheme": ["none"] * 3, "method": ["fixed"] * 3, "set": ["test"] * 3,
                          "attribute": ["s", "s", "all"], "group": ["s=0", "s=1", "all"],
-                         "n": [4, 3, 7], "patients": [4, 3, 7], "positives": [1, 2, 3],
-                         "negatives": [3, 1, 4]})
+                         "n": [4, 3, 7], "patients": [*patients, sum(patients)],
+                         "positives": [1, 2, 3], "negatives": [3, 1, 4]})
 
 
-def _page(grid=None, **kwargs):
+def _page(grid=None, per_group=None, **kwargs):
     grid = _grid() if grid is None else grid
     prevalence = pd.DataFrame({"split": ["all"], "attribute": ["s"], "group": ["0"], "n": [4],
                                "prevalence": [0.25]})
-    return build_report(grid=grid, per_group=_per_group(), prevalence=prevalence,
+    return build_report(grid=grid, per_group=_per_group() if per_group is None else per_group,
+                        prevalence=prevalence,
                         audit={"n": 4, "prevalence": 0.25, "splits": {}, "warnings": []},
                         groups=["s"], **kwargs)
 
 
-def _verdict(grid):
-    verdict = judge(grid, _per_group(), [Criterion("disparate_impact", min=0.8, max=1.25),
-                                         Criterion("flip_rate", max=0.05)])
+def _verdict(grid, per_group=None, unit="patients"):
+    per_group = _per_group() if per_group is None else per_group
+    verdict = judge(grid, per_group, [Criterion("disparate_impact", min=0.8, max=1.25),
+                                      Criterion("flip_rate", max=0.05)], unit=unit)
     return {"verdict": verdict, "summary": summarise(verdict, grid),
-            "warnings": model_warnings(grid, _per_group(), min_group_size=30,
-                                       min_class_size=10)}
+            "warnings": model_warnings(grid, per_group, min_group_size=30,
+                                       min_class_size=10, unit=unit)}
+
+
+def _text(page: str) -> str:
+    """What a reader sees of the page: no style, script, tags or data URIs; entities decoded;
+    one space between words."""
+    page = re.sub(r"<(style|script)\b.*?</\1>", " ", page, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def _index(patient_ids):
+    """An index of 7 images with these patient ids (None: unknown)."""
+    return pd.DataFrame({"row": range(7), "label": [0, 1] * 3 + [0],
+                         "patient_id": pd.Series(patient_ids, dtype="string")})
+
+
+def _page_for(index, per_group, **kwargs):
+    """The page of a run on ``index``: its words chosen from the index, as the stage does."""
+    unit = unit_word(index)
+    return _text(_page(per_group=per_group, **_verdict(_grid(), per_group, unit), unit=unit,
+                       **kwargs))
 
 
 def test_a_reason_shared_by_every_model_is_said_once():
@@ -61,13 +87,45 @@ def test_a_reason_shared_by_every_model_is_said_once():
 
 
 def test_the_verdict_comes_first_with_its_numbers_and_group_sizes():
-    page = _page(**_verdict(_grid()))
+    page = _page(**_verdict(_grid()), unit="patients")
     assert page.index('id="verdict"') < page.index('id="figures"')
     assert "none / fixed: failed" in page
     assert "s=0: 4 patients, 1 positives, 3 negatives; s=1: 3 patients" in page
     assert "small group" in page and "test group s=0 has only 4 patients" in page
     # next to the gaps of the headline table: the sizes of the groups they compare
     assert "gaps between the groups of s: s=0: 4 patients" in page
+
+
+def test_without_patient_ids_the_page_speaks_of_images_never_of_patients():
+    text = _page_for(_index([None] * 7), _per_group(patients=(4, 3)))
+    assert "patient" not in text.lower()
+    assert "s=0: 4 images, 1 positives, 3 negatives; s=1: 3 images, 2 positives" in text
+    assert "test group s=0 has only 4 images, 1 positives" in text
+    assert "gaps between the groups of s: s=0: 4 images" in text
+    assert "resampling images within each group" in text
+    # the groups table has no column repeating n under another name
+    assert " n positives negatives " in text
+
+
+def test_with_patient_ids_the_page_speaks_of_patients():
+    index = _index(["p1", "p1", "p2", "p3", "p4", "p4", "p5"])
+    text = _page_for(index, _per_group(patients=(3, 2)))
+    assert "s=0: 4 images of 3 patients, 1 positives, 3 negatives; s=1: 3 images of 2 patients" \
+        in text
+    assert "test group s=0 has only 3 patients, 1 positives" in text
+    assert "resampling whole patients (each with all its images) within each group" in text
+    assert " n patients positives " in text
+    # evaluate.resample: image draws images, whatever the units
+    assert "resampling images within each group" in _page_for(index, _per_group(patients=(3, 2)),
+                                                              resample="image")
+
+
+def test_with_some_patient_ids_the_page_says_what_a_unit_is():
+    text = _page_for(_index(["p1", "p1", None, "p3", None, "p4", "p4"]), _per_group((3, 2)))
+    assert "s=0: 4 images of 3 units, 1 positives" in text
+    assert "resampling units (a patient with all its images, or an image without a patient " \
+           "id) within each group" in text
+    assert " n units positives " in text
 
 
 def test_without_criteria_the_page_says_there_is_no_verdict():

@@ -50,7 +50,7 @@ DI = Criterion("disparate_impact", min=0.8, max=1.25)
 def test_each_pair_is_judged_the_recommended_first_with_its_numbers():
     grid = _grid(**{"s.disparate_impact": [0.5, 0.9], "s.disparate_impact_lo": [0.4, 0.85],
                     "s.disparate_impact_hi": [0.6, 0.95], "s.disparate_impact_p_adj": [0.01, 0.6]})
-    verdict = judge(grid, _groups(positives=(5, 30)), [DI])
+    verdict = judge(grid, _groups(positives=(5, 30)), [DI], unit="patients")
     assert verdict["scheme"].tolist() == ["reweighing", "none"]
     top = verdict.iloc[0]
     assert (top.status, top.value, top.lo, top.hi, top.p_adj) == (PASSED, 0.9, 0.85, 0.95, 0.6)
@@ -110,7 +110,7 @@ def test_a_missing_figure_says_why_and_an_absent_one_is_not_measured():
     eod, flip = verdict.iloc[0], verdict.iloc[1]
     assert (eod.status, eod.reason) == (NO_DATA, "s=0 has 4 positives (< evaluate.min_cell = 5)")
     assert flip.status == NOT_MEASURED and "no injected bias" in flip.reason
-    assert flip.attribute == "" and flip.groups.startswith("all: 80 patients")
+    assert flip.attribute == "" and flip.groups.startswith("all: 80 units")
 
 
 def test_a_gap_is_judged_for_every_attribute_or_those_named():
@@ -158,13 +158,31 @@ def test_warnings_name_degenerate_models_methods_not_applicable_and_small_groups
                  warning=["AUC 0.510 [0.40, 0.62] does not exclude chance (0.5)",
                           "not applicable: group s=0 has one class"])
     warnings = model_warnings(grid, _groups(positives=(4, 20), patients=(40, 12)),
-                              min_group_size=30, min_class_size=10)
+                              min_group_size=30, min_class_size=10, unit="patients")
     assert warnings["kind"].tolist() == ["degenerate", "not applicable", "small group",
                                          "small group"]
     assert "does not exclude chance" in warnings["message"].iloc[0]
     assert warnings["message"].iloc[2].startswith("test group s=0 has only 4 positives")
     assert warnings["message"].iloc[3].startswith("test group s=1 has only 12 patients")
     assert warnings["scheme"].iloc[2] == ""  # test groups are the same for every pair
+    # without patient ids the units are the images, and the warning says so
+    images = model_warnings(grid, _groups(positives=(20, 20), patients=(40, 12)),
+                            min_group_size=30, min_class_size=10, unit="images")
+    assert images["message"].iloc[2].startswith("test group s=1 has only 12 images (")
+
+
+@pytest.mark.parametrize(("unit", "patients", "text"), [
+    ("patients", (40, 12), "s=0: 40 patients, 20 positives, 20 negatives; "
+                           "s=1: 40 images of 12 patients, 20 positives, 20 negatives"),
+    ("units", (40, 12), "s=0: 40 units, 20 positives, 20 negatives; "
+                        "s=1: 40 images of 12 units, 20 positives, 20 negatives"),
+    ("images", (40, 40), "s=0: 40 images, 20 positives, 20 negatives; "
+                         "s=1: 40 images, 20 positives, 20 negatives"),
+])
+def test_group_sizes_name_the_units_of_the_index(unit, patients, text):
+    verdict = judge(_grid(**{"s.disparate_impact": [0.9, 0.9]}), _groups(patients=patients),
+                    [DI], unit=unit)
+    assert verdict["groups"].iloc[0] == text
 
 
 def test_the_metric_is_the_recommended_pairs_short_verdict():

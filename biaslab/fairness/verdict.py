@@ -13,7 +13,8 @@ one row per attribute). For every (scheme, method) it is
 - **not measured** when the run has no such figure (a flip rate without an injected bias).
 
 Each row carries the number, its interval, the adjusted p-value where it exists and the group
-sizes behind it (patients, positives, negatives, from ``groups.csv``). :func:`summarise` gives
+sizes behind it (units, positives, negatives, from ``groups.csv``; ``unit`` says what a unit is:
+patients, images or both, :func:`biaslab.data.group_keys.unit_word`). :func:`summarise` gives
 one verdict per pair (failed when a criterion fails or the model is degenerate), and
 :func:`model_warnings` what to read before the figures: degenerate models, methods that do not
 apply, groups too small to say much. Pure: DataFrames in, DataFrames out.
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from biaslab.data.group_keys import IMAGES, UNITS
 
 PASSED, FAILED, NO_DATA, NOT_MEASURED = "passed", "failed", "not enough data", "not measured"
 STATUSES = (PASSED, FAILED, NO_DATA, NOT_MEASURED)
@@ -78,7 +81,8 @@ def gap_attributes(grid: pd.DataFrame) -> list[str]:
             if c.endswith(".groups") and not c.startswith("shifted.")]
 
 
-def judge(grid: pd.DataFrame, groups: pd.DataFrame, criteria: Sequence[Criterion]) -> pd.DataFrame:
+def judge(grid: pd.DataFrame, groups: pd.DataFrame, criteria: Sequence[Criterion], *,
+          unit: str = UNITS) -> pd.DataFrame:
     """Every criterion for every (scheme, method) of ``grid``, the recommended pair first.
 
     Parameters
@@ -92,6 +96,9 @@ def judge(grid: pd.DataFrame, groups: pd.DataFrame, criteria: Sequence[Criterion
         ``n``, ``patients``, ``positives``, ``negatives`` (an optional ``seed`` column: the
         sizes do not depend on it).
     criteria : sequence of Criterion
+    unit : str
+        What the ``patients`` column counts, in words: ``patients``, ``images`` or ``units``
+        (:func:`biaslab.data.group_keys.unit_word` of the index).
 
     Returns
     -------
@@ -111,7 +118,8 @@ def judge(grid: pd.DataFrame, groups: pd.DataFrame, criteria: Sequence[Criterion
                 # a named criterion over several attributes: one name per attribute
                 label = column if criterion.name is None else criterion.name if len(
                     attributes) == 1 else f"{criterion.name}.{attribute}"
-                rows.append(_judge_one(pair, criterion, column, label, attribute, sizes))
+                rows.append(_judge_one(pair, criterion, column, label, attribute, sizes,
+                                       unit))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -143,7 +151,7 @@ def _is_gap(figure: str) -> bool:
 
 
 def _judge_one(pair: pd.Series, c: Criterion, column: str, label: str, attribute: str | None,
-               sizes) -> dict:
+               sizes, unit: str) -> dict:
     value, lo, hi = (_number(pair.get(k)) for k in (column, f"{column}_lo", f"{column}_hi"))
     p_adj = _number(pair.get(f"{column}_p_adj"))
     status, reason = _status(c, column, pair, value, lo, hi, p_adj)
@@ -156,7 +164,7 @@ def _judge_one(pair: pd.Series, c: Criterion, column: str, label: str, attribute
         "bounds": c.bounds(), "value": value, "lo": lo, "hi": hi,
         "seed_sd": _number(pair.get(f"{column}_seed_sd")), "p_adj": p_adj,
         "status": status, "reason": reason,
-        "groups": "" if behind is None else sizes_text(behind),
+        "groups": "" if behind is None else sizes_text(behind, unit),
         **{f"min_{k}": np.nan if behind is None else behind[k].min()
            for k in ("patients", "positives", "negatives")},
     }
@@ -235,13 +243,15 @@ def _sizes(groups: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     return {key: part for key, part in table.groupby(keys[:4], sort=False)}
 
 
-def sizes_text(rows: pd.DataFrame) -> str:
-    """``s=0: 37 patients, 4 positives, 33 negatives; s=1: ...`` for the rows of groups.csv
-    (images are named too when they outnumber the patients)."""
+def sizes_text(rows: pd.DataFrame, unit: str = UNITS) -> str:
+    """``s=0: 37 patients, 4 positives, 33 negatives; s=1: ...`` for the rows of groups.csv,
+    the units (its ``patients`` column) called ``unit``; images are named too when they
+    outnumber the units."""
     parts = []
     for r in rows.itertuples():
-        images = f"{int(r.n)} images of " if "n" in rows and r.n != r.patients else ""
-        parts.append(f"{r.group}: {images}{int(r.patients)} patients, {int(r.positives)} "
+        images = (f"{int(r.n)} {IMAGES} of " if "n" in rows and r.n != r.patients
+                  and unit != IMAGES else "")
+        parts.append(f"{r.group}: {images}{int(r.patients)} {unit}, {int(r.positives)} "
                      f"positives, {int(r.negatives)} negatives")
     return "; ".join(parts)
 
@@ -284,15 +294,16 @@ def summarise(verdict: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: int,
-                   min_class_size: int) -> pd.DataFrame:
+                   min_class_size: int, unit: str = UNITS) -> pd.DataFrame:
     """What to read before the figures, one row each (:data:`WARNINGS`).
 
     - ``degenerate``: grid's ``degenerate`` pairs with their ``warning`` (constant decisions or
       scores, AUC interval containing 0.5, a model that learnt nothing);
     - ``not applicable``: methods postprocess could not fit;
     - ``small group``: a test group (of any attribute) with fewer than ``min_group_size``
-      patients or fewer than ``min_class_size`` positives or negatives. Test groups are the
-      same for every pair: these rows have an empty scheme and method.
+      units (``unit``: patients, images or both, as in :func:`judge`) or fewer than
+      ``min_class_size`` positives or negatives. Test groups are the same for every pair: these
+      rows have an empty scheme and method.
     """
     rows = []
     degenerate = flag(grid, "degenerate")
@@ -306,7 +317,7 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
                          text or "flagged degenerate by evaluate"))
     for r in test_groups(groups).itertuples():
         short = [f"{int(v)} {k}" for k, v, floor in (
-            ("patients", r.patients, min_group_size), ("positives", r.positives, min_class_size),
+            (unit, r.patients, min_group_size), ("positives", r.positives, min_class_size),
             ("negatives", r.negatives, min_class_size)) if v < floor]
         if short:
             rows.append(("", "", "small group", (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from biaslab.data.group_keys import IMAGES, PATIENTS, UNITS
 from biaslab.fairness.verdict import flag, top_pair
 from biaslab.report import figures, tables
 from biaslab.report.figures import curves_figure, examples_figure
@@ -70,7 +71,7 @@ def build_report(
     scores: pd.DataFrame | None = None, counts: pd.DataFrame | None = None,
     gap: str | None = None, examples: bytes | None = None,
     explain: Sequence[ExplainFigure | ExplainTable] = (), bias: str = "noise_channel",
-    sweep: str | None = None,
+    sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -103,18 +104,27 @@ def build_report(
         ``bias.kind``: with ``none`` the page says nothing of an injected bias.
     sweep : str, optional
         Link to the sweep's figure, relative to the page (None: how to make one).
+    unit : {"patients", "images", "units"}
+        What ``per_group``'s ``patients`` column counts, in words
+        (:func:`biaslab.data.group_keys.unit_word` of the index): the page says patients only
+        when the index has patient ids. The verdict's and warnings' sizes are said with the
+        ``unit`` they were made with (:func:`~biaslab.fairness.verdict.judge`).
+    resample : {"auto", "patient", "image"}
+        ``evaluate.resample``: what the bootstrap intervals resampled (auto: the units).
     """
+    sized = _units_column(per_group, unit)
     context = {
         "has_bias": bias != "none" and "flip_rate" in grid.columns,
         "bias": bias, "groups": groups, "seeds": _seeds(grid),
+        "resampled": _resampled(unit, resample),
         "verdict": _verdict_context(verdict, summary, warnings, grid),
-        "headline": _headline(grid, per_group, groups),
+        "headline": _headline(grid, per_group, groups, unit),
         "notes": missing_figures(grid),
         "tradeoff": data_uri(figures.tradeoff_figure(grid, gap)) if gap else None, "gap": gap,
         "per_group": _per_group(scores, counts, groups, grid),
         "groups_table": tables.frame(
-            per_group, [c for c in ("scheme", "method", "set", "group", "n", "patients",
-                                    "positives", "negatives") if c in per_group.columns],
+            sized, [c for c in ("scheme", "method", "set", "group", "n", PATIENTS, UNITS,
+                                "positives", "negatives") if c in sized.columns],
             ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
              "calibration_error", "flip_rate"]),
         "explain": [_explain_item(item) for item in explain],
@@ -133,6 +143,26 @@ def render(template: str, **context) -> str:
         loader=jinja2.PackageLoader("biaslab.report", "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template(template).render(**context)
+
+
+def _resampled(unit: str, resample: str) -> str:
+    """What the bootstrap drew, for the figures' note: images, or the units with all their
+    images (``evaluate.resample``: image draws images whatever the units)."""
+    if resample == "image" or unit == IMAGES:
+        return IMAGES
+    if unit == PATIENTS:
+        return "whole patients (each with all its images)"
+    return "units (a patient with all its images, or an image without a patient id)"
+
+
+def _units_column(per_group: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """``per_group`` with its ``patients`` column named for what it counts: dropped when the
+    units are the images (it repeats ``n``), ``units`` when only some images have a patient."""
+    if PATIENTS not in per_group.columns or unit == PATIENTS:
+        return per_group
+    if unit == IMAGES:
+        return per_group.drop(columns=PATIENTS)
+    return per_group.rename(columns={PATIENTS: UNITS})
 
 
 def _seeds(grid: pd.DataFrame) -> int:
@@ -161,14 +191,15 @@ def _warning_lines(warnings: pd.DataFrame | None) -> list[dict]:
              "kind": r.kind, "message": r.message} for r in warnings.itertuples()]
 
 
-def _headline(grid: pd.DataFrame, per_group: pd.DataFrame, groups: list[str]) -> tables.Table:
+def _headline(grid: pd.DataFrame, per_group: pd.DataFrame, groups: list[str],
+              unit: str) -> tables.Table:
     gap_cols = [f"{a}.{m}" for a in groups for m in GAPS]
     shifted = ["shifted.accuracy", "shifted.balanced_accuracy"]
     metrics = [m for m in ("accuracy", "balanced_accuracy", "auc", "flip_rate", *shifted,
                            *gap_cols, "fairness_cost", "val.balanced_accuracy",
                            "val.fairness_cost", "pareto", "recommended")
                if m in grid.columns and grid[m].notna().any()]
-    return tables.headline(grid, metrics, tables.group_sizes(per_group))
+    return tables.headline(grid, metrics, tables.group_sizes(per_group, unit))
 
 
 def _per_group(scores, counts, groups: list[str], grid: pd.DataFrame) -> list[dict]:

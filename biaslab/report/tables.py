@@ -134,12 +134,13 @@ def summary_table(summary: pd.DataFrame) -> Table:
                  [False, False, False, False, True, True, True, False])
 
 
-def group_sizes(per_group: pd.DataFrame) -> dict[str, str]:
-    """attribute -> the sizes of its test groups (they are the same for every pair)."""
+def group_sizes(per_group: pd.DataFrame, unit: str) -> dict[str, str]:
+    """attribute -> the sizes of its test groups (they are the same for every pair), the units
+    called ``unit`` (:func:`biaslab.fairness.verdict.sizes_text`)."""
     need = {"set", "attribute", "group", "patients", "positives", "negatives"}
     if not need <= set(per_group.columns):
         return {}
-    return {a: sizes_text(part)
+    return {a: sizes_text(part, unit)
             for a, part in test_groups(per_group).groupby("attribute", sort=False)}
 
 
