@@ -1,7 +1,9 @@
 # Two commands for a fresh clone: `make repro` runs the pipeline, `make test` the test suite.
 # Both create the environment first when it is missing: uv (pinned, from PyPI) installs the
-# locked dependencies of uv.lock into .venv. `make lint` runs the linters (tools/lint.sh),
-# `make recover` readies the repo for `dvc repro` after a killed one (biaslab/cli/recover.py).
+# locked dependencies of uv.lock into .venv, the project included, whose console script
+# .venv/bin/biaslab is the command the targets below call (`biaslab --help`). `make lint` runs
+# the linters (tools/lint.sh), `make recover` readies the repo for `dvc repro` after a killed
+# one (`biaslab recover`).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -43,28 +45,29 @@ lint: env
 docs: env
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
-# after a `dvc repro` killed with SIGKILL: stops its leftover stage, removes DVC's stale locks
-# and the killed writers' temporary files
 # `make sweep`: the headline figures against the bias strength k (p0 = 0.5 - k, p1 = 0.5 + k),
-# one DVC experiment per value x training seed, run from DVC's queue (biaslab/cli/sweep.py); writes
-# metrics/sweep.csv and reports/sweep.png. Defaults (biaslab/cli/sweep.py): k = 0 0.1 ... 0.5, seeds
-# 0 1. Any params.yaml key can be swept; SWEEP_SET holds settings of every experiment, e.g.
+# one DVC experiment per value x training seed, run from DVC's queue (`biaslab sweep`, whose
+# options these variables fill: `biaslab sweep --help`); writes metrics/sweep.csv and
+# reports/sweep.png. Defaults: k = 0 0.1 ... 0.5, seeds 0 1. Any params.yaml key can be swept
+# (SWEEP); SWEEP_SET holds settings of every experiment, e.g.
 #   make sweep SWEEP=split.train_size VALUES="60 120 216" SEEDS="0 1 2" SWEEP_SET="train.epochs=5"
 SWEEP ?=
 VALUES ?=
 SEEDS ?=
 SWEEP_SET ?=
-# RAY=auto|HOST:PORT: run the experiments as Ray tasks on that cluster (README, "Scaling out");
+# RAY=auto|HOST:PORT: run the experiments as Ray tasks on that cluster (docs/sweep.md);
 # GIT_REMOTE: the Git remote its machines clone and push experiments to (default origin)
 RAY ?=
 GIT_REMOTE ?=
 sweep: env
-	python -m biaslab.cli.sweep $(if $(SWEEP),--param $(SWEEP)) $(if $(VALUES),--values $(VALUES)) \
+	biaslab sweep $(if $(SWEEP),--param $(SWEEP)) $(if $(VALUES),--values $(VALUES)) \
 		$(if $(SEEDS),--seeds $(SEEDS)) $(if $(SWEEP_SET),--set $(SWEEP_SET)) \
 		$(if $(RAY),--ray $(RAY)) $(if $(GIT_REMOTE),--git-remote $(GIT_REMOTE))
 
+# after a `dvc repro` killed with SIGKILL: stops its leftover stage, removes DVC's stale locks
+# and the killed writers' temporary files (`biaslab recover --help`)
 recover: env
-	python -m biaslab.cli.recover
+	biaslab recover
 
 clean-env:
 	rm -rf .uv $(VENV)

@@ -5,7 +5,7 @@ strength 0.2 and 0.4 x training seeds 0 and 1):
 
 - **in a row**: ``dvc exp run -S ...`` four times, one after another, in a fresh copy of the
   pipeline (what a sweep costs without any scheduling: DVC's queue adds to it);
-- **on Ray**: ``python -m biaslab.cli.sweep --ray ADDRESS`` on a local cluster of two nodes started
+- **on Ray**: ``biaslab sweep --ray ADDRESS`` on a local cluster of two nodes started
   here (``ray.cluster_utils.Cluster``), each with one CPU and one logical GPU, a bare Git
   repository and a local folder as the remotes; end to end, from the driver's start to the end
   of its process, clones, pushes, the experiments' fetches, the table and the figure included.
@@ -118,7 +118,7 @@ def on_ray(repo: Path, work: Path, address: str) -> tuple[float, list[dict], tup
     sh(repo, "git", "push", "-q", "origin", "HEAD")
     events = work / "events.jsonl"
     start, wall = time.monotonic(), time.time()
-    out = sh(repo, sys.executable, "-m", "biaslab.cli.sweep", "--values", *VALUES,
+    out = sh(repo, sys.executable, "-m", "biaslab", "sweep", "--values", *VALUES,
              "--seeds", *SEEDS, "--ray", address, "--events", str(events))
     took = time.monotonic() - start
     print("  " + "\n  ".join(line for line in out.splitlines() if line.startswith("sweep:")))

@@ -1,7 +1,7 @@
-"""``python -m biaslab``: see biaslab.cli."""
+"""``python -m biaslab COMMAND``: the ``biaslab`` command (:mod:`biaslab.cli.main`)."""
 
 import sys
 
-from biaslab.cli.commands import main
+from biaslab.cli.main import main
 
 sys.exit(main())

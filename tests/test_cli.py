@@ -1,15 +1,118 @@
-"""`python -m biaslab train|predict` on a generated folder of images with a table."""
+"""The `biaslab` command: its help and examples, the console script, the one-line errors, and
+`biaslab train|predict` on a generated folder of images with a table (sweep and recover run
+for real in test_sweep.py, test_ray_sweep.py and test_recovery.py)."""
+
+import importlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from biaslab.cli.commands import main, parser
+from biaslab.cli.main import COMMANDS, main, parser
 from biaslab.config import BiasConfig, TrainConfig
 from biaslab.data.bias import BiasSpec
 from biaslab.model.checkpoint import load_bias
 
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "biaslab"  # installed by `make env` (uv sync)
+
+
+# ------------------------------------------------------------------ the command and its help
+
+def test_help_lists_each_command_with_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert out.startswith("usage: biaslab [-h] COMMAND ...")
+    listed = re.findall(r"^    (\w+) +(.+)$", out, flags=re.MULTILINE)
+    assert [name for name, _ in listed] == ["train", "predict", "sweep", "recover"]
+    for name, line in listed:  # a line too long would be wrapped onto a second one
+        assert COMMANDS[name][1] == line
+
+
+def examples(help_text: str) -> list[list[str]]:
+    """The `biaslab ...` command lines of the Examples section, continuations joined."""
+    section = help_text.split("\nExamples:\n", 1)[1].replace("\\\n", " ")
+    lines = [shlex.split(line, comments=True) for line in section.splitlines()]
+    return [words[1:] for words in lines if words and words[0] == "biaslab"]
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "sweep", "recover"])
+def test_each_command_has_a_description_and_examples_that_parse(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert out.startswith(f"usage: biaslab {command} [-h]")
+    module = importlib.import_module(COMMANDS[command][0])
+    assert module.__doc__.splitlines()[0] in out
+    found = examples(out)
+    assert len(found) >= 2 and all(words[0] == command for words in found)
+    for words in found:  # an example that no longer parses fails here, not in a user's hands
+        assert parser(command).parse_args(words).command == command
+
+
+def test_the_help_reads_none_of_the_commands():
+    """`biaslab --help` imports no command's module (nor pandas nor torch): it answers at
+    once, and a command that cannot be imported leaves the others usable."""
+    code = ("import sys; from biaslab.cli.main import parser; parser().format_help(); "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('biaslab', 'pandas', 'torch'))))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.split() == ["biaslab", "biaslab.cli", "biaslab.cli.main"]
+
+
+@pytest.mark.parametrize("command", [[str(SCRIPT)], [sys.executable, "-m", "biaslab"]],
+                         ids=["console-script", "python-m"])
+def test_the_console_script_and_python_m_run(command, tmp_path):
+    proc = subprocess.run([*command, "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert re.findall(r"^    (\w+) ", proc.stdout, flags=re.MULTILINE) == list(COMMANDS)
+
+
+@pytest.mark.slow
+def test_a_bad_sweep_setting_is_one_line_without_a_traceback(tmp_path):
+    for name in ("params.yaml", "dvc.yaml"):  # no git, no DVC: nothing could be queued
+        shutil.copy(ROOT / name, tmp_path / name)
+    proc = subprocess.run([str(SCRIPT), "sweep", "--param", "bias.p3", "--values", "0.1"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == ("biaslab sweep: error: +bias.p3=0.1 train.seeds=[0]: params.yaml: "
+                           "bias.p3 = 0.1 is not allowed; expected a known key of bias: kind, "
+                           "p0, p1, seed, patch_size, patch_position, patch_value\n")
+
+
+def test_an_unknown_command_is_argparses_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["audit"])  # not a command (yet): no stub answers it
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("usage: biaslab [-h] COMMAND ...\n")
+    assert "invalid choice: 'audit' (choose from 'train', 'predict', 'sweep', 'recover')" in err
+
+
+def test_ctrl_c_ends_a_command_with_one_line(monkeypatch, capsys):
+    from biaslab.cli import recover
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recover, "run", interrupted)
+    assert main(["recover"]) == 130
+    assert capsys.readouterr().err == "biaslab recover: interrupted\n"
+
+
+# ------------------------------------------------------------------ train and predict
 
 @pytest.fixture
 def datadir(tmp_path):
@@ -88,7 +191,8 @@ def test_a_model_trained_with_s_needs_s_to_predict(datadir, tmp_path, capsys, ki
 
 
 def test_defaults_are_the_pipelines():
-    args = parser().parse_args(["train", "--datadir", "d", "--csv", "t.csv", "--logdir", "l"])
+    args = parser("train").parse_args(["train", "--datadir", "d", "--csv", "t.csv",
+                                       "--logdir", "l"])
     train = TrainConfig()
     assert (args.model, args.epochs, args.batch_size, args.lr, args.seed, args.device) == (
         train.model, train.epochs, train.batch_size, train.lr, train.seeds[0], train.device)

@@ -231,10 +231,11 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def sweep(repo: Path, *args: str) -> subprocess.Popen:
-    env = {**repo_env(), "PYTHONPATH": str(ROOT)}  # tools/ is not in the tiny repo
-    return subprocess.Popen([sys.executable, "-m", "biaslab.cli.sweep", *SWEEP, *args], cwd=repo,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    # `python -m` puts the cwd first: the tiny repo's copy of biaslab runs, the checkout's after
+    env = {**repo_env(), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "biaslab", "sweep", *SWEEP, *args],
+                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> str:

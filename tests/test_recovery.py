@@ -4,7 +4,7 @@
   once their process is gone (a kill -9 runs no ``finally``); the usual file mode.
 - stages.run: SIGINT, SIGTERM and SIGHUP stop a stage with one line, status 128 + signal, no
   traceback and no partial output; a stage whose dvc is killed stops by itself.
-- biaslab.cli.recover (`make recover`): stops leftover stages, removes DVC's stale locks and the
+- `biaslab recover` (`make recover`): stops leftover stages, removes DVC's stale locks and the
   temporaries of killed writers.
 - End to end: a `dvc repro` killed with SIGKILL in prepare, train and evaluate, each time
   followed by `make recover`, ends with the artifacts of an uninterrupted run.
@@ -231,10 +231,10 @@ def current_umask() -> int:
     return mask
 
 
-# ------------------------------------------------------------------ biaslab.cli.recover
+# ------------------------------------------------------------------ biaslab recover
 
 def recover(repo) -> subprocess.CompletedProcess:
-    return sh(ROOT, sys.executable, "-m", "biaslab.cli.recover", str(repo), check=False)
+    return sh(ROOT, sys.executable, "-m", "biaslab", "recover", str(repo), check=False)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""`make recover`: make the repo ready for the next `dvc repro` after a killed one.
+"""Make the repo ready for the next `dvc repro` after a killed one (`make recover`).
 
 A `dvc repro` stopped with Ctrl-C or `kill` (SIGTERM) ends cleanly: start again with `dvc repro`.
 After SIGKILL (`kill -9`, the OOM killer, `docker kill`, a container stopped without an init)
@@ -11,7 +11,7 @@ three things can be left behind, which this removes:
    its PID is alive again, which is always the case after a container (there DVC runs as PID 1 or
    another small PID that some process of the host or of the next container has): every DVC
    command then fails with "... is busy, it is being blocked by: (PID 1): dvc repro";
-3. the temporary files of killed writers (``.NAME.tmp-PID-RANDOM``, GBs for pixels.npy).
+3. the temporary files of killed writers (.NAME.tmp-PID-RANDOM, GBs for pixels.npy).
 
 Nothing is done while a dvc process runs in this repo (it is named; stop it or let it end).
 Exit status 0 when the repo is ready, 1 otherwise.
@@ -19,6 +19,7 @@ Exit status 0 when the repo is ready, 1 otherwise.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -30,6 +31,20 @@ from biaslab import artifacts
 
 DVC_LOCKS = (".dvc/tmp/rwlock", ".dvc/tmp/rwlock.lock", ".dvc/tmp/lock")
 SKIP_DIRS = {".git", ".dvc", ".venv", ".uv", "node_modules", "__pycache__"}
+EXAMPLES = """\
+  biaslab recover              # this repository (the current folder)
+  biaslab recover ~/biaslab    # another clone
+  make recover
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", nargs="?", default=".", type=Path,
+                        help="the repository's root (default: the current folder)")
+
+
+def run(args) -> int:
+    return recover(args.root.resolve())
 
 
 def in_repo(proc: psutil.Process, root: Path) -> bool:
@@ -115,7 +130,7 @@ def recover(root: Path) -> int:
             print(f"recover: dvc is running in this repo: {proc.pid}: "
                   f"{' '.join(proc.info['cmdline'])[:120]}", file=sys.stderr)
         print("recover: nothing done; let it end, or stop it (kill PID), then run "
-              "`make recover` again", file=sys.stderr)
+              "`biaslab recover` again", file=sys.stderr)
         return 1
     stop(processes(root, is_stage))
     for name in DVC_LOCKS:
@@ -130,6 +145,3 @@ def recover(root: Path) -> int:
     print(f"recover: ready ({freed / 2**20:.1f} MiB freed); start again with `dvc repro`")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(recover(Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()))

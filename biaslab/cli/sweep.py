@@ -1,31 +1,28 @@
-"""`make sweep`: the headline figures against a swept param, one DVC experiment per value x seed.
+"""The headline figures against a param: one DVC experiment per value x training seed.
 
 Queues one experiment per (value, training seed) with `dvc exp run --queue`, runs them one at a
-time with `dvc queue start`, waits for them (`dvc exp show --json`, every few seconds), then
-writes metrics/sweep.csv (one row per experiment x scheme x method, the figures and gaps with
-their intervals) and reports/sweep.png (biaslab.sweep.table has the details). They are read from
-each
-experiment's own metrics/grid.csv, in the experiment's commit (git show), since `dvc exp show`
-has the headline metrics only.
+time with `dvc queue start`, waits for them, then writes metrics/sweep.csv (one row per
+experiment x scheme x method: the figures and gaps with their intervals) and reports/sweep.png.
+Any params.yaml key can be swept (--param), or the bias strength k (p0 = 0.5 - k,
+p1 = 0.5 + k); --set holds settings of every experiment. Run it from the repository's root.
 
-Not a DVC stage: it runs DVC. The experiments stay in `dvc exp show` (named PREFIX-v<i>-s<seed>,
-PREFIX = sweep-DATE-TIME); only those of this run are collected, so an older sweep's experiments
-never appear in the table. Ctrl-C stops this sweep's experiments and removes it from the queue.
+The experiments stay in `dvc exp show`, named PREFIX-v<i>-s<seed> (PREFIX = sweep-DATE-TIME);
+only those of this run are collected, so an older sweep's never appear in the table. Ctrl-C
+stops this sweep's experiments and takes them off the queue.
 
-With ``--ray ADDRESS`` (``auto``: the cluster this machine belongs to) the experiments run as Ray
-tasks on a cluster instead of DVC's queue, each in its own clone of the Git remote, and come
-back through the Git and DVC remotes (biaslab/sweep/ray_cluster.py), each fetched as soon as its
-task
-ends; the table and figure are the same.
-
-    python -m biaslab.cli.sweep                                   # bias strength 0..0.5, seeds 0 1
-    python -m biaslab.cli.sweep --param split.train_size --values 60 120 216 --seeds 0
-    python -m biaslab.cli.sweep --ray auto                        # on the Ray cluster
+With --ray ADDRESS (auto: the cluster this machine belongs to) the experiments run as Ray tasks
+on a cluster instead, each in its own clone of the Git remote (--git-remote), and come back
+through the Git and DVC remotes, each as soon as its task ends; the table and figure are the
+same. Experiments that the Git remote already has are not run again.
 """
+# How: each experiment's grid.csv is read in the experiment's own commit (git show), since
+# `dvc exp show` has the headline metrics only; biaslab.sweep.table has the rest, and
+# biaslab.sweep.ray_cluster the Ray tasks.
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import io as text_io
 import json
@@ -52,6 +49,14 @@ PENDING = ("queued", "running")
 # `dvc exp show` hangs now and then (pygit2 1.21's BlobIO loses a wake-up when the machine is
 # busy): every command is given this long, then stopped and, when polling, asked again
 TIMEOUT = 120.0
+EXAMPLES = """\
+  biaslab sweep                                  # bias strength k = 0 0.1 ... 0.5, seeds 0 1
+  biaslab sweep --values 0 0.2 0.4 --seeds 0 1 2 --set train.epochs=5
+  biaslab sweep --param split.train_size --values 60 120 216 --seeds 0
+  biaslab sweep --ray auto --values 0 0.2 0.4    # on the Ray cluster of this machine
+  biaslab sweep --ray 10.0.0.5:6379 --git-remote lab   # on that cluster's head, through `lab`
+  make sweep SWEEP=split.train_size VALUES="60 120 216" SEEDS="0 1 2" SWEEP_SET="train.epochs=5"
+"""
 
 
 def command(*args: str, check: bool = True, timeout: float = TIMEOUT) -> str:
@@ -260,8 +265,7 @@ def bring_back(results: list[dict], commit: str, args, outcomes: dict, grids: di
             outcomes[name] = sw.Outcome(sw.SUCCESS, rev, headline)
 
 
-def arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", default=sw.DEFAULT_PARAM,
                         help=f"params.yaml key, or {sw.BIAS_STRENGTH} (k: p0 = 0.5 - k, "
                              "p1 = 0.5 + k) (default: %(default)s)")
@@ -269,14 +273,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help=f"the values (default for {sw.BIAS_STRENGTH}: "
                              f"{' '.join(sw.DEFAULT_VALUES)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(sw.DEFAULT_SEEDS),
-                        help=f"values of {sw.SEED_KEY}")
+                        help=f"values of {sw.SEED_KEY} (default: %(default)s)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="settings of every experiment (e.g. train.epochs=5)")
     parser.add_argument("--method", default="fixed", help="threshold method in the figure")
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between checks")
     parser.add_argument("--grid", default="metrics/grid.csv", help="inside each experiment")
-    parser.add_argument("--headline", default="metrics/fairness.json")
-    parser.add_argument("--out", default="metrics/sweep.csv")
+    parser.add_argument("--headline", default="metrics/fairness.json",
+                        help="inside each experiment")
+    parser.add_argument("--out", default="metrics/sweep.csv", help="the table")
     parser.add_argument("--figure", default="reports/sweep.png")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="run on this Ray cluster (auto: the one this machine is part of; "
@@ -286,10 +291,10 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", default="",
                         help="--ray: append each task's steps to this file, one JSON line "
                              "each (a path every worker can write)")
-    return parser.parse_args(argv)
 
 
-def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict, dict]:
+def run_experiments(experiments: list[sw.Experiment], params: dict,
+                    args) -> tuple[dict, dict, dict]:
     """Each experiment's outcome, grid and error (by name), run from DVC's queue or on Ray."""
     if args.ray:
         try:
@@ -312,12 +317,18 @@ def run(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dic
     return outcomes, *collect(outcomes, args.grid)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = arguments(argv)
+def run(args) -> int:
+    with _signals_as_ctrl_c():
+        return sweep(args)
+
+
+def sweep(args) -> int:
+    """Plan the sweep (a bad setting stops it before anything is queued), run it, and write
+    the table and its figure."""
     if not Path("dvc.yaml").is_file():
         raise ValueError(f"{Path.cwd()}: no dvc.yaml; run the sweep from the repository root")
     if args.values is None and args.param != sw.BIAS_STRENGTH:
-        raise ValueError(f"VALUES: give the values of {args.param} (make sweep SWEEP="
+        raise ValueError(f"--values: give the values of {args.param} (make sweep: SWEEP="
                          f"{args.param} VALUES=\"...\")")
     args.values = args.values or list(sw.DEFAULT_VALUES)
     start = time.monotonic()
@@ -333,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
         experiments = ray_cluster.named(experiments, params)
     print(f"sweep: {args.param} = {' '.join(args.values)} x {sw.SEED_KEY} = "
           f"{' '.join(map(str, args.seeds))}: {len(experiments)} experiments", flush=True)
-    outcomes, grids, errors = run(experiments, params, args)
+    outcomes, grids, errors = run_experiments(experiments, params, args)
     table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
     # the experiments' own level (the seeds' intervals are combined at it)
     level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
@@ -348,21 +359,28 @@ def main(argv: list[str] | None = None) -> None:
     minutes, seconds = divmod(round(time.monotonic() - start), 60)
     print(f"sweep: {len(experiments) - len(failed)} of {len(experiments)} experiments "
           f"succeeded in {minutes} min {seconds:02d} s -> {args.out}, {args.figure}")
+    # the interpreter's last garbage collection, over every object of pandas, scipy and
+    # matplotlib, takes a third of a second at exit, for nothing: the process ends here
+    gc.freeze()
+    return 0
+
+
+@contextlib.contextmanager
+def _signals_as_ctrl_c():
+    """`kill` and a closed terminal stop the sweep as Ctrl-C does, its experiments included
+    (under nohup, SIGHUP stays ignored and the sweep goes on); the handlers before are
+    restored after (the tests run it in their own process)."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    for signum, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
-
-if __name__ == "__main__":
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # `kill`, a closed terminal: as Ctrl-C
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # (nohup: the sweep goes on)
-            signal.signal(signum, _interrupt)
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"sweep: error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    # the interpreter's last garbage collection, over every object of pandas, scipy and
-    # matplotlib, takes a third of a second at exit, for nothing: the process ends here
-    gc.freeze()
