@@ -7,16 +7,15 @@ from pathlib import Path
 
 from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.fairness.evaluate import (
+from biaslab.fairness.evaluate import evaluate_seeds
+from biaslab.fairness.flags import (
     add_not_applicable,
     add_training_flags,
-    choose,
-    evaluate_seeds,
-    headline,
     seed_flags,
     seed_thresholds,
-    summary_line,
 )
+from biaslab.fairness.headline import headline, summary_line
+from biaslab.fairness.recommend import choose
 from stages import run
 
 

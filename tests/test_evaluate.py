@@ -1,5 +1,5 @@
-"""biaslab.fairness.evaluate: the grid of (scheme, method) test metrics, the shifted test set,
-headline."""
+"""biaslab.fairness.evaluate (the grid of (scheme, method) test metrics, the shifted test set),
+and what reads the grid: its flags, the pair recommended on validation, the headline."""
 
 import numpy as np
 import pandas as pd
@@ -9,10 +9,10 @@ from biaslab.data.group_keys import group_keys
 from biaslab.fairness.evaluate import (
     HEADLINE,
     evaluate_decisions,
-    headline,
     resample_unit,
     shifted_view,
 )
+from biaslab.fairness.headline import headline
 from biaslab.fairness.metrics import GAPS, RATES
 
 N = 400  # images; the first 300 are test rows, the rest validation
@@ -454,7 +454,7 @@ def test_stage_resamples_patients_and_says_what_is_missing(tmp_path, monkeypatch
 
 
 def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
-    from biaslab.fairness.evaluate import add_not_applicable
+    from biaslab.fairness.flags import add_not_applicable
 
     grid = pd.DataFrame({"scheme": ["none"], "method": ["fixed"], "balanced_accuracy": [0.9],
                          "warning": [""], "degenerate": [False], "pareto": [True]})
@@ -470,7 +470,7 @@ def test_a_method_postprocess_could_not_fit_is_a_row_saying_why():
 
 # ---------------------------------------------------------------- baselines, choosing on val
 def test_fairness_cost_is_symmetric_for_disparate_impact():
-    from biaslab.fairness.evaluate import fairness_cost
+    from biaslab.fairness.recommend import fairness_cost
 
     cost = fairness_cost(pd.Series([0.8, 1.25, 1.0, 0.0, np.nan]), "disparate_impact")
     assert cost[0] == pytest.approx(cost[1]) and cost[0] == pytest.approx(np.log(1.25))
@@ -481,7 +481,7 @@ def test_fairness_cost_is_symmetric_for_disparate_impact():
 
 
 def test_recommend_takes_the_fairest_pair_within_the_accuracy_loss():
-    from biaslab.fairness.evaluate import recommend
+    from biaslab.fairness.recommend import recommend
 
     score = np.array([0.90, 0.89, 0.87, 0.95, np.nan, 0.885])
     cost = np.array([0.30, 0.10, 0.01, np.nan, 0.0, 0.20])  # 5: dominated by 1
@@ -508,7 +508,7 @@ def _val_test_disagree(attributes):
 
 
 def test_pareto_front_and_recommendation_are_chosen_on_validation(attributes):
-    from biaslab.fairness.evaluate import summary_line
+    from biaslab.fairness.headline import summary_line
 
     decisions = _val_test_disagree(attributes)
     grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
@@ -554,7 +554,8 @@ def test_base_rates_and_excess_in_the_grid(attributes):
 
 
 def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
-    from biaslab.fairness.evaluate import add_not_applicable, summary_line
+    from biaslab.fairness.flags import add_not_applicable
+    from biaslab.fairness.headline import summary_line
 
     grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
     assert grid["recommended"].sum() == 1

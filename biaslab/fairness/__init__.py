@@ -7,8 +7,12 @@
 - :mod:`~biaslab.fairness.bootstrap`: patient-level bootstrap intervals from cell counts;
 - :mod:`~biaslab.fairness.significance`: permutation tests and multiple-test corrections;
 - :mod:`~biaslab.fairness.across_seeds`: one row of figures from several training seeds;
-- :mod:`~biaslab.fairness.evaluate`: all of it for every (scheme, method), and the
-  recommendation chosen on validation;
+- :mod:`~biaslab.fairness.evaluate`: all of it for every (scheme, method): the grid;
+- :mod:`~biaslab.fairness.flags`: the grid's rows that tell nothing (degenerate models, methods
+  not applicable), and why;
+- :mod:`~biaslab.fairness.recommend`: the Pareto front and the pair recommended, chosen on
+  validation;
+- :mod:`~biaslab.fairness.headline`: the grid in brief (metrics/fairness.json, a summary line);
 - :mod:`~biaslab.fairness.verdict`: the criteria judged on those figures.
 
 Kept free of imports (see :mod:`biaslab.data`).

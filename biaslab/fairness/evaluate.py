@@ -1,14 +1,15 @@
 """Evaluate test decisions of every (scheme, method): metrics, gaps, flip rate, shifted test set,
-and the (scheme, method) recommended on the validation split.
+each per training seed and averaged over the seeds: the grid.
 
 The shifted test set is the seed experiment's check for a shortcut: on the same test images,
 draw S ~ Bernoulli(shift_p) independently of the label and read the decision the model makes
 with S forced to that value (``decision_s0`` / ``decision_s1``). A model that learnt the image
 keeps its accuracy; a model that learnt S loses it.
 
-Choosing a pair on the test split and reporting its test figures would flatter it (the best of
-several noisy figures is biased upwards). So the Pareto front and the recommended pair are
-chosen on the validation decisions, and only reported on test.
+The grid also holds what the choice of a pair reads, each pair's figures on the validation
+decisions (the pair is chosen on validation and only reported on test, see
+:mod:`biaslab.fairness.recommend`), and evaluate's own flag of a degenerate model (see
+:mod:`biaslab.fairness.flags`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import pandas as pd
 from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
+from biaslab.fairness.flags import degenerate_reasons
 from biaslab.fairness.metrics import group_report
+from biaslab.fairness.recommend import choose, fairness_cost
 from biaslab.fairness.significance import adjust, permutation_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
@@ -94,9 +97,9 @@ def _pvalues(parts: list[pd.DataFrame], groups: list[list[str]], n_perm: int, se
 
     ``parts`` holds the same test images, in the same order, as decided by each training
     seed's model: one relabelling of the groups serves every seed, and the statistic is the
-    mean over seeds of each seed's (see :func:`biaslab.fairness.significance.permutation_pvalues`).
-    The
-    base-rate gaps test the labels, not the model: no p-value.
+    mean over seeds of each seed's (see
+    :func:`biaslab.fairness.significance.permutation_pvalues`). The base-rate gaps test the
+    labels, not the model: no p-value.
     """
     first = parts[0]
     decisions = np.stack([p["decision"].to_numpy() for p in parts])
@@ -168,7 +171,8 @@ def evaluate_decisions(
         Score bins of the bootstrap's AUC and calibration error.
     pareto_gap : str
         The gap of the first attribute traded against balanced accuracy on the validation
-        split, for the ``pareto`` and ``recommended`` columns (see :func:`recommend`).
+        split, for the ``pareto`` and ``recommended`` columns (see
+        :func:`biaslab.fairness.recommend.recommend`).
     resample : {"auto", "patient", "image"}
         What the bootstrap resamples (see :func:`resample_unit`).
     min_cell : int
@@ -177,12 +181,11 @@ def evaluate_decisions(
     n_perm, correction : int, {"holm", "bh"}
         Permutations behind each gap's p-value (``ATTR.GAP_p``; 0: none), and the correction
         of all the p-values of the run together (``ATTR.GAP_p_adj``), see
-        :mod:`biaslab.fairness.significance`. The base-rate gaps test the labels, not the model:
-        they
-        get no p-value.
+        :mod:`biaslab.fairness.significance`. The base-rate gaps test the labels, not the
+        model: they get no p-value.
     max_accuracy_loss : float
         The recommended pair may lose this much validation balanced accuracy against the best
-        pair, for a lower fairness cost (see :func:`recommend`).
+        pair, for a lower fairness cost (see :func:`biaslab.fairness.recommend.recommend`).
 
     Returns
     -------
@@ -191,13 +194,14 @@ def evaluate_decisions(
         ``n`` and ``patients``, gaps per attribute (``ATTR.METRIC``), group sizes
         (``ATTR.groups``), the missing figures with why and those undefined in some resamples
         (``insufficient``, ``undefined``, ``ATTR.insufficient``, ``ATTR.undefined``) and, with
-        an injected bias,
-        the same on the shifted test set (prefix ``shifted.``), ``warning`` and
-        ``degenerate`` (see :func:`degenerate_reasons`), ``fairness_cost`` (of the test gap,
-        :func:`fairness_cost`), ``val.balanced_accuracy`` and ``val.fairness_cost`` (the same
-        on the validation decisions, no intervals), ``pareto`` (on the validation Pareto front
-        of balanced accuracy against the cost) and ``recommended`` (the one pair
-        :func:`recommend` picks on validation; none when validation says nothing).
+        an injected bias, the same on the shifted test set (prefix ``shifted.``), ``warning``
+        and ``degenerate`` (see :func:`biaslab.fairness.flags.degenerate_reasons`),
+        ``fairness_cost`` (of the test gap, :func:`biaslab.fairness.recommend.fairness_cost`),
+        ``val.balanced_accuracy`` and ``val.fairness_cost`` (the same on the validation
+        decisions, no intervals), ``pareto`` (on the validation Pareto front of balanced
+        accuracy against the cost) and ``recommended`` (the one pair
+        :func:`biaslab.fairness.recommend.recommend` picks on validation; none when validation
+        says nothing).
     per_group : DataFrame
         One row per (scheme, method, set, attribute, group): images ``n``, ``patients``,
         ``positives``, ``negatives``, every per-group metric with its interval,
@@ -245,11 +249,11 @@ def evaluate_seeds(
     parameters are those of :func:`evaluate_decisions`. Each (scheme, method, seed) is evaluated
     on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
     that adds the variance between seeds to the sampling variance
-    (:func:`biaslab.fairness.across_seeds.combine`,
-    ``grid``). Each gap's p-value tests the seed-averaged gap: one relabelling of the groups
-    serves every seed (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
-    together. The Pareto front and the recommended pair are chosen on the seed-averaged
-    validation figures.
+    (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). Each gap's p-value tests the
+    seed-averaged gap: one relabelling of the groups serves every seed (:func:`_pvalues`); the
+    p-values of all gaps of ``grid`` are corrected together. The Pareto front and the
+    recommended pair are chosen on the seed-averaged validation figures
+    (:func:`biaslab.fairness.recommend.choose`).
     """
     require_columns(attributes, groups, what="evaluate.groups")
     unit = resample_unit(attributes, resample)
@@ -296,18 +300,6 @@ def evaluate_seeds(
     lead = ["scheme", "method", "seed", "set", "attribute", "group"]
     return Evaluation(grid, per_seed,
                       per_group[lead + [c for c in per_group if c not in lead]])
-
-
-def choose(grid: pd.DataFrame, max_accuracy_loss: float) -> pd.DataFrame:
-    """``grid`` with ``pareto`` and ``recommended`` chosen on validation (see :func:`recommend`)
-    among the pairs that are not ``degenerate``: a model that learnt nothing is never
-    recommended, whatever its gaps. Called again once training's own flags are added."""
-    usable = ~grid["degenerate"].fillna(False).astype(bool)
-    score = grid["val.balanced_accuracy"].where(usable)
-    cost = grid["val.fairness_cost"].where(usable)
-    # chosen on validation, reported on test: see the module's docstring
-    return grid.assign(pareto=pareto_front(score, cost),
-                       recommended=recommend(score, cost, max_accuracy_loss))
 
 
 def _sets(part: pd.DataFrame, groups: list[str], intersect: bool, shift_p: float, seed: int):
@@ -358,142 +350,6 @@ def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple
             float(between.set_index("metric").loc[gap, "value"]))
 
 
-def degenerate_reasons(test: pd.DataFrame, figures: dict) -> str:
-    """Why one (scheme, method)'s test decisions tell nothing about the image, or "".
-
-    A model is degenerate on the test split when its decisions are constant, its scores are
-    constant, or the bootstrap interval of its AUC contains 0.5 (it does not tell the classes
-    apart better than chance). Its gaps then compare nothing: DI is 1 or 0/0 whatever the
-    groups. ``figures`` holds ``auc``, ``auc_lo``, ``auc_hi`` (absent or NaN: not checked).
-    """
-    reasons = []
-    decisions = test["decision"]
-    if decisions.nunique() == 1:
-        reasons.append(f"constant decisions on the test split (all {decisions.iloc[0]})")
-    if "score" in test.columns and test["score"].nunique() == 1:
-        reasons.append(f"constant scores on the test split ({test['score'].iloc[0]:.4g})")
-    auc, lo, hi = (figures.get(k, np.nan) for k in ("auc", "auc_lo", "auc_hi"))
-    if lo <= 0.5 <= hi:  # False when the interval is NaN (no scores, one class, n_boot = 0)
-        reasons.append(f"AUC {auc:.3f} [{lo:.3f}, {hi:.3f}] does not exclude chance (0.5)")
-    return "; ".join(reasons)
-
-
-def seed_flags(flags: Mapping[str, Mapping[int, str | None]]) -> dict[str, str | None]:
-    """Each scheme's training flags over its seeds (None or a reason per seed), as one text for
-    :func:`add_training_flags`: "seed 1: REASON; seed 2: REASON" (the reason alone with one
-    seed), None when no seed's model was flagged."""
-    return {scheme: "; ".join(v if len(by_seed) == 1 else f"seed {k}: {v}"
-                              for k, v in by_seed.items() if v) or None
-            for scheme, by_seed in flags.items()}
-
-
-def seed_thresholds(fitted: Mapping[str, Mapping[int, dict]]) -> dict[str, dict]:
-    """Each scheme's postprocess thresholds over its seeds, for :func:`add_not_applicable`: a
-    method is not applicable when no seed's model could fit it (what decides it is the
-    validation rows, the same for every seed); one that some seed fitted has its grid row."""
-    out = {}
-    for scheme, by_seed in fitted.items():
-        fits = list(by_seed.values())
-        out[scheme] = {method: (params if all("not_applicable" in f.get(method, {})
-                                               for f in fits) else {})
-                       for method, params in fits[0].items()}
-    return out
-
-
-def add_training_flags(grid: pd.DataFrame, flags: dict[str, str | None]) -> pd.DataFrame:
-    """``grid`` with each scheme's training flag (train's check: a model that learnt nothing,
-    e.g. the same validation accuracy every epoch) added to the ``warning`` of its rows."""
-    grid = grid.copy()
-    for scheme, reason in flags.items():
-        if not reason:
-            continue
-        rows = grid["scheme"] == scheme
-        text = f"training: {reason}"
-        grid.loc[rows, "warning"] = [f"{w}; {text}" if w else text
-                                     for w in grid.loc[rows, "warning"]]
-        grid.loc[rows, "degenerate"] = True
-    return grid
-
-
-def add_not_applicable(grid: pd.DataFrame, thresholds: dict[str, dict]) -> pd.DataFrame:
-    """``grid`` with a row for each (scheme, method) that postprocess could not fit.
-
-    ``thresholds`` is scheme -> its ``metrics/thresholds/SCHEME.json``, where a skipped method
-    reads ``{"not_applicable": REASON}`` (e.g. a group with one class in validation). Its row
-    has every figure missing, ``warning`` "not applicable: REASON", is on no Pareto front and
-    is never recommended; rows keep the order of the schemes and of each scheme's methods.
-    """
-    rows = [{"scheme": scheme, "method": method, "degenerate": False, "pareto": False,
-             "recommended": False, "warning": f"not applicable: {p['not_applicable']}"}
-            for scheme, fitted in thresholds.items() for method, p in fitted.items()
-            if "not_applicable" in p]
-    if not rows:
-        return grid
-    order = {(s, m): i for i, (s, m) in enumerate(
-        (s, m) for s, fitted in thresholds.items() for m in fitted)}
-    grid = pd.concat([grid, pd.DataFrame(rows)], ignore_index=True)
-    pairs = zip(grid["scheme"], grid["method"], strict=True)
-    rank = [order.get(pair, len(order)) for pair in pairs]
-    return grid.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True)
-
-
-def summary_line(grid: pd.DataFrame, gap: str) -> str:
-    """The evaluate stage's summary: the pair recommended on validation, with its test figures
-    (balanced accuracy and the Pareto gap, column ``gap`` of ``grid``). NaN-safe."""
-    front = int(grid["pareto"].sum())
-    picked = grid[grid["recommended"].eq(True)]
-    if len(picked):
-        best = picked.iloc[0]
-        text = (f"recommended {best['scheme']}/{best['method']} (chosen on validation): test "
-                f"balanced accuracy {best['balanced_accuracy']:.3f}, {gap} {best[gap]:.3f}")
-    else:
-        text = "no pair recommended (balanced accuracy or fairness cost undefined on validation)"
-    if grid["balanced_accuracy"].isna().all():
-        text += "; balanced accuracy undefined for every pair (a class absent from test)"
-    degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
-    return (f"{len(grid)} (scheme, method) pairs, {front} on the validation Pareto front; "
-            f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
-
-
-def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:
-    """How far a gap is from parity, the same either side of it: |log DI| for disparate
-    impact (DI 0.8 and its mirror 1.25 cost the same; DI 0 or inf cost inf), |value| for a
-    difference."""
-    values = gap.to_numpy(dtype=float)
-    if metric != "disparate_impact":
-        return np.abs(values)
-    with np.errstate(divide="ignore"):
-        return np.abs(np.log(values))
-
-
-def recommend(score, cost, max_loss: float) -> np.ndarray:
-    """True for one row: among the Pareto front of ``score`` against ``cost`` (see
-    :func:`pareto_front`), the lowest cost among the rows whose score is at least the best
-    score minus ``max_loss``; ties go to the first row. All False when no row has both figures.
-    """
-    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
-    front = pareto_front(score, cost)
-    out = np.zeros(len(score), dtype=bool)
-    if front.any():
-        # a hair of slack: 0.90 - 0.02 must admit 0.88 despite floating point
-        near = front & (score >= score[front].max() - max_loss - 1e-12)
-        out[np.flatnonzero(near)[np.argmin(cost[near])]] = True
-    return out
-
-
-def pareto_front(score, cost) -> np.ndarray:
-    """True for the rows no other row dominates (score >= and cost <=, one of them strictly).
-
-    Rows with a NaN score or cost are never on the front.
-    """
-    score, cost = np.asarray(score, dtype=float), np.asarray(cost, dtype=float)
-    ok = ~(np.isnan(score) | np.isnan(cost))
-    better_eq = (score[None, :] >= score[:, None]) & (cost[None, :] <= cost[:, None])
-    strictly = (score[None, :] > score[:, None]) | (cost[None, :] < cost[:, None])
-    dominated = (better_eq & strictly & ok[None, :]).any(1)
-    return ok & ~dominated
-
-
 def _check_group_sizes(
     test: pd.DataFrame, attributes: pd.DataFrame, groups: list[str], min_size: int, scheme: str
 ):
@@ -508,35 +364,3 @@ def _check_group_sizes(
                 f"{ {k: int(v) for k, v in small.items()} } of {attr!r} have fewer than "
                 f"evaluate.min_group_size={min_size} rows"
             )
-
-
-def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
-    """metrics/fairness.json, the DVC metric that `dvc exp show` tabulates: a few figures of two
-    (scheme, method) pairs, so that a terminal shows experiments side by side.
-
-    ``recommended``: the pair chosen on validation (see :func:`recommend`); ``baseline``: the
-    first pair of the grid (with the defaults, the unweighted model at its own 0.5 threshold:
-    the seed study's model). Each has ``pair`` ("scheme/method"), balanced accuracy, flip rate
-    and shifted-test accuracy (with an injected bias), for the first attribute of ``groups``
-    disparate impact, its excess over the labels' own (see :func:`biaslab.fairness.metrics.gaps`)
-    and
-    the equalized-odds difference, and ``degenerate``; a figure that grid.csv lacks is left
-    out, a missing one is null. Every figure of every pair, with its interval, is in grid.csv.
-    """
-    first = groups[0]
-    keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
-            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference"]
-    out: dict = {}
-    recommended = grid[grid["recommended"].eq(True)] if "recommended" in grid else grid.iloc[:0]
-    for name, rows in (("recommended", recommended), ("baseline", grid.head(1))):
-        if rows.empty:
-            out[name] = {"pair": None}
-            continue
-        row = rows.iloc[0]
-        figures: dict = {"pair": f"{row['scheme']}/{row['method']}"}
-        for key in [k for k in keys if k in row.index]:
-            figures[key] = None if pd.isna(row[key]) else round(float(row[key]), 4)
-        if "degenerate" in row.index:
-            figures["degenerate"] = bool(row["degenerate"])
-        out[name] = figures
-    return out

@@ -1,0 +1,58 @@
+"""The evaluation in brief: metrics/fairness.json (the DVC metric) and the stage's summary line,
+both of the pair recommended on validation (:mod:`biaslab.fairness.recommend`). Every figure of
+every pair, with its interval, is in the grid (:mod:`biaslab.fairness.evaluate`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
+    """metrics/fairness.json, the DVC metric that `dvc exp show` tabulates: a few figures of two
+    (scheme, method) pairs, so that a terminal shows experiments side by side.
+
+    ``recommended``: the pair chosen on validation (see
+    :func:`biaslab.fairness.recommend.recommend`); ``baseline``: the first pair of the grid
+    (with the defaults, the unweighted model at its own 0.5 threshold: the seed study's model).
+    Each has ``pair`` ("scheme/method"), balanced accuracy, flip rate and shifted-test accuracy
+    (with an injected bias), for the first attribute of ``groups`` disparate impact, its excess
+    over the labels' own (see :func:`biaslab.fairness.metrics.gaps`) and the equalized-odds
+    difference, and ``degenerate``; a figure that grid.csv lacks is left out, a missing one is
+    null. Every figure of every pair, with its interval, is in grid.csv.
+    """
+    first = groups[0]
+    keys = ["balanced_accuracy", "flip_rate", "shifted.accuracy", f"{first}.disparate_impact",
+            f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference"]
+    out: dict = {}
+    recommended = grid[grid["recommended"].eq(True)] if "recommended" in grid else grid.iloc[:0]
+    for name, rows in (("recommended", recommended), ("baseline", grid.head(1))):
+        if rows.empty:
+            out[name] = {"pair": None}
+            continue
+        row = rows.iloc[0]
+        figures: dict = {"pair": f"{row['scheme']}/{row['method']}"}
+        for key in [k for k in keys if k in row.index]:
+            figures[key] = None if pd.isna(row[key]) else round(float(row[key]), 4)
+        if "degenerate" in row.index:
+            figures["degenerate"] = bool(row["degenerate"])
+        out[name] = figures
+    return out
+
+
+def summary_line(grid: pd.DataFrame, gap: str) -> str:
+    """The evaluate stage's summary: the pair recommended on validation, with its test figures
+    (balanced accuracy and the Pareto gap, column ``gap`` of ``grid``). NaN-safe."""
+    front = int(grid["pareto"].sum())
+    picked = grid[grid["recommended"].eq(True)]
+    if len(picked):
+        best = picked.iloc[0]
+        text = (f"recommended {best['scheme']}/{best['method']} (chosen on validation): test "
+                f"balanced accuracy {best['balanced_accuracy']:.3f}, {gap} {best[gap]:.3f}")
+    else:
+        text = "no pair recommended (balanced accuracy or fairness cost undefined on validation)"
+    if grid["balanced_accuracy"].isna().all():
+        text += "; balanced accuracy undefined for every pair (a class absent from test)"
+    degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
+    return (f"{len(grid)} (scheme, method) pairs, {front} on the validation Pareto front; "
+            f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
