@@ -571,7 +571,7 @@ def test_a_pair_not_applicable_is_never_recommended(attributes, decisions):
 
 
 def test_every_gap_has_a_p_value_corrected_across_the_run(attributes, decisions):
-    from biaslab.fairness.significance import adjust
+    from biaslab.fairness.corrections import adjust
 
     grid, _ = evaluate_decisions(decisions, attributes, ["s", "sex"], n_boot=0, n_perm=199,
                                  correction="holm")

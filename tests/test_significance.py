@@ -1,5 +1,5 @@
-"""Permutation tests of the gaps and the corrections for many tests
-(biaslab.fairness.significance)."""
+"""Permutation tests of the gaps (biaslab.fairness.significance, its draws in
+biaslab.fairness.relabellings) and the corrections for many tests (biaslab.fairness.corrections)."""
 
 from itertools import combinations, product
 
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from biaslab.fairness.corrections import adjust
 from biaslab.fairness.metrics import GAPS
-from biaslab.fairness.significance import _draw_table, adjust, permutation_pvalues
+from biaslab.fairness.relabellings import draw_table
+from biaslab.fairness.significance import permutation_pvalues
 
 # the gaps compared with parity (base_* is the labels' own disparity)
 MODEL_GAPS = [g for g in GAPS if not g.startswith("base_")]
@@ -241,7 +243,7 @@ def test_rejects_bad_input(kwargs, message):
 ])
 def test_tables_have_the_multivariate_hypergeometric_moments(members, sizes):
     members, sizes = np.array(members), np.array(sizes)
-    table = _draw_table(members, sizes, 20000, np.random.default_rng(0))
+    table = draw_table(members, sizes, 20000, np.random.default_rng(0))
     assert (table.sum(1) == members).all() and (table.sum(2) == sizes).all()
     n, share = members.sum(), members / members.sum()
     mean = sizes[:, None] * share

@@ -5,7 +5,9 @@
   shaped post-processors);
 - :mod:`~biaslab.fairness.metrics`: performance and fairness metrics per group, and the gaps;
 - :mod:`~biaslab.fairness.bootstrap`: patient-level bootstrap intervals from cell counts;
-- :mod:`~biaslab.fairness.significance`: permutation tests and multiple-test corrections;
+- :mod:`~biaslab.fairness.significance`: permutation tests of the gaps, drawing their
+  relabellings with :mod:`~biaslab.fairness.relabellings`;
+- :mod:`~biaslab.fairness.corrections`: multiple-test corrections of the p-values;
 - :mod:`~biaslab.fairness.across_seeds`: one row of figures from several training seeds;
 - :mod:`~biaslab.fairness.evaluate`: all of it for every (scheme, method): the grid;
 - :mod:`~biaslab.fairness.flags`: the grid's rows that tell nothing (degenerate models, methods

@@ -24,10 +24,11 @@ import pandas as pd
 from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
+from biaslab.fairness.corrections import adjust
 from biaslab.fairness.flags import degenerate_reasons
 from biaslab.fairness.metrics import group_report
 from biaslab.fairness.recommend import choose, fairness_cost
-from biaslab.fairness.significance import adjust, permutation_pvalues
+from biaslab.fairness.significance import permutation_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
 
@@ -181,8 +182,8 @@ def evaluate_decisions(
     n_perm, correction : int, {"holm", "bh"}
         Permutations behind each gap's p-value (``ATTR.GAP_p``; 0: none), and the correction
         of all the p-values of the run together (``ATTR.GAP_p_adj``), see
-        :mod:`biaslab.fairness.significance`. The base-rate gaps test the labels, not the
-        model: they get no p-value.
+        :mod:`biaslab.fairness.significance` and :mod:`biaslab.fairness.corrections`. The
+        base-rate gaps test the labels, not the model: they get no p-value.
     max_accuracy_loss : float
         The recommended pair may lose this much validation balanced accuracy against the best
         pair, for a lower fairness cost (see :func:`biaslab.fairness.recommend.recommend`).
