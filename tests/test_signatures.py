@@ -1,4 +1,5 @@
-"""Activation signatures: clusters, silhouette, purity, flows, anomalies, hooks and the Sankey."""
+"""Activation signatures: hooks (biaslab.explain.activations); clusters, silhouette, purity, flows,
+anomalies (biaslab.explain.signatures); the Sankey (biaslab.explain.signature_figures)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 from biaslab.config import MODELS
 from biaslab.config.errors import ConfigError
 from biaslab.config.sections import ExplainConfig
+from biaslab.explain import activations as act
+from biaslab.explain import signature_figures as sig_figures
 from biaslab.explain import signatures as sig
 from biaslab.model.architectures import build_model
 
@@ -143,7 +146,7 @@ def test_hooked_activations_are_the_pooled_layer_outputs():
     torch.manual_seed(0)
     model = build_model("small_cnn", 2, width=4).train()
     x = torch.randn(10, 2, 16, 16)
-    acts = sig.layer_activations(model, x, sig.default_layers("small_cnn"), batch_size=3)
+    acts = act.layer_activations(model, x, act.default_layers("small_cnn"), batch_size=3)
     assert {k: v.shape for k, v in acts.items()} == {
         "features.3": (10, 4), "features.7": (10, 8), "features": (10, 16)}
     assert model.training  # its mode restored
@@ -154,9 +157,9 @@ def test_hooked_activations_are_the_pooled_layer_outputs():
     np.testing.assert_allclose(acts["features"], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(acts["features.3"], block1, rtol=1e-5, atol=1e-6)
     # the same from an iterable of batches, and from a numpy array
-    batched = sig.layer_activations(model, (x[i:i + 4] for i in range(0, 10, 4)), ["features"])
+    batched = act.layer_activations(model, (x[i:i + 4] for i in range(0, 10, 4)), ["features"])
     np.testing.assert_allclose(batched["features"], expected, rtol=1e-5, atol=1e-6)
-    whole = sig.layer_activations(model, x.numpy(), ["features.7"])
+    whole = act.layer_activations(model, x.numpy(), ["features.7"])
     np.testing.assert_allclose(whole["features.7"], acts["features.7"], rtol=1e-5, atol=1e-6)
 
 
@@ -164,24 +167,24 @@ def test_an_unknown_layer_is_named_with_the_allowed_ones():
     model = build_model("small_cnn", 1, width=4)
     with pytest.raises(ValueError, match=r"explain.layers: 'layer9' is not a layer of this "
                                          r"SmallCNN; allowed: module names such as features, "):
-        sig.layer_activations(model, torch.zeros(2, 1, 8, 8), ["layer9"])
+        act.layer_activations(model, torch.zeros(2, 1, 8, 8), ["layer9"])
     with pytest.raises(ValueError, match=r"inputs: expected images \(N, C, H, W\)"):
-        sig.layer_activations(model, torch.zeros(2, 8, 8), ["features"])
+        act.layer_activations(model, torch.zeros(2, 8, 8), ["features"])
     with pytest.raises(ValueError, match="train.model: no default explain.layers for 'vit'"):
-        sig.default_layers("vit")
+        act.default_layers("vit")
 
 
 def _default_layers_work(name):
     size = 64 if name == "alexnet" else 32  # alexnet's pooling needs at least 64x64
     model = build_model(name, 2, width=4)
-    acts = sig.layer_activations(model, torch.randn(3, 2, size, size),
-                                 sig.default_layers(name))
-    assert list(acts) == sig.default_layers(name)
+    acts = act.layer_activations(model, torch.randn(3, 2, size, size),
+                                 act.default_layers(name))
+    assert list(acts) == act.default_layers(name)
     assert all(a.ndim == 2 and a.shape[0] == 3 and a.shape[1] > 0 for a in acts.values())
 
 
 def test_every_model_has_default_layers():
-    assert set(sig.DEFAULT_LAYERS) == set(MODELS)
+    assert set(act.DEFAULT_LAYERS) == set(MODELS)
     _default_layers_work("small_cnn")
 
 
@@ -204,7 +207,7 @@ def three_layers():
 
 @pytest.mark.parametrize("color_by", ["label", "s"])
 def test_sankey_bands_are_the_flows(three_layers, color_by):
-    nodes, bands = sig.sankey_layout(three_layers, color_by)
+    nodes, bands = sig_figures.sankey_layout(three_layers, color_by)
     flows = three_layers.flows.groupby(
         ["from_layer", "from_cluster", "to_layer", "to_cluster", color_by])["count"].sum()
     assert bands.set_index(["from_layer", "from_cluster", "to_layer", "to_cluster", "value"])[
@@ -219,7 +222,7 @@ def test_sankey_bands_are_the_flows(three_layers, color_by):
         node = nodes.set_index(["layer", "cluster"]).loc[span.index]
         np.testing.assert_allclose(span["lo"], node["y0"])
         np.testing.assert_allclose(span["hi"], node["y1"])
-    fig = sig.sankey_figure(three_layers, color_by)
+    fig = sig_figures.sankey_figure(three_layers, color_by)
     drawn = {c.get_gid(): c for c in fig.axes[0].collections
              if str(c.get_gid()).startswith("band:")}
     assert len(drawn) == len(bands)
@@ -238,8 +241,8 @@ def test_the_anomaly_figure_shows_the_most_flagged_first(three_layers):
         "reason": ["far", "other_class", "far"], "distance": 1.0, "z": [4.0, 9.0, 5.0],
         "label": [1, 0, 1], "s": [0, 1, 0], "cluster_label": 0, "cluster_purity": 0.9})
     images = np.arange(10 * 2 * 4 * 4, dtype=float).reshape(10, 2, 4, 4)
-    fig = sig.anomaly_figure(anomalies, images, n=1)
+    fig = sig_figures.anomaly_figure(anomalies, images, n=1)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["row 14\ny=1 s=0\nfar x2"]
-    assert len(sig.anomaly_figure(anomalies, images).axes) == 2
-    assert sig.anomaly_figure(anomalies.iloc[:0], images) is None
+    assert len(sig_figures.anomaly_figure(anomalies, images).axes) == 2
+    assert sig_figures.anomaly_figure(anomalies.iloc[:0], images) is None

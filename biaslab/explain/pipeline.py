@@ -4,7 +4,8 @@
 (:mod:`biaslab.explain.select`), maps them (:mod:`biaslab.explain.attribution`), measures the
 bias's share of the attribution per group beside the flip rate, probes robustness
 (:mod:`biaslab.explain.robustness`) and clusters the activations
-(:mod:`biaslab.explain.signatures`). Arrays and DataFrames in, tables and matplotlib Figures
+(:mod:`biaslab.explain.activations`, :mod:`biaslab.explain.signatures`, drawn by
+:mod:`biaslab.explain.signature_figures`). Arrays and DataFrames in, tables and matplotlib Figures
 out: the caller writes them.
 """
 
@@ -21,8 +22,10 @@ from torch import nn
 from biaslab.data.bias import BiasSpec, model_inputs
 from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import group_keys
+from biaslab.explain import activations as act
 from biaslab.explain import attribution as attr
 from biaslab.explain import robustness as rob
+from biaslab.explain import signature_figures as sig_figures
 from biaslab.explain import signatures as sig
 from biaslab.explain.select import (
     ALL,
@@ -170,20 +173,20 @@ def robustness_part(model, pixels, frame, bias, attributes, threshold, min_cell,
 
 def signatures_part(model, model_name, pixels, frame, bias, group_columns, config, device):
     """Activation signatures of the test images, and their figures."""
-    layers = list(config.layers) or sig.default_layers(model_name)
+    layers = list(config.layers) or act.default_layers(model_name)
     batches = (torch.from_numpy(_inputs(pixels, frame.iloc[i:i + config.batch_size], bias))
                for i in range(0, len(frame), config.batch_size))
-    acts = sig.layer_activations(model, batches, layers, device=device)
+    acts = act.layer_activations(model, batches, layers, device=device)
     result = sig.signatures(
         acts, frame[["row", "label", *group_columns]], group_columns,
         pca_components=config.pca_components, pca_variance=config.pca_variance,
         k_range=config.k_range, seed=config.seed, anomaly_purity=config.anomaly_purity,
         anomaly_z=config.anomaly_z)
-    figures = {"sankey_label": sig.sankey_figure(result, "label")}
+    figures = {"sankey_label": sig_figures.sankey_figure(result, "label")}
     if "s" in group_columns:
-        figures["sankey_s"] = sig.sankey_figure(result, "s")
-    anomalies = sig.anomaly_figure(result.anomalies, pixels[frame["row"].to_numpy()],
-                                   n=config.anomaly_images)
+        figures["sankey_s"] = sig_figures.sankey_figure(result, "s")
+    anomalies = sig_figures.anomaly_figure(result.anomalies, pixels[frame["row"].to_numpy()],
+                                           n=config.anomaly_images)
     if anomalies is not None:
         figures["anomalies"] = anomalies
     return result, figures

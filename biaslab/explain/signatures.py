@@ -9,35 +9,21 @@ groups, not the classes, travelling together. An image that lands in a cluster d
 other class, or far from its cluster's centroid for that cluster's spread (so far from every
 centroid), is listed as an *anomaly*.
 
-Everything here takes arrays and DataFrames and returns them (figures as matplotlib Figures,
-drawn without pyplot: nothing global to close). Given a seed the results are deterministic.
+The activations come from :mod:`biaslab.explain.activations`; the Sankey diagram and the
+anomalies' thumbnails are drawn by :mod:`biaslab.explain.signature_figures`. Everything here
+takes arrays and DataFrames and returns them. Given a seed the results are deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from biaslab.data.columns import require_columns
 
-# Module names of each model's default layers (``explain.layers: []``), as build_model builds
-# them. small_cnn: the output of conv blocks 1 and 2 (after pooling), then ``features``, block
-# 3 globally pooled: the penultimate layer, the features the head reads. resnets: the four
-# stages (layer4 pooled is the penultimate layer). alexnet: its three pooling blocks and the
-# penultimate fully connected layer.
-_RESNET = ("net.layer1", "net.layer2", "net.layer3", "net.layer4")
-DEFAULT_LAYERS: dict[str, tuple[str, ...]] = {
-    "small_cnn": ("features.3", "features.7", "features"),
-    "alexnet": ("net.features.2", "net.features.5", "net.features.12", "net.classifier.5"),
-    "resnet18": _RESNET,
-    "resnet34": _RESNET,
-    "resnet50": _RESNET,
-}
 N_INIT = 4  # k-means restarts per k (k-means++ starts): a bad start is rare after 4
 # components kept at most when chosen by explained variance: k-means in hundreds of dimensions
 # of near-noise costs minutes (5,000 images, 300 components: 3.4 s per fit) and separates
@@ -45,97 +31,6 @@ N_INIT = 4  # k-means restarts per k (k-means++ starts): a bad start is rare aft
 MAX_COMPONENTS = 50
 SILHOUETTE_SAMPLE = 2000  # the silhouette is O(N^2): above this many images, a seeded sample
 REASONS = ("other_class", "far")  # the anomalies' reasons, in the order they are listed
-
-
-def default_layers(model_name: str) -> list[str]:
-    """The layers clustered when ``explain.layers`` is empty, for model ``model_name``."""
-    if model_name not in DEFAULT_LAYERS:
-        raise ValueError(f"train.model: no default explain.layers for {model_name!r}; known: "
-                         f"{', '.join(DEFAULT_LAYERS)}; list the layers in explain.layers")
-    return list(DEFAULT_LAYERS[model_name])
-
-
-# --- activations -------------------------------------------------------------------------------
-
-def _pooled(output) -> torch.Tensor:
-    """(B, F) features of one layer's output: conv maps (B, C, H, W) averaged over H and W.
-
-    Global average pooling keeps one number per channel: it is what small_cnn's and the
-    resnets' heads read, it does not depend on the image size, and it keeps k-means in a few
-    hundred dimensions instead of C x H x W (16 x 16 x 16 = 4,096 for small_cnn's first block
-    at 32x32, millions for a resnet at 256x256). What it loses is *where* a channel fires; the
-    attribution maps show that.
-    """
-    if isinstance(output, tuple | list):
-        output = output[0]
-    out = output.detach().float()  # float: bf16 under autocast would round the means
-    return out.mean(dim=(2, 3)) if out.dim() == 4 else out.flatten(1)
-
-
-def _batches(inputs, batch_size: int) -> Iterator[torch.Tensor]:
-    if isinstance(inputs, np.ndarray | torch.Tensor):
-        x = torch.as_tensor(inputs)
-        if x.dim() != 4:
-            raise ValueError(f"inputs: expected images (N, C, H, W), got shape {tuple(x.shape)}")
-        for start in range(0, len(x), batch_size):
-            yield x[start:start + batch_size]
-    else:
-        for x in inputs:
-            yield torch.as_tensor(x)
-
-
-@torch.no_grad()
-def layer_activations(model: nn.Module, inputs: np.ndarray | torch.Tensor | Iterable,
-                      layers: Sequence[str], batch_size: int = 256,
-                      device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """Each layer's activations of every input image, read by forward hooks.
-
-    Parameters
-    ----------
-    model : the model, on ``device``; put in eval mode for the pass, its mode restored after.
-    inputs : images (N, C, H, W) as an array or tensor, batched by ``batch_size``; or an
-        iterable of (B, C, H, W) tensors (e.g. from :func:`biaslab.model.batches.batches`).
-    layers : module names of ``model`` (``dict(model.named_modules())``'s keys).
-    batch_size : images per forward pass (inputs given whole only).
-    device : where the batches are sent.
-
-    Returns
-    -------
-    dict
-        ``{layer: (N, F) float32 array}`` in the order of ``layers``: conv maps (B, C, H, W)
-        are averaged over H and W (F = C), other outputs flattened.
-    """
-    layers = list(layers)
-    if not layers or len(set(layers)) != len(layers):
-        raise ValueError(f"explain.layers: expected distinct layer names, got {layers}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size}")
-    modules = dict(model.named_modules())
-    for name in layers:
-        if name not in modules or not name:
-            known = [n for n in modules if n]
-            raise ValueError(
-                f"explain.layers: {name!r} is not a layer of this {type(model).__name__}; "
-                f"allowed: module names such as {', '.join(known[:12])}"
-                + (f" ... ({len(known)} in all)" if len(known) > 12 else ""))
-    found: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-
-    def keep(name: str):
-        # pooled at once, inside the hook: a later in-place ReLU would change the output
-        return lambda module, args, output: found[name].append(_pooled(output).cpu())
-
-    handles = [modules[name].register_forward_hook(keep(name)) for name in layers]
-    training = model.training
-    model.eval()
-    try:
-        for x in _batches(inputs, batch_size):
-            model(x.to(device, dtype=torch.float32))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(training)
-    return {name: (torch.cat(parts).numpy() if parts else np.empty((0, 0), np.float32))
-            for name, parts in found.items()}
 
 
 # --- clustering one layer ----------------------------------------------------------------------
@@ -283,14 +178,16 @@ class Signatures:
     assignments: pd.DataFrame
 
 
-def _values(column: pd.Series) -> list:
+def sorted_values(column: pd.Series) -> list:
+    """The values of ``column``, missing ones left out, in the same order in every run: by
+    type, then by value (a column may mix numbers and text)."""
     return sorted(column.dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
 
 
 def _cluster_table(layer: str, fit: LayerClusters, meta: pd.DataFrame,
                    attrs: list[str]) -> pd.DataFrame:
     records = []
-    values = {attr: _values(meta[attr]) for attr in attrs}
+    values = {attr: sorted_values(meta[attr]) for attr in attrs}
     for c in range(fit.k):
         inside = fit.assign == c
         rec = {"layer": layer, "cluster": c, "size": int(inside.sum()),
@@ -351,7 +248,8 @@ def signatures(activations: Mapping[str, np.ndarray], meta: pd.DataFrame,
 
     Parameters
     ----------
-    activations : ``{layer: (N, F) array}`` (:func:`layer_activations`), layers in order.
+    activations : ``{layer: (N, F) array}``
+        (:func:`biaslab.explain.activations.layer_activations`), layers in order.
     meta : one row per image, in the order of the activations: ``label`` (0/1), the
         ``groups`` columns and optionally ``row`` (the image's id; default: its position).
     groups : group attributes summarised besides the label (e.g. ``["s"]``).
@@ -403,150 +301,3 @@ def signatures(activations: Mapping[str, np.ndarray], meta: pd.DataFrame,
         flows=_flows(assignments, layers, attrs),
         anomalies=pd.concat(anomalies, ignore_index=True),
         assignments=assignments)
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-NODE_WIDTH = 0.16  # of the distance between two layers' columns
-GAP = 0.03  # between two nodes of a column, as a share of the figure's height
-
-
-def sankey_layout(result: Signatures, color_by: str = "label",
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Where the Sankey diagram's nodes and bands go (coordinates: layer i at x = i, y in [0, 1]).
-
-    Each column stacks a layer's clusters (cluster 0 on top), each ``size x scale`` high, where
-    ``scale`` is the same for every column: the height of one image. A band carries the
-    ``count`` images of one ``color_by`` value from cluster i to cluster j of the next layer,
-    ``count x scale`` high at both ends, stacked in i by (j, value) and in j by (i, value), so
-    the bands leaving (entering) a node fill it exactly.
-
-    Returns
-    -------
-    nodes : layer, x, cluster, size, y0, y1, majority, purity
-    bands : from_layer, from_cluster, to_layer, to_cluster, value, count, x0, x1, from_y0,
-        from_y1, to_y0, to_y1
-    """
-    if color_by not in result.assignments:
-        raise ValueError(f"color_by: {color_by!r} is not a column of the signatures; allowed: "
-                         f"{', '.join(result.flows.columns[4:-1])}")
-    layers = list(result.layers["layer"])
-    n = len(result.assignments)
-    most = int(result.layers["k"].max())
-    scale = (1 - GAP * (most - 1)) / max(n, 1)
-    nodes = result.clusters[["layer", "cluster", "size"]].copy()
-    nodes["majority"] = result.clusters[f"{color_by}.majority"]
-    nodes["purity"] = result.clusters[f"{color_by}.purity"]
-    nodes.insert(1, "x", nodes["layer"].map({layer: i for i, layer in enumerate(layers)}))
-    tops = []
-    for _, part in nodes.groupby("layer", sort=False):  # in layer order, clusters sorted
-        height = part["size"].sum() * scale + GAP * (len(part) - 1)
-        top = 1 - (1 - height) / 2
-        for size in part["size"]:
-            tops.append(top)
-            top -= size * scale + GAP
-    nodes["y1"] = tops
-    nodes["y0"] = nodes["y1"] - nodes["size"] * scale
-    top_of = nodes.set_index(["layer", "cluster"])["y1"]
-    bands = (result.flows.groupby(["from_layer", "from_cluster", "to_layer", "to_cluster",
-                                   color_by], sort=False, dropna=False)["count"].sum()
-             .reset_index().rename(columns={color_by: "value"}))
-    bands["x0"] = bands["from_layer"].map({layer: i for i, layer in enumerate(layers)})
-    bands["x1"] = bands["x0"] + 1
-    for end, own, other in (("from", "from_cluster", "to_cluster"),
-                            ("to", "to_cluster", "from_cluster")):
-        layer = bands[f"{end}_layer"]
-        order = bands.assign(v=bands["value"].astype(str)).sort_values(
-            [f"{end}_layer", own, other, "v"], kind="stable")
-        below = order.groupby([f"{end}_layer", own], sort=False)["count"].cumsum()
-        tops_at = top_of.loc[list(zip(layer, bands[own], strict=True))].to_numpy()
-        bands[f"{end}_y0"] = tops_at - below.reindex(bands.index).to_numpy() * scale
-        bands[f"{end}_y1"] = bands[f"{end}_y0"] + bands["count"] * scale
-    return nodes, bands
-
-
-def _colors(values: list) -> dict:
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"].colors
-    return {v: palette[i % len(palette)] for i, v in enumerate(values)}
-
-
-def sankey_figure(result: Signatures, color_by: str = "label"):
-    """The Sankey (alluvial) diagram of the images' flows between the clusters of each layer.
-
-    Columns are the layers, nodes their clusters (heights proportional to sizes, coloured by
-    the majority ``color_by`` value, darker when purer), bands the flows of each ``color_by``
-    value (:func:`sankey_layout`). Each band's artist has the gid ``band:I``, I its row in the
-    layout's bands. Returns a matplotlib Figure.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
-
-    nodes, bands = sankey_layout(result, color_by)
-    layers = list(result.layers["layer"])
-    colors = _colors(_values(result.assignments[color_by]))
-    fig = Figure(figsize=(max(5.0, 2.4 * len(layers)), 4.6))
-    ax = fig.add_subplot()
-    half = NODE_WIDTH / 2
-    xs = np.linspace(0, 1, 32)
-    ease = xs * xs * (3 - 2 * xs)  # smoothstep: flat where the band meets its nodes
-    for i, band in enumerate(bands.itertuples()):
-        x = band.x0 + half + xs * (1 - 2 * half)
-        lower = band.from_y0 + (band.to_y0 - band.from_y0) * ease
-        upper = band.from_y1 + (band.to_y1 - band.from_y1) * ease
-        ax.fill_between(x, lower, upper, color=colors.get(band.value, "0.6"), alpha=0.45,
-                        linewidth=0, gid=f"band:{i}")
-    for node in nodes.itertuples():
-        ax.add_patch(Rectangle((node.x - half, node.y0), NODE_WIDTH, node.y1 - node.y0,
-                               facecolor=colors.get(node.majority, "0.6"),
-                               alpha=0.35 + 0.65 * node.purity, edgecolor="k", linewidth=0.5))
-        if node.y1 - node.y0 > 0.04:
-            ax.text(node.x, (node.y0 + node.y1) / 2,
-                    f"c{node.cluster}: n={node.size}\n{node.purity:.0%} {color_by}={node.majority}",
-                    ha="center", va="center", fontsize=6,
-                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0})
-    for i, row in enumerate(result.layers.itertuples()):
-        ax.text(i, 1.02, f"{row.layer}\nk = {row.k}", ha="center", va="bottom", fontsize=8)
-    ax.legend(handles=[Patch(color=c, alpha=0.6, label=f"{color_by} = {v}")
-                       for v, c in colors.items()],
-              loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=len(colors), fontsize=8,
-              frameon=False)
-    ax.set(xlim=(-0.5, len(layers) - 0.5), ylim=(0, 1.1))
-    ax.axis("off")
-    return fig
-
-
-def anomaly_figure(anomalies: pd.DataFrame, images: np.ndarray, n: int = 16, columns: int = 8):
-    """Thumbnails of up to ``n`` anomalous images, those flagged in most layers first.
-
-    ``images`` (N, H, W) or (N, C, H, W), in the order of the signatures' images (an anomaly's
-    ``position``); channel 0 is shown. Returns a matplotlib Figure, or None with no anomaly.
-    """
-    from matplotlib.figure import Figure
-
-    if anomalies.empty or n <= 0:
-        return None
-    images = np.asarray(images)
-    ranked = (anomalies.groupby("position", sort=True)
-              .agg(flags=("z", "size"), z=("z", "max")).reset_index()
-              .sort_values(["flags", "z", "position"], ascending=[False, False, True]).head(n))
-    groups = [c for c in anomalies.columns[anomalies.columns.get_loc("label") + 1:]
-              if c not in ("cluster_label", "cluster_purity")]
-    cols = min(columns, len(ranked))
-    rows = -(-len(ranked) // cols)
-    fig = Figure(figsize=(1.35 * cols, 1.75 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, pos in zip(axes, ranked["position"], strict=False):
-        flags = anomalies[anomalies["position"] == pos]
-        first = flags.iloc[0]
-        image = images[pos]
-        ax.imshow(image[0] if image.ndim == 3 else image, cmap="gray")
-        who = " ".join([f"y={first['label']}", *(f"{g}={first[g]}" for g in groups)])
-        # how many layers flagged it, for each reason: "other_class x3, far x1"
-        why = ", ".join(f"{reason} x{count:.0f}" for reason, count in
-                        flags["reason"].value_counts().reindex(REASONS).dropna().items())
-        ax.set_title(f"row {first['row']}\n{who}\n{why}", fontsize=6)
-    for ax in axes:
-        ax.axis("off")
-    return fig
