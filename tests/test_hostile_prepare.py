@@ -1,8 +1,9 @@
 """Hostile inputs to prepare (issue 11): duplicate images, empty or one-class data, images too
 small or too elongated, the table row of each reject, and temporaries left by a killed run.
 
-Every file is generated here, in a temporary folder; library tests call biaslab.data.prepare with a
-source built by hand, stage tests run ``python -m stages.prepare`` on a csv table.
+Every file is generated here, in a temporary folder; library tests call biaslab.data.prepare (and
+biaslab.data.images) with a source built by hand, stage tests run ``python -m stages.prepare`` on
+a csv table.
 """
 
 import os
@@ -17,10 +18,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from biaslab.data.images import check_shape, decode_file
 from biaslab.data.prepare import (
-    check_shape,
     check_usable,
-    decode_file,
     decode_source,
     duplicate_reasons,
     prepare_files,

@@ -1,5 +1,5 @@
-"""biaslab.data.prepare (square grayscale uint8 images) and biaslab.data.sources (the digits
-source)."""
+"""biaslab.data.images (square grayscale uint8 images), biaslab.data.prepare (files decoded in
+parallel into pixels.npy) and biaslab.data.sources (the digits source)."""
 
 import io
 import re
@@ -11,15 +11,8 @@ from PIL import Image
 
 from biaslab.artifacts import read_pixels, write_npy
 from biaslab.config import ConfigError, parse_section
-from biaslab.data.prepare import (
-    check_rejected,
-    copy_rows,
-    decode_file,
-    digest,
-    prepare_arrays,
-    prepare_files,
-    to_square_gray,
-)
+from biaslab.data.images import decode_file, digest, prepare_arrays, to_square_gray
+from biaslab.data.prepare import check_rejected, copy_rows, prepare_files
 from biaslab.data.sources import load_digits_source
 
 

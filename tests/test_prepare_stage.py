@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from biaslab.data.prepare import decode_file
+from biaslab.data.images import decode_file
 from tests.conftest import ROOT, SHARED
 
 pytestmark = pytest.mark.slow

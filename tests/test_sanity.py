@@ -11,7 +11,7 @@ import torch
 
 from biaslab.config import TrainConfig
 from biaslab.data.bias import BiasSpec, draw_s
-from biaslab.data.prepare import prepare_arrays
+from biaslab.data.images import prepare_arrays
 from biaslab.data.sources import load_digits_source
 from biaslab.data.split import stratified_split
 from biaslab.fairness.evaluate import shifted_view

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from biaslab.cli.runtime import Progress, distributed  # noqa: E402
 from biaslab.config import TrainConfig  # noqa: E402
 from biaslab.data.bias import draw_s  # noqa: E402
-from biaslab.data.prepare import prepare_arrays  # noqa: E402
+from biaslab.data.images import prepare_arrays  # noqa: E402
 from biaslab.data.sources import load_digits_source  # noqa: E402
 from biaslab.model.batches import TrainData  # noqa: E402
 from biaslab.model.train import fit  # noqa: E402

@@ -3,7 +3,8 @@
 - :mod:`~biaslab.data.sources`: where images come from (digits, a folder tree, a CSV table,
   NIH ChestX-ray14), each as an index table and the files to decode;
 - :mod:`~biaslab.data.metadata`: sex, age and patient ids spelled one way;
-- :mod:`~biaslab.data.prepare`: crop, grayscale, resize, stored as one uint8 array;
+- :mod:`~biaslab.data.images`: one image cropped, grayscale, resized, as uint8;
+- :mod:`~biaslab.data.prepare`: every file of a source decoded so, stored as one uint8 array;
 - :mod:`~biaslab.data.bias`: the controlled bias S and how the model is shown it;
 - :mod:`~biaslab.data.split` and :mod:`~biaslab.data.split_names`: the patient-grouped split;
 - :mod:`~biaslab.data.audit`: who is in the data, with which labels, where;
