@@ -15,9 +15,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # entry points: they print (and torchrun's environment is read at the edge); the Ray tasks of a
-# sweep run on the cluster's workers, whose environment (PATH, CUDA_VISIBLE_DEVICES) they read
+# sweep run on the cluster's workers, whose environment (PATH, CUDA_VISIBLE_DEVICES) they read,
+# and their driver joins the cluster as Ray's environment says (RAY_AUTH_MODE)
 EDGE = ("biaslab/cli/", "biaslab/__main__.py", "biaslab/config/__main__.py",
-        "biaslab/sweep/ray_cluster.py")
+        "biaslab/sweep/ray_cluster.py", "biaslab/sweep/ray_task.py")
 LIBRARY = sorted(p for p in (ROOT / "biaslab").rglob("*.py")
                  if not p.relative_to(ROOT).as_posix().startswith(EDGE))
 

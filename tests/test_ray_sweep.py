@@ -1,4 +1,5 @@
-"""The sweep on a Ray cluster (biaslab/sweep/ray_cluster.py): names, checks, and one real sweep.
+"""The sweep on a Ray cluster (biaslab/sweep/ray_cluster.py, its task ray_task.py): names, checks,
+and one real sweep.
 
 The real sweep runs on a local cluster of two nodes started here (``ray.cluster_utils``), each
 declaring one logical GPU, with a bare Git repository and a local folder as the Git and DVC
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from biaslab.sweep import ray_cluster as rs
+from biaslab.sweep import ray_task
 from biaslab.sweep import table as sw
 from tests.conftest import ROOT, copy_repo, edit_params, repo_env, sh
 
@@ -56,7 +58,7 @@ def test_two_experiments_with_the_same_params_are_refused():
 
 
 def test_the_ref_is_where_dvc_keeps_experiments():
-    assert rs.exp_ref("ab" + "c" * 38, "sweep-x") == f"refs/exps/ab/{'c' * 38}/sweep-x"
+    assert ray_task.exp_ref("ab" + "c" * 38, "sweep-x") == f"refs/exps/ab/{'c' * 38}/sweep-x"
 
 
 def git(repo):
@@ -130,7 +132,7 @@ def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_pat
         (clone / "metrics" / "grid.csv").write_text(grid)
         sh(clone, "git", "add", "-A")
         sh(clone, "git", "commit", "-qm", name)
-        sh(clone, "git", "push", "-q", "origin", f"HEAD:{rs.exp_ref(commit, name)}")
+        sh(clone, "git", "push", "-q", "origin", f"HEAD:{ray_task.exp_ref(commit, name)}")
         sh(clone, "git", "reset", "-q", "--hard", commit)
     monkeypatch.chdir(repo)
     args = Namespace(git_remote="origin", headline="metrics/fairness.json",
@@ -142,7 +144,7 @@ def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_pat
                      {"name": "sweep-log", "state": "failed", "log": "x\nsplit: error: why\ny"},
                      {"name": "sweep-died", "state": "failed", "error": "worker died"}],
                     commit, args, outcomes, grids, errors)
-    good = sh(repo, "git", "rev-parse", rs.exp_ref(commit, "sweep-good")).stdout.strip()
+    good = sh(repo, "git", "rev-parse", ray_task.exp_ref(commit, "sweep-good")).stdout.strip()
     assert outcomes["sweep-good"] == sw.Outcome(sw.SUCCESS, good, {"none": {"fixed": {"acc": 0.9}}})
     assert grids["sweep-good"].to_dict("records") == [
         {"scheme": "none", "method": "fixed", "accuracy": 0.9}]
@@ -196,7 +198,7 @@ def test_a_killed_tasks_folder_is_removed_a_running_ones_is_not(tmp_path):
         Path(f"{folder}.lock").touch()
     with open(f"{running}.lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as its task holds it while alive
-        rs._remove_stale(tmp_path)
+        ray_task._remove_stale(tmp_path)
         assert running.exists() and Path(f"{running}.lock").exists()
     assert not killed.exists() and not Path(f"{killed}.lock").exists()
 
@@ -204,10 +206,10 @@ def test_a_killed_tasks_folder_is_removed_a_running_ones_is_not(tmp_path):
 def test_an_ignored_sigchld_is_seen():
     """Ray's workers ignore SIGCHLD (set in C) when the raylet reaps orphans; the task undoes
     it, or every command it runs would seem to succeed."""
-    assert not rs._ignored(signal.SIGCHLD)
+    assert not ray_task._ignored(signal.SIGCHLD)
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
-        assert rs._ignored(signal.SIGCHLD)
+        assert ray_task._ignored(signal.SIGCHLD)
         assert subprocess.run(["false"]).returncode == 0  # why it matters
     finally:
         signal.signal(signal.SIGCHLD, previous)

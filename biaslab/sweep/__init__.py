@@ -1,8 +1,10 @@
 """Sweeps: the headline figures against a param, one DVC experiment per value x seed.
 
 - :mod:`~biaslab.sweep.table`: what needs no DVC: the experiments' names, the table, the figure;
-- :mod:`~biaslab.sweep.ray_cluster`: the experiments as Ray tasks on a cluster (``--ray``):
-  the tasks run on the cluster's workers, so this module reads their environment.
+- :mod:`~biaslab.sweep.ray_cluster`: the experiments as Ray tasks on a cluster (``--ray``),
+  the driver's side: submitting the tasks, collecting their results;
+- :mod:`~biaslab.sweep.ray_task`: the task that runs one experiment on a worker of the cluster
+  (it reads the worker's environment).
 
 The command that drives a sweep, ``biaslab sweep`` (DVC's queue on one machine, or Ray), is
 :mod:`biaslab.cli.sweep`.
