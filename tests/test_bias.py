@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from biaslab.config import BiasConfig
-from biaslab.config.sections import BIAS_KINDS
-from biaslab.config.sections import PATCH_POSITIONS as CONFIG_POSITIONS
+from biaslab.config import BIAS_KINDS, BiasConfig
+from biaslab.config.data import PATCH_POSITIONS as CONFIG_POSITIONS
 from biaslab.data.bias import (
     DEFAULT_BIAS,
     KINDS,

@@ -8,9 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from biaslab.config import MODELS
-from biaslab.config.errors import ConfigError
-from biaslab.config.sections import ExplainConfig
+from biaslab.config import MODELS, ConfigError, ExplainConfig
 from biaslab.explain import activations as act
 from biaslab.explain import signature_figures as sig_figures
 from biaslab.explain import signatures as sig

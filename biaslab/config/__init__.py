@@ -2,9 +2,24 @@
 
 ``params.yaml`` flows one way: a stage calls :func:`load_section`, which validates the whole
 file (so a typo anywhere stops any stage) and returns that stage's section, one of the models
-of :mod:`biaslab.config.sections`. Unknown keys, wrong types and values out of range raise
-:class:`ConfigError`, one line naming the key, the value and what is allowed. Library functions
-then take plain keyword arguments, never the raw dict.
+below. Unknown keys, wrong types and values out of range raise :class:`ConfigError`, one line
+naming the key, the value and what is allowed. Library functions then take plain keyword
+arguments, never the raw dict.
+
+The models, one module per part of the library that reads them, each section with the names
+of its choices (``MODELS``, ``SCHEMES``, ...):
+
+- :mod:`~biaslab.config.data`: ``data``, ``prepare``, ``bias``, ``split``, ``audit``;
+- :mod:`~biaslab.config.model`: ``train``;
+- :mod:`~biaslab.config.fairness`: ``weights``, ``postprocess``, ``evaluate``;
+- :mod:`~biaslab.config.explain`: ``explain``;
+- :mod:`~biaslab.config.report`: ``report``;
+- :mod:`~biaslab.config.sweep`: ``sweep``;
+- :mod:`~biaslab.config.params`: :class:`Params`, the whole file, and the checks across
+  sections; :mod:`~biaslab.config.section` their base, :mod:`~biaslab.config.fields` the field
+  types they share, :mod:`~biaslab.config.errors` the errors.
+
+The library and the stages import these names from :mod:`biaslab.config` itself.
 
 ``python -m biaslab.config --schema`` prints the JSON schema of params.yaml, generated from the
 models (``params.schema.json``, which editors can check params.yaml against).
@@ -18,34 +33,31 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
-from biaslab.config.errors import ConfigError, fail, to_config_error
-from biaslab.config.sections import (
+from biaslab.config.data import (
     BIAS_KINDS,
-    DEVICES,
-    LOSSES,
-    MODELS,
-    OPTIMIZERS,
-    PARETO_GAPS,
-    SAMPLE_CELLS,
-    SCHEDULERS,
-    SCHEMES,
     SOURCES,
     SPLIT_NAMES,
-    WEIGHT_MODES,
     AuditConfig,
     BiasConfig,
     DataConfig,
-    EvaluateConfig,
-    ExplainConfig,
-    Params,
-    PostprocessConfig,
     PrepareConfig,
-    ReportConfig,
     SplitConfig,
-    TrainConfig,
+)
+from biaslab.config.errors import ConfigError, fail, to_config_error
+from biaslab.config.explain import ExplainConfig
+from biaslab.config.fairness import (
+    PARETO_GAPS,
+    SAMPLE_CELLS,
+    SCHEMES,
+    WEIGHT_MODES,
+    EvaluateConfig,
+    PostprocessConfig,
     WeightsConfig,
     method_names,
 )
+from biaslab.config.model import DEVICES, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TrainConfig
+from biaslab.config.params import Params
+from biaslab.config.report import ReportConfig
 
 __all__ = [
     "BIAS_KINDS", "DEVICES", "LOSSES", "METHODS", "MODELS", "OPTIMIZERS", "PARETO_GAPS",
