@@ -176,7 +176,7 @@ def _reported_as_issue(expect: Issue, folder: Path) -> None:
 
 
 def test_the_suite_counts_its_cases():
-    """The README's sentence: N hostile inputs, 0 tracebacks, 0 silent results."""
+    """docs/development.md's sentence: N hostile inputs, 0 tracebacks, 0 silent results."""
     ids = [case.id for case in CASES]
     assert len(ids) == len(set(ids))
     assert len(CASES) >= 45

@@ -1,4 +1,4 @@
-"""The module boundaries the README's layout promises, read from the source.
+"""The module boundaries the layout promises (docs/development.md), read from the source.
 
 - the library (``biaslab/`` but the command-line edge) neither prints nor reads the
   environment: progress goes through callbacks, devices and ranks are arguments;

@@ -38,7 +38,7 @@ import pandas as pd
 
 from biaslab import artifacts
 from biaslab.config import ConfigError, load_params, parse_params
-from biaslab.sweep import ray_cluster
+from biaslab.sweep import ray_cluster, ray_task
 from biaslab.sweep import table as sw
 
 # the environment's own dvc, and the stages' python, even when PATH does not lead to them
@@ -202,7 +202,7 @@ def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, 
     names = [e.name for e in experiments]
     done = ray_cluster.pushed(url, commit, command) & set(names)
     events = args.events and str(Path(args.events).resolve())
-    jobs = {e.name: ray_cluster.Job(e.name, e.settings, commit, url, remote,
+    jobs = {e.name: ray_task.Job(e.name, e.settings, commit, url, remote,
                                   workdir=res["workdir"], events=events, targets=sw.TARGETS)
             for e in experiments}
     back: tuple[dict, dict, dict] = ({}, {}, {})
@@ -238,7 +238,7 @@ def bring_back(results: list[dict], commit: str, args, outcomes: dict, grids: di
     for result in results:
         name = result["name"]
         if result["state"] == sw.SUCCESS:
-            refs[name] = ray_cluster.exp_ref(commit, name)
+            refs[name] = ray_task.exp_ref(commit, name)
         else:
             outcomes[name] = sw.Outcome(sw.FAILED)
             errors[name] = (sw.failure_reason(result["log"]) if result.get("log")

@@ -143,7 +143,7 @@ def connect(address: str, need_gpus: float):
             socket.create_connection((host, int(port)), timeout=10).close()
         except OSError as exc:
             raise ValueError(f"RAY={address}: no Ray cluster there ({exc}); start one: ray "
-                             "start --head (README, Scaling out)") from None
+                             "start --head (docs/sweep.md, Scaling out)") from None
     import ray
 
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
@@ -158,9 +158,9 @@ def connect(address: str, need_gpus: float):
                 f"RAY={address}: a Ray cluster listens there but this driver could not join it "
                 f"({exc}); if it asks for a token: export RAY_AUTH_MODE=token, with its token "
                 "in ~/.ray/auth_token or RAY_AUTH_TOKEN (on the head: ray get-auth-token), or "
-                "use RAY=auto on the head machine (README, Scaling out)") from None
+                "use RAY=auto on the head machine (docs/sweep.md, Scaling out)") from None
         raise ValueError(f"RAY={address}: no Ray cluster there ({exc}); start one: "
-                         "ray start --head (README, Scaling out)") from None
+                         "ray start --head (docs/sweep.md, Scaling out)") from None
     for signum, handler in handlers.items():  # Ray's own handler of SIGTERM exits at once;
         if handler is not None:                # the sweep's stops the tasks and says so
             signal.signal(signum, handler)

@@ -68,8 +68,9 @@ def run_experiment(job: Job) -> dict:
     ``host``, ``pid``, ``cuda``) and when (``start``, ``dvc_start``, ``dvc_end``, ``end``,
     epoch seconds). A failing git or DVC step other than the experiment itself raises.
     """
-    # A worker of a raylet that reaps orphans (README: the subreaper setting) ignores SIGCHLD,
-    # and then every child's exit status reads 0: a failed experiment would pass for a success
+    # A worker of a raylet that reaps orphans (docs/sweep.md: the subreaper setting) ignores
+    # SIGCHLD, and then every child's exit status reads 0: a failed experiment would pass for a
+    # success
     ignored = _ignored(signal.SIGCHLD)
     if ignored:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
