@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from biaslab.sweep import table as sw
+from biaslab.sweep.figure import sweep_figure
 from tests.conftest import ROOT, copy_repo, repo_env, sh
 
 BASE = "9851363c16fb7cb0bc2171bfc732dc9cedc748bb"
@@ -290,7 +291,7 @@ def scheme_lines(ax) -> list[str]:
 
 def test_figure_one_panel_per_figure_one_line_per_scheme():
     table = sweep_rows([0, 0.1, 0.2, 0.5], failed=(0.5,))
-    fig = sw.sweep_figure(table)
+    fig = sweep_figure(table)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == [
         "disparate impact (DI)", "excess DI (DI / base-rate DI)", "flip rate (S forced 0 -> 1)",
@@ -325,7 +326,7 @@ def band_at(ax, x: float, scheme: int = 0) -> list[float]:
 def test_figure_a_value_with_one_seed_left_shows_its_own_interval():
     table = sweep_rows([0, 0.1])
     table = table[(table["value"] == 0) | (table["seed"] == 1)]  # seed 0 of 0.1 lost
-    ax = sw.sweep_figure(table).axes[2]
+    ax = sweep_figure(table).axes[2]
     assert band_at(ax, 0.1) == pytest.approx([0.06, 0.16])  # seed 1's 0.11 -/+ 0.05
     assert band_at(ax, 0)[1] - 0.005 > 0.05  # two seeds: wider than either seed's -/+ 0.05
     assert "band: its 95% interval (the seeds' bootstrap intervals widened" in \
@@ -335,7 +336,7 @@ def test_figure_a_value_with_one_seed_left_shows_its_own_interval():
 def test_figure_without_excess_di_and_with_categories():
     table = sweep_rows(["small_cnn", "resnet18"], schemes=("none",))
     table = table.drop(columns=[c for c in table if "excess" in c]).assign(param="train.model")
-    fig = sw.sweep_figure(table, method="youden")
+    fig = sweep_figure(table, method="youden")
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == [
         "disparate impact (DI)", "flip rate (S forced 0 -> 1)", "shifted-test accuracy"]
@@ -346,7 +347,7 @@ def test_figure_without_excess_di_and_with_categories():
 
 
 def test_figure_when_every_experiment_failed():
-    fig = sw.sweep_figure(sweep_rows([0.1], failed=(0.1,)).assign(
+    fig = sweep_figure(sweep_rows([0.1], failed=(0.1,)).assign(
         **{"flip_rate": np.nan, "shifted.accuracy": np.nan}))
     assert "no experiment has fixed decisions to show" in fig.get_suptitle()
     assert all(scheme_lines(ax) == [] for ax in fig.axes)

@@ -40,6 +40,7 @@ from biaslab import artifacts
 from biaslab.config import ConfigError, load_params, parse_params
 from biaslab.sweep import ray_cluster, ray_task
 from biaslab.sweep import table as sw
+from biaslab.sweep.figure import sweep_figure
 
 # the environment's own dvc, and the stages' python, even when PATH does not lead to them
 BIN = str(Path(sys.executable).parent)
@@ -348,7 +349,7 @@ def sweep(args) -> int:
     table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
     # the experiments' own level (the seeds' intervals are combined at it)
     level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
-    figure = sw.sweep_figure(table, method=args.method, level=level)
+    figure = sweep_figure(table, method=args.method, level=level)
 
     artifacts.write_csv(table, args.out)
     with artifacts.atomic_path(args.figure) as tmp:

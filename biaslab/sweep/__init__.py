@@ -1,6 +1,7 @@
 """Sweeps: the headline figures against a param, one DVC experiment per value x seed.
 
-- :mod:`~biaslab.sweep.table`: what needs no DVC: the experiments' names, the table, the figure;
+- :mod:`~biaslab.sweep.table`: what needs no DVC: the plan, the outcomes, the table;
+- :mod:`~biaslab.sweep.figure`: the table's figure (``reports/sweep.png``);
 - :mod:`~biaslab.sweep.ray_cluster`: the experiments as Ray tasks on a cluster (``--ray``),
   the driver's side: submitting the tasks, collecting their results;
 - :mod:`~biaslab.sweep.ray_task`: the task that runs one experiment on a worker of the cluster
