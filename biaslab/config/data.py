@@ -130,7 +130,8 @@ class BiasConfig(Section):
 
 
 class SplitConfig(Section):
-    """split: train, val and test, stratified, patients never straddling two."""
+    """split: train, val and test, stratified; where the index has patient ids, a patient's
+    images never straddle two."""
 
     fractions: dict[str, bounded(float, "a fraction in (0, 1)", gt=0, lt=1)] = Field(
         {"train": 0.6, "val": 0.2, "test": 0.2},
@@ -138,13 +139,14 @@ class SplitConfig(Section):
         json_schema_extra={"required": list(SPLIT_NAMES), "propertyNames": {"enum": SPLIT_NAMES}})
     stratify: list[str] = Field(["label", "s"], description=(
         "strata: joint values of these columns (s is skipped when bias.kind is none); patients "
-        "never straddle splits"))
+        "(where the index has patient ids) never straddle splits"))
     seed: Seed = Field(0, description="seed of the split")
     use_source: bool = Field(False, description=(
         "keep the source's own split (index column source_split, e.g. folder's train/valid/test "
         "folders)"))
     min_stratum: AtLeastOne = Field(5, description=(
-        "a stratum with fewer units (patients) is merged into a coarser one, with a warning"))
+        "a stratum with fewer units (patients where the index has patient ids, else images) is "
+        "merged into a coarser one, with a warning"))
     # not params.yaml's 500, which makes its digits task hard enough to show a shortcut: a
     # default that subsampled every dataset would shrink (or refuse) real data
     train_size: bounded(int, "an integer >= 0 (0: keep all)", ge=0) = Field(0, description=(

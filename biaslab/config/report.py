@@ -80,7 +80,8 @@ class ReportConfig(Section):
             "impact, an equal-opportunity difference of at most 0.1 and a flip rate of at most "
             "0.05"))
     min_group_size: AtLeastOne = Field(30, description=(
-        "a test group behind a criterion with fewer patients is flagged as too small"))
+        "a test group behind a criterion with fewer units (patients where the index has patient "
+        "ids, else images) is flagged as too small"))
     min_class_size: AtLeastOne = Field(10, description=(
         "a test group behind a criterion with fewer positives or negatives is flagged as too "
         "small"))
