@@ -51,7 +51,7 @@ def _model_file(tmp_path, **changes):
 
 RERUN = (r"expected a model\.pt written by the train stage: rerun it "
          r"\(dvc repro train@SCHEME-SEED, "
-         r"or python -m biaslab train\) or fetch it \(dvc pull\)$")
+         r"or biaslab train\) or fetch it \(dvc pull\)$")
 
 
 @pytest.mark.parametrize(("write", "said"), [

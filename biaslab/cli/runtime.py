@@ -1,6 +1,6 @@
 """The process's runtime, for the edges (``stages/train.py`` and the CLI): torchrun's
-environment and progress on the terminal. With :mod:`biaslab.cli.commands`, the only part of
-``biaslab`` that reads the environment or prints; the library takes devices, ranks and
+environment and progress on the terminal. With the commands of :mod:`biaslab.cli`, the only part
+of ``biaslab`` that reads the environment or prints; the library takes devices, ranks and
 callbacks as arguments.
 """
 

@@ -111,7 +111,7 @@ def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, pat
 # how to get a model.pt back, said by every error about one
 RERUN = ("expected a model.pt written by the train stage: rerun it "
          "(dvc repro train@SCHEME-SEED, "
-         "or python -m biaslab train) or fetch it (dvc pull)")
+         "or biaslab train) or fetch it (dvc pull)")
 CHECKPOINT_KEYS = ("model", "config", "in_channels")  # what save_checkpoint writes
 
 
