@@ -1,13 +1,17 @@
 """Shared fixtures: tiny data that every test can build in milliseconds, and tiny DVC repos.
 
-The end-to-end tests each get a repo of their own (a copy of one built once per session), so
-that they pass alone, in any order: `pytest --reverse` runs the collected tests backwards.
+The end-to-end tests each get a repo of their own (a copy of one built once per run, shared by
+pytest-xdist's workers), so that they pass alone, in any order, on any worker: `pytest --reverse`
+runs the collected tests backwards.
 """
 
+import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,26 @@ def pytest_addoption(parser):
                      help="run the collected tests in reverse order (checks their independence)")
 
 
+# The longest tests, longest first (minutes each on the 2-core CI machine; docs/development-ci.md)
+LONGEST = ("tests/test_container.py::", "tests/test_ray_sweep.py::test_a_sweep_on_a_two_node")
+
+
+def start_order(item) -> tuple[int, int]:
+    """Where ``item`` starts: the longest tests, then the other slow ones, then the quick ones.
+
+    pytest-xdist (`make test` runs it, pyproject's addopts) deals the tests out in this order,
+    one to each worker in turn: the container build, the longest, starts at once and overlaps
+    the rest of the suite rather than running at its end, and the quick tests fill the workers'
+    last minutes.
+    """
+    rank = next((i for i, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)), None)
+    if rank is not None:
+        return 0, rank
+    return (1 if item.get_closest_marker("slow") else 2), 0
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=start_order)  # stable: collection order within each rank
     if config.getoption("--reverse"):
         items.reverse()
 
@@ -109,11 +132,37 @@ def tiny_repo(tmp_path_factory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="session")
-def built_repo(tiny_repo, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """``tiny_repo`` after one full `dvc repro`, its results committed; and that repro."""
-    repo = copy_repo(tiny_repo, tmp_path_factory.mktemp("built") / "repo")
+def _built_repo(tiny_repo: Path, folder: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    repo = copy_repo(tiny_repo, folder / "repo")
     proc = sh(repo, "dvc", "repro")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "first run")
     return repo, proc
+
+
+@pytest.fixture(scope="session")
+def built_repo(tiny_repo, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``tiny_repo`` after one full `dvc repro`, its results committed; and that repro.
+
+    Read-only: tests that run anything in it work on a copy (``copy_repo``). Under pytest-xdist
+    the first worker to ask builds it in the run's common temporary folder and the others wait
+    for it and read it there, so the suite pays for this `dvc repro` (a minute) once, not once
+    per worker.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _built_repo(tiny_repo, tmp_path_factory.mktemp("built"))
+    # pytest-of-USER/pytest-N/: the parent of every worker's own basetemp in this run
+    common = tmp_path_factory.getbasetemp().parent / "built"
+    common.mkdir(exist_ok=True)
+    done = common / "first-repro.json"
+    with open(common / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its worker dies
+        if not done.exists():
+            # a folder of its own: a worker whose repro failed leaves its half-built repo and
+            # no marker, and the next worker tries again (and fails the same way) from scratch
+            repo, proc = _built_repo(tiny_repo, Path(tempfile.mkdtemp(dir=common)))
+            done.write_text(json.dumps({"repo": str(repo), "args": proc.args,
+                                        "returncode": proc.returncode, "stdout": proc.stdout,
+                                        "stderr": proc.stderr}))
+    first = json.loads(done.read_text())
+    return Path(first.pop("repo")), subprocess.CompletedProcess(**first)

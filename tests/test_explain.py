@@ -346,9 +346,9 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_stage_runs_end_to_end_and_deterministically(tiny_repo, tmp_path):
-    repo = copy_repo(tiny_repo, tmp_path / "repo")
-    sh(repo, "dvc", "repro", "train")
+def test_stage_runs_end_to_end_and_deterministically(built_repo, tmp_path):
+    # the pipeline's own repo and models (conftest.built_repo); explain runs twice below, by hand
+    repo = copy_repo(built_repo[0], tmp_path / "repo")
     model = next(Path(repo, "models", "none").rglob("model.pt")).relative_to(repo)
     command = [sys.executable, "-m", "stages.explain", "--scheme", "none", "--model",
                str(model), "--pixels", "data/prepared/pixels.npy", "--index",

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from biaslab.report import ExplainFigure, ExplainTable, build_report, examples_figure
-from tests.conftest import sh
+from tests.conftest import copy_repo, sh
 
 # ------------------------------------------------------------------ a tiny DevTools client
 
@@ -239,7 +239,8 @@ def look(chromium: str, page, folder, name: str) -> dict:
 
 
 def test_the_report_of_a_tiny_run_in_chromium(built_repo, chromium, tmp_path):
-    repo, _ = built_repo
+    # a copy: the stage writes bytecode into the repo, which other tests copy meanwhile
+    repo = copy_repo(built_repo[0], tmp_path / "repo")
     explain = tmp_path / "explain"
     explain.mkdir()
     (explain / "occlusion.png").write_bytes(examples_figure(np.zeros((2, 8, 8)), ["a", "b"]))
