@@ -33,6 +33,7 @@ repro: env
 	@echo "grid:             $(CURDIR)/metrics/grid.csv"
 	@echo "report:           $(CURDIR)/reports/index.html"
 
+# pytest's options (3 workers, in parallel) are in pyproject.toml: `pytest` alone runs the same
 test: env
 	python -m pytest
 
