@@ -38,8 +38,9 @@ def run(main: Callable[[], None], name: str) -> None:
     and exit status 128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for
     SIGHUP). Unexpected errors (bugs) keep their traceback.
     """
-    _raise_on_signals()
     try:
+        # inside the try: a DVC already gone when the stage gets here stops it at once
+        _raise_on_signals()
         with stage_warnings(name):  # the library's warnings as NAME: warning: lines
             main()
     except (ValueError, FileNotFoundError, KeyError) as exc:
@@ -64,7 +65,7 @@ def _raise_on_signals() -> None:
 
     _handle(stop)
     if "DVC_STAGE" in os.environ:  # set by DVC for the stages it runs
-        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+        threading.Thread(target=_watch_parent, args=(_PARENT,), daemon=True).start()
 
 
 def _handle(handler) -> None:
@@ -92,6 +93,12 @@ def _stage_of_command_line() -> str | None:
         return argv[argv.index("-m") + 1].removeprefix("stages.")
     return None
 
+
+# The parent (DVC) as it was when the stage started: `python -m stages.NAME` imports this package
+# before the stage's own module, whose imports (torch, pandas) take seconds. Reading it later,
+# in `run`, would take a DVC killed meanwhile for the process that adopted the orphan (init or
+# a subreaper), and the stage would never notice that DVC is gone.
+_PARENT = os.getppid()
 
 # Importing torch and pandas takes seconds, before the stage's module reaches `run`: a signal
 # then has nothing to clean up, and ends the process with the same one line.
