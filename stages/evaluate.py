@@ -7,6 +7,7 @@ from pathlib import Path
 
 from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.fairness.costs import raw_gap_warning
 from biaslab.fairness.evaluate import evaluate_seeds
 from biaslab.fairness.flags import (
     add_not_applicable,
@@ -56,13 +57,15 @@ def main() -> None:
     grid = choose(grid, cfg.max_accuracy_loss)  # a model training flagged is never recommended
     # everything the stage says is computed before the first write: a failure writes nothing
     figures = headline(grid, cfg.groups)
-    summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
+    gap = f"{cfg.groups[0]}.{cfg.pareto_gap}"
+    summary = summary_line(grid, gap)
     warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
                 for r in grid[grid["degenerate"]].itertuples()]
     # gaps missing for too few positives or negatives: the same test rows for every pair
     warnings += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
                         f"{why}" for col in grid.columns if col.endswith(".insufficient")
                         for why in grid[col] if why})
+    warnings += [text for text in [raw_gap_warning(grid, gap)] if text]  # raw DI, unequal bases
 
     artifacts.write_json(figures, args.headline)
     artifacts.write_csv(grid, args.grid)

@@ -10,6 +10,7 @@ from biaslab import artifacts
 from biaslab.config import load_section
 from biaslab.data.bias import BiasSpec
 from biaslab.explain.pipeline import explain_model
+from biaslab.explain.select import empty_note
 from biaslab.model.checkpoint import load_checkpoint
 from biaslab.model.devices import pick_device
 from stages import present_columns, run
@@ -59,7 +60,9 @@ def main() -> None:
         f"{r.group} {r.share:.2f} (area {r.area:.2f}, flip rate {r.flip_rate:.2f})"
         for r in result.attribution.itertuples() if r.group != "all") if bias.kind != "none" \
         and "s" in table else ""
-    empty = f" (no test image in {', '.join(result.empty)})" if result.empty else ""
+    # one count, not one entry per cell (hundreds of characters on a real data set)
+    note = empty_note(result.cells)
+    empty = f" ({note}: see {metrics / 'cells.csv'})" if note else ""
     print(f"explain@{args.scheme}: {len(result.selection)} images mapped{empty}{shares}; "
           f"{len(result.signatures.layers)} layers clustered -> {metrics}, {figures}")
 

@@ -37,8 +37,9 @@ def main() -> None:
     criteria = [Criterion(**c.model_dump()) for c in cfg.criteria]
     verdict = judge(grid, per_group, criteria, unit=unit)
     summary = summarise(verdict, grid)
+    gap = f"{evaluate.groups[0]}.{evaluate.pareto_gap}"
     warnings = model_warnings(grid, per_group, min_group_size=cfg.min_group_size,
-                              min_class_size=cfg.min_class_size, unit=unit)
+                              min_class_size=cfg.min_class_size, unit=unit, gap=gap)
     scores = counts = None
     if args.predictions and args.decisions:
         groups = [g for g in evaluate.groups if g in table.columns]
@@ -53,7 +54,7 @@ def main() -> None:
         prevalence=pd.read_csv(Path(args.audit_tables) / "prevalence.csv"),
         groups=evaluate.groups, curves=inputs.curves(args.curves, schemes, seeds),
         verdict=verdict, summary=summary, warnings=warnings, scores=scores, counts=counts,
-        gap=f"{evaluate.groups[0]}.{evaluate.pareto_gap}",
+        gap=gap, max_accuracy_loss=evaluate.max_accuracy_loss,
         examples=_examples(table, args.pixels, BiasSpec.from_config(bias_cfg)),
         explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind, unit=unit,
         resample=evaluate.resample,

@@ -511,7 +511,9 @@ def test_pareto_front_and_recommendation_are_chosen_on_validation(attributes):
     from biaslab.fairness.headline import summary_line
 
     decisions = _val_test_disagree(attributes)
-    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0)
+    # the raw DI (still selectable): the labels' own disparity makes the noise look fair
+    grid, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0,
+                                 pareto_gap="disparate_impact")
     g = grid.set_index("method")
     # test figures (what is reported) favour youden; validation favours fixed
     assert g.loc["youden", "balanced_accuracy"] == 1
@@ -525,9 +527,17 @@ def test_pareto_front_and_recommendation_are_chosen_on_validation(attributes):
     # the cost columns: |log DI| of the test gap and of the validation one
     assert g.loc["youden", "fairness_cost"] == pytest.approx(
         abs(np.log(g.loc["youden", "s.disparate_impact"])))
-    # trading up to all accuracy for fairness picks the other pair
-    loose, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0, max_accuracy_loss=1)
-    assert loose["recommended"].tolist() == [False, True]
+    # trading up to all accuracy for that fairness would pick the noise, but fixed, perfect on
+    # validation, is more accurate and no worse on any error-rate gap: the noise is never picked
+    assert g.loc["youden", "dominated_by"] == "none/fixed" and g.loc["fixed", "dominated_by"] == ""
+    loose, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0, max_accuracy_loss=1,
+                                  pareto_gap="disparate_impact")
+    assert loose["recommended"].tolist() == [True, False]
+    # with the default cost (equalized odds), the perfect pair pays nothing: the only one on
+    # the front
+    default, _ = evaluate_decisions(decisions, attributes, ["s"], n_boot=0, max_accuracy_loss=1)
+    assert default["pareto"].tolist() == [True, False]
+    assert default["recommended"].tolist() == [True, False]
     # the summary names the recommended pair with its test figures
     fixed = g.loc["fixed"]
     assert summary_line(grid, "s.disparate_impact") == (

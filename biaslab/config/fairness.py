@@ -21,9 +21,14 @@ SCHEMES = (
 )
 WEIGHT_MODES = ("loss", "sampler")
 SAMPLE_CELLS = ("group", "group_class")
+# the gaps whose cost may be traded for accuracy: the error-rate gaps and the excess over the
+# base rates, which a perfect classifier meets whatever the groups' base rates, and the raw
+# parity gaps, which it does not when they differ (a warning then; docs: Concepts)
 PARETO_GAPS = (
-    "disparate_impact", "statistical_parity_difference", "equal_opportunity_difference",
-    "average_odds_difference", "equalized_odds_difference", "auc_gap",
+    "equalized_odds_difference", "equal_opportunity_difference", "average_odds_difference",
+    "worst_group_balanced_accuracy", "excess_disparate_impact",
+    "excess_statistical_parity_difference", "auc_gap", "disparate_impact",
+    "statistical_parity_difference",
 )
 
 
@@ -97,9 +102,14 @@ class EvaluateConfig(Section):
         "also the intersection of all evaluate.groups (s&sex, ...)"))
     bins: bounded(int, "an integer in [10, 4096]", ge=10, le=4096) = Field(256, description=(
         "score bins of the bootstrap's AUC and calibration error"))
-    pareto_gap: choice(PARETO_GAPS) = Field("disparate_impact", description=(
-        "the fairness gap (of the first of evaluate.groups) traded against balanced accuracy on "
-        "the validation Pareto front, which the recommended (scheme, method) is chosen from"))
+    pareto_gap: choice(PARETO_GAPS) = Field("equalized_odds_difference", description=(
+        "the fairness gap (of the first of evaluate.groups) whose cost is traded against "
+        "balanced accuracy on the validation Pareto front, which the recommended (scheme, "
+        "method) is chosen from: equalized_odds_difference | equal_opportunity_difference | "
+        "average_odds_difference | worst_group_balanced_accuracy | excess_disparate_impact | "
+        "excess_statistical_parity_difference | auc_gap (a perfect classifier pays nothing) | "
+        "disparate_impact | statistical_parity_difference (raw: it pays when the groups' base "
+        "rates differ, and the report warns)"))
     resample: choice(("auto", "patient", "image")) = Field("auto", description=(
         "what the bootstrap resamples: patient (whole patients, each with all its test "
         "images), image (single images, within their group), or auto: patient when the index "
@@ -112,7 +122,8 @@ class EvaluateConfig(Section):
         0.02, description=(
             "the recommended (scheme, method) is, on the validation Pareto front, the one with "
             "the lowest fairness cost among those within this much of the best validation "
-            "balanced accuracy"))
+            "balanced accuracy, leaving out any pair another beats on validation balanced "
+            "accuracy while being no worse on any error-rate gap"))
     n_perm: bounded(int, "an integer >= 0 (0 turns the tests off)", ge=0) = Field(
         10000, description=(
             "permutations of the group labels behind each gap's p-value (0: no p-values); the "

@@ -110,3 +110,14 @@ def empty_cells(cells: pd.DataFrame) -> list[str]:
     """The cells without any test image, e.g. ``['s=0 FN', 's=1 FP']``."""
     empty = cells[cells["available"] == 0]
     return [f"{g} {o}" for g, o in zip(empty["group"], empty["outcome"], strict=True)]
+
+
+def empty_note(cells: pd.DataFrame) -> str:
+    """The cells without any test image in one count, e.g. ``16 of 32 group x outcome cells
+    have no test image``; "" when every cell has one. Which ones: the ``cells`` table
+    (:func:`select_cells`), written beside the maps."""
+    empty = int((cells["available"] == 0).sum())
+    if not empty:
+        return ""
+    return (f"{empty} of {len(cells)} group x outcome cell{'s' if len(cells) != 1 else ''} "
+            f"{'have' if empty != 1 else 'has'} no test image")

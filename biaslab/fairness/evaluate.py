@@ -25,9 +25,10 @@ from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
 from biaslab.fairness.corrections import adjust
+from biaslab.fairness.costs import ERROR_RATE_GAPS, fairness_cost
 from biaslab.fairness.flags import degenerate_reasons
 from biaslab.fairness.metrics import group_report
-from biaslab.fairness.recommend import choose, fairness_cost
+from biaslab.fairness.recommend import choose
 from biaslab.fairness.significance import permutation_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
@@ -171,9 +172,11 @@ def evaluate_decisions(
     bins : int
         Score bins of the bootstrap's AUC and calibration error.
     pareto_gap : str
-        The gap of the first attribute traded against balanced accuracy on the validation
-        split, for the ``pareto`` and ``recommended`` columns (see
-        :func:`biaslab.fairness.recommend.recommend`).
+        The gap of the first attribute whose cost (its distance from its ideal,
+        :func:`biaslab.fairness.recommend.fairness_cost`) is traded against balanced accuracy
+        on the validation split, for the ``pareto`` and ``recommended`` columns (see
+        :func:`biaslab.fairness.recommend.recommend`). The default, the equalized-odds
+        difference, is 0 for a perfect classifier whatever the groups' base rates.
     resample : {"auto", "patient", "image"}
         What the bootstrap resamples (see :func:`resample_unit`).
     min_cell : int
@@ -198,11 +201,13 @@ def evaluate_decisions(
         an injected bias, the same on the shifted test set (prefix ``shifted.``), ``warning``
         and ``degenerate`` (see :func:`biaslab.fairness.flags.degenerate_reasons`),
         ``fairness_cost`` (of the test gap, :func:`biaslab.fairness.recommend.fairness_cost`),
-        ``val.balanced_accuracy`` and ``val.fairness_cost`` (the same on the validation
-        decisions, no intervals), ``pareto`` (on the validation Pareto front of balanced
-        accuracy against the cost) and ``recommended`` (the one pair
-        :func:`biaslab.fairness.recommend.recommend` picks on validation; none when validation
-        says nothing).
+        ``val.balanced_accuracy``, ``val.fairness_cost`` and the first attribute's error-rate
+        gaps ``val.ATTR.GAP`` (the same on the validation decisions, no intervals), ``pareto``
+        (on the validation Pareto front of balanced accuracy against the cost),
+        ``dominated_by`` (the pair with a higher validation balanced accuracy and no worse
+        error-rate gap, :func:`biaslab.fairness.recommend.dominated_by`; "" for none) and
+        ``recommended`` (the one pair :func:`biaslab.fairness.recommend.recommend` picks on
+        validation, never a dominated one; none when validation says nothing).
     per_group : DataFrame
         One row per (scheme, method, set, attribute, group): images ``n``, ``patients``,
         ``positives``, ``negatives``, every per-group metric with its interval,
@@ -237,7 +242,7 @@ def evaluate_seeds(
     min_group_size: int = 1,
     intersect: bool = True,
     bins: int = 256,
-    pareto_gap: str = "disparate_impact",
+    pareto_gap: str = "equalized_odds_difference",
     resample: str = "auto",
     min_cell: int = 5,
     max_accuracy_loss: float = 0.02,
@@ -280,11 +285,8 @@ def evaluate_seeds(
                     sets_by_method.setdefault((method, name), []).append(data)
                 row["warning"] = degenerate_reasons(part, row)
                 row["degenerate"] = bool(row["warning"])
-                val_part = val[val["method"] == method]
-                row["val.balanced_accuracy"], val_gap = _val_figures(val_part, groups[0],
-                                                                     pareto_gap, min_cell)
-                row["val.fairness_cost"] = float(
-                    fairness_cost(pd.Series([val_gap]), pareto_gap)[0])
+                row |= _val_figures(val[val["method"] == method], groups[0], pareto_gap,
+                                    min_cell)
                 rows.append(row)
         if n_perm:
             for (method, name), parts in sets_by_method.items():
@@ -334,11 +336,15 @@ def _with_pvalues(grid: pd.DataFrame, pvalues: dict, correction: str) -> pd.Data
     return out
 
 
-def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple[float, float]:
-    """Balanced accuracy and the ``gap`` of ``attr`` on one pair's validation decisions, points
-    only; NaN when validation cannot tell (no rows, a single group, too few cases)."""
+def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> dict[str, float]:
+    """What the choice of a pair reads on its validation decisions, points only:
+    ``val.balanced_accuracy``, ``val.fairness_cost`` (of ``gap`` of ``attr``) and each error-rate
+    gap of ``attr`` (``val.ATTR.GAP``, :data:`~biaslab.fairness.costs.ERROR_RATE_GAPS`, see
+    :func:`biaslab.fairness.recommend.dominated_by`); NaN when validation cannot tell (no rows,
+    a single group, too few cases)."""
+    names = [f"val.{attr}.{g}" for g in ERROR_RATE_GAPS]
     if val[attr].nunique(dropna=False) < 2:
-        return np.nan, np.nan
+        return dict.fromkeys(["val.balanced_accuracy", "val.fairness_cost", *names], np.nan)
     scores = val["score"].to_numpy() if "score" in val.columns else None
     with warnings.catch_warnings():
         # the test figures already warn of undefined rates; here a NaN only keeps a pair
@@ -347,8 +353,10 @@ def _val_figures(val: pd.DataFrame, attr: str, gap: str, min_cell: int) -> tuple
         per_group, between = group_report(
             val["label"], val["decision"], group_keys(val, [attr], what="evaluate.groups"),
             scores=scores, n_boot=0, name=attr, labelled=True, min_cell=min_cell)
-    return (float(per_group["balanced_accuracy"].iloc[-1]),
-            float(between.set_index("metric").loc[gap, "value"]))
+    value = between.set_index("metric")["value"].astype(float)
+    return {"val.balanced_accuracy": float(per_group["balanced_accuracy"].iloc[-1]),
+            "val.fairness_cost": float(fairness_cost(value[[gap]], gap)[0]),
+            **{name: value[g] for name, g in zip(names, ERROR_RATE_GAPS, strict=True)}}
 
 
 def _check_group_sizes(

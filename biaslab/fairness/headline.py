@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import pandas as pd
 
+from biaslab.fairness.recommend import baseline_row
+
 
 def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
     """metrics/fairness.json, the DVC metric that `dvc exp show` tabulates: a few figures of two
     (scheme, method) pairs, so that a terminal shows experiments side by side.
 
     ``recommended``: the pair chosen on validation (see
-    :func:`biaslab.fairness.recommend.recommend`); ``baseline``: the first pair of the grid
-    (with the defaults, the unweighted model at its own 0.5 threshold: the seed study's model).
+    :func:`biaslab.fairness.recommend.recommend`); ``baseline``: the unweighted model at its own
+    0.5 threshold (``none/fixed``, the seed study's model), or the grid's first pair without it
+    (:func:`biaslab.fairness.recommend.baseline_row`).
     Each has ``pair`` ("scheme/method"), balanced accuracy, flip rate and shifted-test accuracy
     (with an injected bias), for the first attribute of ``groups`` disparate impact, its excess
     over the labels' own (see :func:`biaslab.fairness.metrics.gaps`) and the equalized-odds
@@ -26,7 +29,7 @@ def headline(grid: pd.DataFrame, groups: list[str]) -> dict:
             f"{first}.excess_disparate_impact", f"{first}.equalized_odds_difference"]
     out: dict = {}
     recommended = grid[grid["recommended"].eq(True)] if "recommended" in grid else grid.iloc[:0]
-    for name, rows in (("recommended", recommended), ("baseline", grid.head(1))):
+    for name, rows in (("recommended", recommended), ("baseline", baseline_row(grid))):
         if rows.empty:
             out[name] = {"pair": None}
             continue

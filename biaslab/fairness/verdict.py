@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.data.group_keys import IMAGES, UNITS
+from biaslab.fairness.costs import raw_gap_warning
 
 PASSED, FAILED, NO_DATA, NOT_MEASURED = "passed", "failed", "not enough data", "not measured"
 STATUSES = (PASSED, FAILED, NO_DATA, NOT_MEASURED)
@@ -294,7 +295,8 @@ def summarise(verdict: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: int,
-                   min_class_size: int, unit: str = UNITS) -> pd.DataFrame:
+                   min_class_size: int, unit: str = UNITS, gap: str | None = None
+                   ) -> pd.DataFrame:
     """What to read before the figures, one row each (:data:`WARNINGS`).
 
     - ``degenerate``: grid's ``degenerate`` pairs with their ``warning`` (constant decisions or
@@ -303,7 +305,10 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
     - ``small group``: a test group (of any attribute) with fewer than ``min_group_size``
       units (``unit``: patients, images or both, as in :func:`judge`) or fewer than
       ``min_class_size`` positives or negatives. Test groups are the same for every pair: these
-      rows have an empty scheme and method.
+      rows have an empty scheme and method;
+    - ``fairness cost``: the recommendation traded a raw parity gap (``gap``, the grid column of
+      ``evaluate.pareto_gap``, e.g. ``s.disparate_impact``) while the groups' base rates differ
+      beyond its interval (:func:`biaslab.fairness.recommend.raw_gap_warning`).
     """
     rows = []
     degenerate = flag(grid, "degenerate")
@@ -324,6 +329,9 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
                 f"test group {r.group} has only {', '.join(short)} (report.min_group_size = "
                 f"{min_group_size}, report.min_class_size = {min_class_size}): its rates and "
                 "every gap comparing it rest on few cases")))
+    raw = raw_gap_warning(grid, gap) if gap else ""
+    if raw:
+        rows.append(("", "", "fairness cost", raw))
     return pd.DataFrame(rows, columns=WARNINGS)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from biaslab.data.group_keys import IMAGES, PATIENTS, UNITS
+from biaslab.fairness.recommend import why_recommended
 from biaslab.fairness.verdict import flag, top_pair
 from biaslab.report import figures, tables
 from biaslab.report.figures import curves_figure, examples_figure
@@ -72,6 +73,7 @@ def build_report(
     gap: str | None = None, examples: bytes | None = None,
     explain: Sequence[ExplainFigure | ExplainTable] = (), bias: str = "noise_channel",
     sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
+    max_accuracy_loss: float | None = None,
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -111,6 +113,10 @@ def build_report(
         ``unit`` they were made with (:func:`~biaslab.fairness.verdict.judge`).
     resample : {"auto", "patient", "image"}
         ``evaluate.resample``: what the bootstrap intervals resampled (auto: the units).
+    max_accuracy_loss : float, optional
+        ``evaluate.max_accuracy_loss``: with ``gap``, the page says in one sentence why the
+        recommended pair was chosen over the baseline
+        (:func:`biaslab.fairness.recommend.why_recommended`); None: it does not.
     """
     sized = _units_column(per_group, unit)
     context = {
@@ -118,6 +124,8 @@ def build_report(
         "bias": bias, "groups": groups, "seeds": _seeds(grid),
         "resampled": _resampled(unit, resample),
         "verdict": _verdict_context(verdict, summary, warnings, grid),
+        "why": why_recommended(grid, gap, max_accuracy_loss)
+        if gap and max_accuracy_loss is not None and "val.fairness_cost" in grid else "",
         "headline": _headline(grid, per_group, groups, unit),
         "notes": missing_figures(grid),
         "tradeoff": data_uri(figures.tradeoff_figure(grid, gap)) if gap else None, "gap": gap,

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from biaslab.fairness.costs import BEST_AT_ONE, RATIO_GAPS, cost_text
 from biaslab.fairness.verdict import flag
 
 DPI = 100
@@ -214,7 +215,7 @@ def tradeoff_figure(grid: pd.DataFrame, gap: str) -> bytes | None:
                                                                4.2), squeeze=False)
     axes = list(axes.flat)
     if has_val:
-        _tradeoff_val(axes[0], grid, pareto, recommended, colors, methods)
+        _tradeoff_val(axes[0], grid, pareto, recommended, colors, methods, gap)
     ax = axes[-1]
     for i, r in enumerate(grid.itertuples()):
         x, y = grid[gap].iloc[i], grid["balanced_accuracy"].iloc[i]
@@ -228,10 +229,10 @@ def tradeoff_figure(grid: pd.DataFrame, gap: str) -> bytes | None:
         if recommended[i]:
             ax.plot(x, y, "*", ms=18, mfc="none", mec="black")
     name = gap.rpartition(".")[2]
-    if "disparate_impact" in name:
+    if name in RATIO_GAPS:  # parity at 1 (biaslab.fairness.costs: the cost's own definition)
         ax.axvspan(0.8, 1.25, color="green", alpha=0.08, label="four-fifths rule")
         ax.axvline(1.0, color="grey", lw=0.8, ls=":")
-    elif "difference" in name or name == "auc_gap":
+    elif name not in BEST_AT_ONE:  # a difference: parity at 0
         ax.axvline(0.0, color="grey", lw=0.8, ls=":")
     ax.set(xlabel=f"{gap} (test, with interval)", ylabel="balanced accuracy (test)",
            title="test")
@@ -246,7 +247,7 @@ def tradeoff_figure(grid: pd.DataFrame, gap: str) -> bytes | None:
     return png(fig)
 
 
-def _tradeoff_val(ax, grid, pareto, recommended, colors, methods) -> None:
+def _tradeoff_val(ax, grid, pareto, recommended, colors, methods, gap) -> None:
     x, y = grid["val.fairness_cost"].to_numpy(float), grid["val.balanced_accuracy"].to_numpy(float)
     for i, r in enumerate(grid.itertuples()):
         if np.isnan(x[i]) or np.isnan(y[i]):
@@ -261,8 +262,8 @@ def _tradeoff_val(ax, grid, pareto, recommended, colors, methods) -> None:
         ax.step(x[front], y[front], where="post", color="black", lw=0.8, ls="--",
                 label="Pareto front")
         ax.legend(fontsize=7, loc="lower right")
-    ax.set(xlabel="fairness cost (validation)", ylabel="balanced accuracy (validation)",
-           title="validation: the front and the pick")
+    ax.set(xlabel=f"fairness cost {cost_text(gap)} (validation)",
+           ylabel="balanced accuracy (validation)", title="validation: the front and the pick")
 
 
 def _err(grid: pd.DataFrame, column: str, i: int):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from biaslab.fairness.across_seeds import combine as combine_seeds
+from biaslab.fairness.costs import RATIO_GAPS
 from biaslab.sweep.table import (
     BIAS_STRENGTH,
     EXCESS_DI,
@@ -98,7 +99,7 @@ def sweep_figure(table: pd.DataFrame, *, method: str = "fixed", level: float = 0
             _draw(ax, rows, figure, x_of, f"C{i}", str(scheme), level)
         for value in dict.fromkeys(failed["value"]):
             ax.axvline(x_of[value], color="red", linestyle="--", linewidth=0.8, alpha=0.6)
-        if figure.endswith(("disparate_impact", EXCESS_DI)):  # ratios: 1 is parity
+        if figure.rpartition(".")[2] in RATIO_GAPS:  # ratios, as the fairness cost reads them
             ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
         ax.set_title(_LABELS.get(figure.split(".", 1)[-1], _LABELS.get(figure, figure)),
                      fontsize=10)
