@@ -18,6 +18,7 @@ from biaslab.explain.attribution import region_tiles
 from biaslab.explain.select import (
     OUTCOMES,
     empty_cells,
+    empty_note,
     outcomes,
     row_keys,
     select_cells,
@@ -75,6 +76,14 @@ def test_selection_says_which_cells_are_empty():
     assert cells.loc[(cells["group"] == "s=0") & (cells["outcome"] == "TP"),
                      "available"].item() == 2
     assert select_cells(frame, 0, seed=0)[0].empty
+    # the stage's summary line: one count, however many cells (not one entry each)
+    assert empty_note(cells) == "6 of 8 group x outcome cells have no test image"
+    many = pd.DataFrame({"row": range(16), "group": [f"g={i}" for i in range(8)] * 2,
+                         "outcome": ["TP"] * 8 + ["TN"] * 8})
+    assert empty_note(select_cells(many, 1, seed=0)[1]) == (
+        "16 of 32 group x outcome cells have no test image")
+    full = pd.DataFrame({"row": range(4), "group": "s=0", "outcome": list(OUTCOMES)})
+    assert empty_note(select_cells(full, 1, seed=0)[1]) == ""
 
 
 def test_two_models_draw_the_same_images_where_they_agree():

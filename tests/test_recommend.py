@@ -269,3 +269,16 @@ def test_on_the_real_nih_table_a_perfect_model_is_recommended(gap):
         assert g.loc["demographic_parity", "dominated_by"] in ("none/fixed", "none/youden")
     assert why_recommended(grid, f"sex.{gap}", 0.02).startswith(
         "The baseline none/fixed is recommended: on validation it has balanced accuracy 1.000")
+
+
+def test_the_baseline_is_the_unweighted_model_at_its_own_threshold_wherever_it_is():
+    from biaslab.fairness.headline import headline
+    from biaslab.fairness.recommend import baseline_row
+
+    grid = pd.DataFrame({"scheme": ["reweighing", "none", "none"],
+                         "method": ["fixed", "youden", "fixed"],
+                         "balanced_accuracy": [0.9, 0.8, 0.7], "recommended": [True, False, False]})
+    assert baseline_row(grid)["balanced_accuracy"].item() == 0.7
+    assert headline(grid, ["s"])["baseline"] == {"pair": "none/fixed", "balanced_accuracy": 0.7}
+    # without it, the grid's first pair
+    assert baseline_row(grid.iloc[:2])["method"].item() == "fixed"

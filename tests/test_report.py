@@ -285,3 +285,27 @@ def test_the_explain_folder_is_read_from_its_manifests(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"items": [{"kind": "video"}]}))
     with pytest.raises(ValueError, match=r"items\[0\].*expected a mapping with kind"):
         inputs.explain(tmp_path)
+
+
+def test_the_page_says_why_the_pair_beat_the_baseline_and_warns_of_the_raw_di():
+    grid = _grid(**{"recommended": [False, True], "balanced_accuracy": [0.9, 0.88],
+                    "val.balanced_accuracy": [0.90, 0.89], "val.fairness_cost": [0.30, 0.05],
+                    "pareto": [True, True], "dominated_by": ["", ""],
+                    "s.base_disparate_impact": [0.5, 0.5],
+                    "s.base_disparate_impact_lo": [0.4, 0.4],
+                    "s.base_disparate_impact_hi": [0.6, 0.6]})
+    checks = _verdict(grid)
+    checks["warnings"] = model_warnings(grid, _per_group(), min_group_size=1, min_class_size=1,
+                                        gap="s.disparate_impact")
+    text = _text(_page(grid, gap="s.disparate_impact", max_accuracy_loss=0.02, **checks))
+    assert ("none/equalized_odds is recommended over the baseline none/fixed: on validation it "
+            "has balanced accuracy 0.890 and fairness cost |log s.disparate_impact| 0.050, the "
+            "baseline 0.900 and 0.300; it costs less for 0.010 less balanced accuracy, within "
+            "evaluate.max_accuracy_loss = 0.02.") in text
+    assert ("fairness cost (every model): evaluate.pareto_gap = disparate_impact compares "
+            "selection rates, and the groups of s differ in base rate: s.base_disparate_impact "
+            "= 0.5 [0.4, 0.6] on test excludes parity (1)") in text
+    # without the loss (an older caller) no sentence; an error-rate gap: no warning
+    assert "is recommended over the baseline" not in _text(_page(grid, gap="s.disparate_impact"))
+    assert model_warnings(grid, _per_group(), min_group_size=1, min_class_size=1,
+                          gap="s.equalized_odds_difference").empty
