@@ -12,8 +12,10 @@
 - :mod:`~biaslab.fairness.evaluate`: all of it for every (scheme, method): the grid;
 - :mod:`~biaslab.fairness.flags`: the grid's rows that tell nothing (degenerate models, methods
   not applicable), and why;
+- :mod:`~biaslab.fairness.costs`: how far each gap is from what a perfect classifier scores
+  (the fairness cost);
 - :mod:`~biaslab.fairness.recommend`: the Pareto front and the pair recommended, chosen on
-  validation;
+  validation, never a dominated one;
 - :mod:`~biaslab.fairness.headline`: the grid in brief (metrics/fairness.json, a summary line);
 - :mod:`~biaslab.fairness.verdict`: the criteria judged on those figures.
 
