@@ -151,11 +151,14 @@ def why_recommended(grid: pd.DataFrame, gap: str, max_loss: float) -> str:
     figures = [(_number(r, "val.balanced_accuracy"), _number(r, "val.fairness_cost"))
                for r in (pick, base)]
     if _name(pick) == _name(base):
+        # the pairs the front alone would have preferred (cheaper, within the loss): why not
+        near = pd.to_numeric(grid["val.balanced_accuracy"], errors="coerce") >= (
+            best - max_loss - 1e-12)
         beaten = grid[grid.get("dominated_by", pd.Series(index=grid.index, dtype=object))
-                      .fillna("").astype(str).ne("") & (cost < figures[0][1])]
-        but = "".join(f"; {_name(r)} costs less, but {r['dominated_by']} has a higher balanced "
-                      "accuracy and is no worse on any error-rate gap" for _, r in
-                      beaten.iterrows())
+                      .fillna("").astype(str).ne("") & (cost < figures[0][1]) & near]
+        but = "".join(f"{'; except' if i else ', except'} {_name(r)}, which "
+                      f"{r['dominated_by']} beats on balanced accuracy while being no worse on "
+                      "any error-rate gap" for i, (_, r) in enumerate(beaten.iterrows()))
         return (f"The baseline {_name(base)} is recommended: on validation it has balanced "
                 f"accuracy {_text(figures[0][0])} and {label} {_text(figures[0][1])}, and no "
                 f"other pair of the Pareto front within evaluate.max_accuracy_loss = "
