@@ -14,7 +14,7 @@ from biaslab.fairness.flags import (
     seed_flags,
     seed_thresholds,
 )
-from biaslab.fairness.headline import headline, summary_line
+from biaslab.fairness.headline import grid_warnings, headline, summary_line
 from biaslab.fairness.recommend import choose
 from stages import run
 
@@ -57,12 +57,7 @@ def main() -> None:
     # everything the stage says is computed before the first write: a failure writes nothing
     figures = headline(grid, cfg.groups)
     summary = summary_line(grid, f"{cfg.groups[0]}.{cfg.pareto_gap}")
-    warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
-                for r in grid[grid["degenerate"]].itertuples()]
-    # gaps missing for too few positives or negatives: the same test rows for every pair
-    warnings += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
-                        f"{why}" for col in grid.columns if col.endswith(".insufficient")
-                        for why in grid[col] if why})
+    warnings = grid_warnings(grid)
 
     artifacts.write_json(figures, args.headline)
     artifacts.write_csv(grid, args.grid)
