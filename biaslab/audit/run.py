@@ -89,12 +89,16 @@ def decide(predictions: Predictions, methods: Sequence[str], groups: Sequence[st
                 table, params = _given(part, methods)
             else:
                 val, test = part[part["split"] == "val"], part[part["split"] == "test"]
+                # without val rows only fixed, which fits nothing, can decide
+                fit = list(methods) if len(val) else [m for m in methods if m == "fixed"]
+                if not fit:
+                    raise ValueError(f"{predictions.source}: model {model!r}: {no_val}, so no "
+                                     f"method of {list(methods)} can be fitted; add fixed "
+                                     "(--methods, postprocess.methods), which needs none")
                 table, params = decide_methods(
-                    list(methods), val, test, list(groups), fixed_threshold=fixed_threshold,
+                    fit, val, test, list(groups), fixed_threshold=fixed_threshold,
                     tolerance=tolerance, seed=seed)
-                if val.empty:  # the method's own reason would say "no row": say why
-                    params = {m: {"not_applicable": no_val} if m in not_applicable(params)
-                              else p for m, p in params.items()}
+                params = {m: params.get(m, {"not_applicable": no_val}) for m in methods}
             decisions.setdefault(recipe, {})[model] = table
             fitted.setdefault(recipe, {})[model] = params
     return decisions, fitted

@@ -160,10 +160,17 @@ def _check_columns(table: pd.DataFrame, groups: Sequence[str], columns: Columns,
 def _rows(mask: np.ndarray, values: pd.Series | None = None) -> str:
     """``rows 4, 9, 12 (of 17)``: the first bad rows (from 1), with their values."""
     where = np.flatnonzero(mask)
-    shown = [f"{i + 1}" + (f" ({values.iloc[i]!r})" if values is not None else "")
+    shown = [f"{i + 1}" + (f" ({_value(values.iloc[i])})" if values is not None else "")
              for i in where[:SHOWN]]
     more = f" and {len(where) - SHOWN} more" if len(where) > SHOWN else ""
     return ("row " if len(where) == 1 else "rows ") + ", ".join(shown) + more
+
+
+def _value(value) -> str:
+    """A cell as the user wrote it: ``2``, ``'train'``, ``empty``."""
+    if pd.isna(value):
+        return "empty"
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _present(values: pd.Series, source: str, column: str, what: str) -> pd.Series:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -110,7 +111,7 @@ def seeds_of(specs: list[str]) -> dict[str, list[str]]:
 
 def settings(args) -> object:
     """The validated params (:class:`biaslab.config.Params`): --params FILE, then the options."""
-    from biaslab.config import load_params, parse_params
+    from biaslab.config import ConfigError, load_params, parse_params
 
     raw = load_params(args.params) if args.params else {}
     sections = {s: dict(raw.get(s) or {}) for s in ("postprocess", "evaluate", "report", "audit")}
@@ -125,7 +126,18 @@ def settings(args) -> object:
     groups = sections["evaluate"]["groups"]
     sections["postprocess"].setdefault("groups", groups[:1])
     sections["audit"]["attributes"] = groups
-    return parse_params({**raw, **sections})
+    try:
+        return parse_params({**raw, **sections})
+    except ConfigError as exc:  # said with the options the user gave, or the file's name
+        given = {f"{section}.{key}": "--" + option.replace("_", "-")
+                 for option, (section, key) in SETTINGS.items()
+                 if getattr(args, option) is not None}
+        if args.groups:
+            given["evaluate.groups"] = "--groups"
+        message = str(exc).replace("params.yaml: ", f"{args.params}: " if args.params else "")
+        for key, option in given.items():
+            message = re.sub(rf"(?<![\w.]){re.escape(key)}\b", option, message)
+        raise ValueError(message) from None
 
 
 def read_table(path: str, text_columns: list[str]):
