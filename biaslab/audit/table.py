@@ -249,7 +249,10 @@ def _attributes(rows: pd.DataFrame, groups: Sequence[str], columns: Columns,
             raise ValueError(f"{source}: column {name!r}: image {image!r} has {found} in the "
                              "rows of different models; an image has one value, whatever the "
                              "model")
-    attributes = rows.drop_duplicates("id")[["id", *keep]].reset_index(drop=True)
+    attributes = rows.drop_duplicates("id")[["id", *keep]]
+    if columns.id is not None:  # rows in the ids' order: the figures do not depend on the table's
+        attributes = attributes.sort_values("id", kind="stable")
+    attributes = attributes.reset_index(drop=True)
     attributes.insert(0, "row", np.arange(len(attributes)))
     if columns.patient:
         _check_patients(attributes, source, columns.patient)
