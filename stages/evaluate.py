@@ -15,7 +15,7 @@ from biaslab.fairness.flags import (
     seed_flags,
     seed_thresholds,
 )
-from biaslab.fairness.headline import headline, summary_line
+from biaslab.fairness.headline import grid_warnings, headline, summary_line
 from biaslab.fairness.recommend import choose
 from stages import run
 
@@ -59,12 +59,7 @@ def main() -> None:
     figures = headline(grid, cfg.groups)
     gap = f"{cfg.groups[0]}.{cfg.pareto_gap}"
     summary = summary_line(grid, gap)
-    warnings = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
-                for r in grid[grid["degenerate"]].itertuples()]
-    # gaps missing for too few positives or negatives: the same test rows for every pair
-    warnings += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
-                        f"{why}" for col in grid.columns if col.endswith(".insufficient")
-                        for why in grid[col] if why})
+    warnings = grid_warnings(grid)
     warnings += [text for text in [raw_gap_warning(grid, gap)] if text]  # raw DI, unequal bases
 
     artifacts.write_json(figures, args.headline)

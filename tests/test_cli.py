@@ -34,7 +34,7 @@ def test_help_lists_each_command_with_one_line(capsys, monkeypatch):
     assert exit_.value.code == 0
     assert out.startswith("usage: biaslab [-h] COMMAND ...")
     listed = re.findall(r"^    (\w+) +(.+)$", out, flags=re.MULTILINE)
-    assert [name for name, _ in listed] == ["train", "predict", "sweep", "recover"]
+    assert [name for name, _ in listed] == ["train", "predict", "sweep", "recover", "audit"]
     for name, line in listed:  # a line too long would be wrapped onto a second one
         assert COMMANDS[name][1] == line
 
@@ -46,7 +46,7 @@ def examples(help_text: str) -> list[list[str]]:
     return [words[1:] for words in lines if words and words[0] == "biaslab"]
 
 
-@pytest.mark.parametrize("command", ["train", "predict", "sweep", "recover"])
+@pytest.mark.parametrize("command", ["train", "predict", "sweep", "recover", "audit"])
 def test_each_command_has_a_description_and_examples_that_parse(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -94,11 +94,12 @@ def test_a_bad_sweep_setting_is_one_line_without_a_traceback(tmp_path):
 
 def test_an_unknown_command_is_argparses_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["audit"])  # not a command (yet): no stub answers it
+        main(["explain"])  # not a command (yet): no stub answers it
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert err.startswith("usage: biaslab [-h] COMMAND ...\n")
-    assert "invalid choice: 'audit' (choose from 'train', 'predict', 'sweep', 'recover')" in err
+    assert ("invalid choice: 'explain' (choose from 'train', 'predict', 'sweep', 'recover', "
+            "'audit')") in err
 
 
 def test_ctrl_c_ends_a_command_with_one_line(monkeypatch, capsys):

@@ -101,6 +101,6 @@ def test_the_folders_say_what_the_library_is_made_of():
     assert top == ["__init__.py", "__main__.py", "artifacts.py"]
     packages = sorted(p.name for p in (ROOT / "biaslab").iterdir()
                       if (p / "__init__.py").is_file())
-    assert packages == ["cli", "config", "data", "explain", "fairness", "model", "report",
-                        "sweep"]
+    assert packages == ["audit", "cli", "config", "data", "explain", "fairness", "model",
+                        "report", "sweep"]
     assert sorted(p.name for p in (ROOT / "tools").glob("*.py")) == []

@@ -27,6 +27,7 @@ ERROR_RATE_GAPS = ("equal_opportunity_difference", "average_odds_difference",
 RAW_GAPS = {"disparate_impact": "base_disparate_impact",
             "statistical_parity_difference": "base_statistical_parity_difference"}
 BEST_AT_ONE = ("worst_group_balanced_accuracy",)  # a figure, not a difference: best at 1
+DEFAULT_GAP = "equalized_odds_difference"  # evaluate.pareto_gap's default (docs/concepts.md)
 
 
 def fairness_cost(gap: pd.Series, metric: str) -> np.ndarray:

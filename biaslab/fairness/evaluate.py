@@ -25,7 +25,7 @@ from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
 from biaslab.fairness.corrections import adjust
-from biaslab.fairness.costs import ERROR_RATE_GAPS, fairness_cost
+from biaslab.fairness.costs import DEFAULT_GAP, ERROR_RATE_GAPS, fairness_cost
 from biaslab.fairness.flags import degenerate_reasons
 from biaslab.fairness.metrics import group_report
 from biaslab.fairness.recommend import choose
@@ -242,7 +242,7 @@ def evaluate_seeds(
     min_group_size: int = 1,
     intersect: bool = True,
     bins: int = 256,
-    pareto_gap: str = "equalized_odds_difference",
+    pareto_gap: str = DEFAULT_GAP,
     resample: str = "auto",
     min_cell: int = 5,
     max_accuracy_loss: float = 0.02,

@@ -59,3 +59,15 @@ def summary_line(grid: pd.DataFrame, gap: str) -> str:
     degenerate = int(grid["degenerate"].sum()) if "degenerate" in grid.columns else 0
     return (f"{len(grid)} (scheme, method) pairs, {front} on the validation Pareto front; "
             f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
+
+
+def grid_warnings(grid: pd.DataFrame) -> list[str]:
+    """What the evaluation warns of, one line each: the degenerate pairs with why, and the gaps
+    missing for too few positives or negatives (the same test rows for every pair: said
+    once)."""
+    lines = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
+             for r in grid[grid["degenerate"].eq(True)].itertuples()]
+    lines += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
+                     f"{why}" for col in grid.columns if col.endswith(".insufficient")
+                     for why in grid[col] if isinstance(why, str) and why})
+    return lines

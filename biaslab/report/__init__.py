@@ -9,7 +9,7 @@ the run (a group name, a warning) can inject markup.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -27,6 +27,8 @@ GAPS = ("disparate_impact", "base_disparate_impact", "excess_disparate_impact",
         "statistical_parity_difference", "equal_opportunity_difference",
         "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap")
 LONG = 12  # a table with more rows than this is folded away (<details>)
+# the sections a report may say are absent, and why (build_report's ``absent``)
+ABSENT_SECTIONS = ("flip", "explain", "training", "examples", "sweep")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def build_report(
     explain: Sequence[ExplainFigure | ExplainTable] = (), bias: str = "noise_channel",
     sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
     max_accuracy_loss: float | None = None,
+    absent: Mapping[str, str] | None = None, origin: str | None = None,
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -117,7 +120,18 @@ def build_report(
         ``evaluate.max_accuracy_loss``: with ``gap``, the page says in one sentence why the
         recommended pair was chosen over the baseline
         (:func:`biaslab.fairness.recommend.why_recommended`); None: it does not.
+    absent : mapping of str to str, optional
+        Section -> the one line said in its place, for a report on what the pipeline did not
+        make (``biaslab audit``: no images, no training): keys of :data:`ABSENT_SECTIONS`
+        (``flip`` replaces the sentence on the injected bias).
+    origin : str, optional
+        The page's last line, what it was made from (None: the pipeline's artifacts).
     """
+    absent = dict(absent or {})
+    unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
+    if unknown:
+        raise ValueError(f"build_report: absent names unknown section(s) {unknown}; expected "
+                         f"some of {', '.join(ABSENT_SECTIONS)}")
     sized = _units_column(per_group, unit)
     context = {
         "has_bias": bias != "none" and "flip_rate" in grid.columns,
@@ -139,6 +153,7 @@ def build_report(
         "curves": data_uri(curves_figure(curves)) if curves is not None else None,
         "audit": _audit(audit, prevalence),
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
+        "absent": {k: absent.get(k) for k in ABSENT_SECTIONS}, "origin": origin,
     }
     return render("report.html.j2", **context)
 
@@ -211,22 +226,25 @@ def _headline(grid: pd.DataFrame, per_group: pd.DataFrame, groups: list[str],
 
 
 def _per_group(scores, counts, groups: list[str], grid: pd.DataFrame) -> list[dict]:
-    """For each attribute: ROC, calibration, the recommended pair's confusion matrices (or the
-    first pair's) and every pair's counts."""
-    if scores is None or counts is None or counts.empty:
+    """For each attribute: ROC and calibration (with scores), the recommended pair's confusion
+    matrices (or the first pair's) and every pair's counts."""
+    if counts is None or counts.empty:
         return []
     recommended = grid.loc[flag(grid, "recommended"), ["scheme", "method"]]
     scheme, method = (recommended.iloc[0] if not recommended.empty
                       else counts[["scheme", "method"]].iloc[0])
     mine = counts[(counts["scheme"] == scheme) & (counts["method"] == method)]
+    present = set(scores.columns) if scores is not None else set(counts["attribute"])
     return [{
         "attribute": attribute,
-        "roc": data_uri(figures.roc_figure(scores, counts, attribute)),
-        "calibration": data_uri(figures.calibration_figure(scores, attribute)),
+        "roc": data_uri(figures.roc_figure(scores, counts, attribute))
+        if scores is not None else None,
+        "calibration": data_uri(figures.calibration_figure(scores, attribute))
+        if scores is not None else None,
         "confusion": data_uri(figures.confusion_figure(mine, attribute)),
         "confusion_all": tables.confusion(counts, attribute),
         "pair": f"{scheme} / {method}" + ("" if not recommended.empty else " (none recommended)"),
-    } for attribute in groups if attribute in scores.columns]
+    } for attribute in groups if attribute in present]
 
 
 def _explain_item(item: ExplainFigure | ExplainTable) -> dict:
