@@ -105,3 +105,16 @@ def test_train_depends_on_every_train_key_but_the_seeds():
 
     listed = {p for p in _stages()["train"]["params"] if p.startswith("train.")}
     assert listed == {f"train.{key}" for key in TrainConfig.model_fields if key != "seeds"}
+
+
+def test_split_depends_on_every_key_its_column_check_reads():
+    """split checks every column a param names (biaslab.config.columns): a key it reads but
+    does not depend on would leave a new misspelt column unchecked until evaluate."""
+    from biaslab.config import Params
+    from biaslab.config.columns import checked_params
+
+    params = _stages()["split"]["params"]
+    covered = {key for key in checked_params(Params)
+               if key in params or key.split(".")[0] in params}
+    assert sorted(set(checked_params(Params)) - covered) == []
+    assert "data.source" in params  # split.train_size: auto reads the source

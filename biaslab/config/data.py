@@ -4,10 +4,10 @@
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, WrapValidator, field_validator, model_validator
 
 from biaslab.config.errors import invalid
-from biaslab.config.fields import AtLeastOne, Probability, Seed, bounded, choice
+from biaslab.config.fields import AtLeastOne, Probability, Seed, bounded, choice, names_columns
 from biaslab.config.section import Section
 from biaslab.data.split_names import SPLITS
 
@@ -20,6 +20,20 @@ SPLIT_NAMES = SPLITS
 Digits = bounded(list[Annotated[int, Field(ge=0, le=9)]], "a non-empty list of digits 0..9",
                  min_length=1)
 AGES = "increasing positive ages, e.g. [40, 60, 80]"
+TRAIN_SIZES = "auto, or an integer >= 0 (0: keep all)"
+
+
+def _train_size(value, handler):
+    """One message for both kinds of value (pydantic would list the union's errors)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise invalid(TRAIN_SIZES) from None
+
+
+# auto resolves per source in biaslab.data.split.train_rows (the digits task's 500, else all)
+TrainSize = Annotated[bounded(int, TRAIN_SIZES, ge=0) | choice(("auto",)),
+                      WrapValidator(_train_size)]
 
 
 class DataConfig(Section):
@@ -54,7 +68,7 @@ class DataConfig(Section):
     patient_column: str = Field("patient_id", description="csv: column of patient ids")
     sex_column: str = Field("sex", description="csv: column of sex (normalised to M/F)")
     age_column: str = Field("age", description="csv: column of age (normalised to years)")
-    attributes: list[str] = Field([], description=(
+    attributes: names_columns(list[str]) = Field([], description=(
         "csv and folder: more columns to keep as they are, e.g. [view]"))
     options: dict[str, Any] = Field({}, description=(
         "the keys above, nested ({label_column: y} is label_column: y); they win over the "
@@ -137,7 +151,7 @@ class SplitConfig(Section):
         {"train": 0.6, "val": 0.2, "test": 0.2},
         description="the fractions of train, val and test; they sum to 1",
         json_schema_extra={"required": list(SPLIT_NAMES), "propertyNames": {"enum": SPLIT_NAMES}})
-    stratify: list[str] = Field(["label", "s"], description=(
+    stratify: names_columns(list[str], drops_s=True) = Field(["label", "s"], description=(
         "strata: joint values of these columns (s is skipped when bias.kind is none); patients "
         "(where the index has patient ids) never straddle splits"))
     seed: Seed = Field(0, description="seed of the split")
@@ -147,14 +161,14 @@ class SplitConfig(Section):
     min_stratum: AtLeastOne = Field(5, description=(
         "a stratum with fewer units (patients where the index has patient ids, else images) is "
         "merged into a coarser one, with a warning"))
-    # not params.yaml's 500, which makes its digits task hard enough to show a shortcut: a
-    # default that subsampled every dataset would shrink (or refuse) real data
-    train_size: bounded(int, "an integer >= 0 (0: keep all)", ge=0) = Field(0, description=(
-        "subsample the training split to this many images (0: all of it; the repository's "
-        "params.yaml sets 500 for its digits task)"))
-    train_composition: dict[str, str | float | int] = Field({}, description=(
-        "with train_size: the share of one attribute value in the subsample, e.g. "
-        "{attribute: sex, value: F, share: 0.5} ({}: none); val and test untouched"))
+    train_size: TrainSize = Field("auto", description=(
+        "subsample the training split to this many images; 0: all of it; auto: the digits "
+        "task's 500 on the digits source (few enough that its small CNN leans on the injected "
+        "shortcut), all of it on any other source"))
+    train_composition: names_columns(dict[str, str | float | int], entry="attribute") = Field(
+        {}, description=(
+            "with train_size: the share of one attribute value in the subsample, e.g. "
+            "{attribute: sex, value: F, share: 0.5} ({}: none); val and test untouched"))
 
     @field_validator("fractions")
     @classmethod
@@ -176,16 +190,16 @@ class SplitConfig(Section):
                           key="train_composition", value=comp)
         if isinstance(comp["share"], str) or not 0 <= comp["share"] <= 1:
             raise invalid("a share in [0, 1]", key="train_composition.share", value=comp["share"])
-        if self.train_size == 0:
-            raise invalid("a size > 0 when split.train_composition is set", key="train_size",
-                          value=0)
+        if self.train_size == 0:  # auto: checked by split, which knows the source
+            raise invalid("a size > 0 (or auto, on the digits) when split.train_composition "
+                          "is set", key="train_size", value=0)
         return self
 
 
 class AuditConfig(Section):
     """audit: the dataset audit (group sizes, prevalences, Simpson check)."""
 
-    attributes: list[str] = Field(["s"], description=(
+    attributes: names_columns(list[str], drops_s=True) = Field(["s"], description=(
         "columns to tabulate, and their pairwise intersections (any index column: s, digit, "
         "sex, age_group, ...)"))
     min_group_size: AtLeastOne = Field(30, description="warn about smaller groups in any split")

@@ -11,6 +11,7 @@ from biaslab.config.fields import (
     Seed,
     bounded,
     choice,
+    names_columns,
     unique_list,
 )
 from biaslab.config.section import Section
@@ -50,14 +51,14 @@ class WeightsConfig(Section):
     schemes: unique_list(choice(SCHEMES), "schemes") = Field(["none", "reweighing"], description=(
         "one model per scheme: none | class_balanced | group_balanced | group_class_balanced | "
         "reweighing | undersample | oversample | column"))
-    groups: Attributes = Field(["s"], description=(
+    groups: names_columns(Attributes) = Field(["s"], description=(
         "attributes whose joint value (intersection) is the group of the group schemes"))
     mode: choice(WEIGHT_MODES) = Field("loss", description=(
         "loss (weights multiply the loss) | sampler (each epoch draws the training rows with "
         "replacement, P proportional to weight)"))
     sample_by: choice(SAMPLE_CELLS) = Field("group", description=(
         "cells of undersample and oversample: group | group_class"))
-    column: str | None = Field(None, description=(
+    column: names_columns(str | None) = Field(None, description=(
         "metadata column holding the weights of scheme column (the course's --weights_col)"))
     seed: Seed = Field(0, description="seed of undersample/oversample and the sampler's draws")
 
@@ -77,7 +78,7 @@ class PostprocessConfig(Section):
             "threshold methods: fixed | youden | demographic_parity | equal_opportunity | "
             "equalized_odds (per group)"))
     fixed_threshold: Probability = Field(0.5, description="the threshold of fixed")
-    groups: Attributes = Field(["s"], description=(
+    groups: names_columns(Attributes) = Field(["s"], description=(
         "attributes whose joint value is the group of the per-group methods"))
     tolerance: Probability = Field(0.0, description=(
         "allowed gap of the constrained rate between groups (0: equal)"))
@@ -87,7 +88,8 @@ class PostprocessConfig(Section):
 class EvaluateConfig(Section):
     """evaluate: test metrics per group, gaps, flip rate, bootstrap intervals."""
 
-    groups: Attributes = Field(["s"], description="attributes compared between groups")
+    groups: names_columns(Attributes) = Field(["s"], description=(
+        "attributes compared between groups"))
     min_group_size: AtLeastOne = Field(1, description=(
         "a test group with fewer rows stops the stage (rather than a silent NaN)"))
     shift_p: bounded(float, "a probability in (0, 1)", gt=0, lt=1) = Field(0.5, description=(

@@ -8,7 +8,8 @@ with ours (``expected a probability in [0, 1]``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, WrapValidator
 
@@ -64,3 +65,37 @@ Probability = bounded(float, "a probability in [0, 1]", ge=0, le=1)
 Seed = bounded(int, "an integer >= 0", ge=0)
 AtLeastOne = bounded(int, "an integer >= 1", ge=1)
 Attributes = bounded(list[str], "a non-empty list of attributes", min_length=1)
+
+
+@dataclass(frozen=True)
+class NamesColumns:
+    """The mark of a field whose value names columns of the index (``evaluate.groups``).
+
+    :func:`biaslab.config.columns.check_columns` finds the marked fields and checks, once the
+    index exists and before any model is trained, that every column they name is there.
+
+    Attributes
+    ----------
+    entry : str or None
+        The field is a mapping (or a list of them): its ``entry`` holds the one name
+        (``split.train_composition.attribute``). None: the value itself is the name (a str)
+        or the names (a list of str).
+    scope : {"index", "evaluated"}
+        What the names must be found among: the index's columns (``s`` included while
+        ``bias.kind`` draws it), or the attributes evaluate compares (``evaluate.groups``, and
+        their intersection ``s&sex`` with ``evaluate.intersect``).
+    drops_s : bool
+        The stage reading the key leaves ``s`` out, with a note, when there is none
+        (``bias.kind: none``); other keys need every column they name.
+    """
+
+    entry: str | None = None
+    scope: Literal["index", "evaluated"] = "index"
+    drops_s: bool = False
+
+
+def names_columns(kind, *, entry: str | None = None,
+                  scope: Literal["index", "evaluated"] = "index", drops_s: bool = False):
+    """``kind`` marked as naming columns (:class:`NamesColumns`): ``groups:
+    names_columns(Attributes) = Field(...)`` is all a new key needs to be checked."""
+    return Annotated[kind, NamesColumns(entry=entry, scope=scope, drops_s=drops_s)]

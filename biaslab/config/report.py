@@ -3,7 +3,7 @@
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from biaslab.config.errors import invalid
-from biaslab.config.fields import AtLeastOne, Probability, choice
+from biaslab.config.fields import AtLeastOne, Probability, choice, names_columns
 from biaslab.config.section import Section
 
 
@@ -37,7 +37,7 @@ class ReportConfig(Section):
         max: float | None = Field(None, description="the highest value that passes (null: none)")
         abs: bool = Field(False, description=(
             "compare |value| with the bounds (a difference whose sign only says which group)"))
-        attributes: list[str] | None = Field(None, description=(
+        attributes: names_columns(list[str] | None, scope="evaluated") = Field(None, description=(
             "gaps: the attributes judged, e.g. [s] (null: every attribute in grid.csv)"))
         require_interval: bool = Field(False, description=(
             "judge by the confidence interval: passed when it lies within the bounds, failed "

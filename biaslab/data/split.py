@@ -25,6 +25,10 @@ from biaslab.data.group_keys import patient_units
 from biaslab.data.split_names import SOURCE_SPLITS, SPLITS
 
 UNUSED = "unused"  # training rows left out by subsampling
+AUTO = "auto"  # split.train_size: the embedded digits task's subsample, every row elsewhere
+# the digits task's training rows: few enough that a 32-pixel CNN leans on the injected shortcut
+# (docs/getting-started.md); any other source keeps all its training rows under auto
+DIGITS_TRAIN_SIZE = 500
 
 
 class SplitWarning(UserWarning):
@@ -131,6 +135,25 @@ def source_split(table: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"split.use_source: patient(s) {straddle} appear in two splits of "
                          "the source; use split.use_source: false for a patient-grouped split")
     return pd.DataFrame({"row": table["row"].to_numpy(), "split": split.to_numpy(dtype=object)})
+
+
+def train_rows(train_size: int | str, source: str, *, composition: dict | None = None) -> int:
+    """``split.train_size`` as a number of training rows (0: every training row).
+
+    ``auto`` is :data:`DIGITS_TRAIN_SIZE` on the embedded ``digits`` source (the task the
+    repository's defaults are made for) and 0 on every other source, so that pointing the
+    pipeline at other data keeps all of it rather than failing for want of 500 rows. An
+    integer is taken as it is.
+
+    Raises ValueError when ``composition`` is set but the size comes to 0: a composition
+    needs a subsample to shape.
+    """
+    rows = (DIGITS_TRAIN_SIZE if source == "digits" else 0) if train_size == AUTO else train_size
+    if composition and not rows:
+        raise ValueError(f"split.train_composition needs a split.train_size > 0 (train_size "
+                         f"{train_size} keeps every training row of the {source} source); "
+                         "set split.train_size to the rows wanted")
+    return int(rows)
 
 
 def subsample_train(
