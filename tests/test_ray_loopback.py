@@ -8,10 +8,11 @@ address (Ray's default on Linux), anyone who reaches that address could run code
 
 import ipaddress
 import os
-import select
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import namedtuple
 
@@ -69,12 +70,45 @@ def sockets(procs) -> dict[str, list]:
     return out
 
 
-def wait_for_line(proc: subprocess.Popen, timeout: float) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        if select.select([proc.stdout], [], [], 1.0)[0]:
-            return proc.stdout.readline()
-    return ""
+def lines_of(proc: subprocess.Popen) -> queue.Queue:
+    """The lines ``proc`` prints, as they come; "" once it has ended."""
+    lines = queue.Queue()
+
+    def read():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def wait_for_ready(lines: queue.Queue, timeout: float) -> tuple[bool, str]:
+    """Whether the driver printed its ``ready`` line within ``timeout`` seconds, and what it
+    printed up to then (without it: a traceback, or Ray's warnings as it retries)."""
+    seen, end_at = [], time.monotonic() + timeout
+    while (left := end_at - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if not line:  # the driver ended
+            break
+        seen.append(line)
+        if line.startswith("ready"):
+            return True, "".join(seen)
+    return False, "".join(seen)
+
+
+def stop(driver: subprocess.Popen, timeout: float) -> None:
+    """Closes the driver's stdin (it leaves the cluster); kills it if it is still there after
+    ``timeout`` seconds."""
+    driver.stdin.close()
+    try:
+        driver.wait(timeout)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        driver.wait()
 
 
 Addr = namedtuple("Addr", "ip port")
@@ -106,14 +140,13 @@ def test_the_local_cluster_and_its_driver_stay_on_loopback():
         driver = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address], env=env,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
-        line = wait_for_line(driver, 180)
-        if not line.startswith("ready"):
-            if line:  # the start of a traceback: the rest comes as the driver ends
-                line += driver.communicate(timeout=60)[0]
-            driver.kill()
+        lines = lines_of(driver)
+        ready, out = wait_for_ready(lines, 180)
+        if not ready:
+            stop(driver, 30)
             raise AssertionError(f"the driver did not join {cluster.address}: "
-                                 f"{line[-3000:]}")
-        assert line.split() == ["ready", "2"]  # a worker on each node
+                                 f"{(out + wait_for_ready(lines, 10)[1])[-3000:]}")
+        assert out.split()[-2:] == ["ready", "2"], out  # a worker on each node
         started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
         found = sockets(started)
         servers = [proc for proc in found if proc.endswith((" gcs_server", " raylet"))]
@@ -126,6 +159,6 @@ def test_the_local_cluster_and_its_driver_stay_on_loopback():
         assert peers and all(loopback(ip) for ip in peers), peers
         assert cluster.address.split(":")[0] == "127.0.0.1", cluster.address
     finally:
-        if driver is not None and driver.poll() is None:
-            driver.communicate(timeout=60)  # closes its stdin: it leaves the cluster
+        if driver is not None and driver.returncode is None:
+            stop(driver, 60)
         cluster.shutdown()
