@@ -6,9 +6,10 @@ strength 0.2 and 0.4 x training seeds 0 and 1):
 - **in a row**: ``dvc exp run -S ...`` four times, one after another, in a fresh copy of the
   pipeline (what a sweep costs without any scheduling: DVC's queue adds to it);
 - **on Ray**: ``biaslab sweep --ray ADDRESS`` on a local cluster of two nodes started
-  here (``ray.cluster_utils.Cluster``), each with one CPU and one logical GPU, a bare Git
-  repository and a local folder as the remotes; end to end, from the driver's start to the end
-  of its process, clones, pushes, the experiments' fetches, the table and the figure included.
+  here, on loopback only (``biaslab.sweep.ray_cluster.local_cluster``), each with one CPU and
+  one logical GPU, a bare Git repository and a local folder as the remotes; end to end, from
+  the driver's start to the end of its process, clones, pushes, the experiments' fetches, the
+  table and the figure included.
 
 Prints both times and the speed-up, then the scheduling overhead: a no-op Ray task's round trip
 (with the experiments' options: one GPU, workers reused), and per task, from the tasks' own
@@ -155,22 +156,20 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-sweep-"))
     work.mkdir(parents=True, exist_ok=True)
-    os.environ["RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"] = "true"
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(shutdown_at_exit=False)
+    # the cluster binds to loopback only, and Ray, imported after this, joins it there
+    os.environ.update(rs.LOCAL_ENV)
+    ENV.update(rs.LOCAL_ENV)
+    cluster = None
     try:
         print(f"machine: {os.cpu_count()} cores, load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         row = in_a_row(tiny_repo(work / "row"))
-        for gpu in ("0", "1"):  # GPU 0 on one node, GPU 1 on the other, as in the test
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-            cluster.add_node(num_cpus=1, num_gpus=1, include_dashboard=False)
-        del os.environ["CUDA_VISIBLE_DEVICES"]
+        cluster = rs.local_cluster(("0", "1"))  # GPU 0 on one node, GPU 1 on the other
         cold, warm = round_trips(cluster.address)
         ray_s, events, driver = on_ray(tiny_repo(work / "ray"), work, cluster.address)
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -1,7 +1,8 @@
 """The sweep on a Ray cluster (biaslab/sweep/ray_cluster.py, its task ray_task.py): names, checks,
 and one real sweep.
 
-The real sweep runs on a local cluster of two nodes started here (``ray.cluster_utils``), each
+The real sweep runs on a local cluster of two nodes started here, on loopback only
+(``ray_cluster.local_cluster``; tests/test_ray_loopback.py checks its sockets), each
 declaring one logical GPU, with a bare Git repository and a local folder as the Git and DVC
 remotes; a worker is killed in the middle of its task, and the driver is stopped halfway and
 started again. Its results are compared with the same four experiments run one after another
@@ -234,7 +235,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 def sweep(repo: Path, *args: str) -> subprocess.Popen:
     # `python -m` puts the cwd first: the tiny repo's copy of biaslab runs, the checkout's after
-    env = {**repo_env(), "PYTHONPATH": str(ROOT)}
+    env = {**repo_env(), **rs.LOCAL_ENV, "PYTHONPATH": str(ROOT)}  # a loopback cluster
     return subprocess.Popen([sys.executable, "-m", "biaslab", "sweep", *SWEEP, *args],
                             cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -251,33 +252,13 @@ def table(repo: Path) -> pd.DataFrame:
     return got.sort_values(["value", "seed", "scheme", "method"]).reset_index(drop=True)
 
 
-def start_cluster(monkeypatch):
-    """Two nodes, one logical GPU each (GPU 0 on one, GPU 1 on the other, so that the devices
-    the tasks see tell them apart); the raylets kill what a dead worker leaves running."""
-    from ray.cluster_utils import Cluster
-
-    monkeypatch.setenv("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    cluster = Cluster(shutdown_at_exit=False)
-    try:
-        cluster.add_node(num_cpus=1, num_gpus=1, include_dashboard=False)
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-        cluster.add_node(num_cpus=1, num_gpus=1)
-    except BaseException:
-        cluster.shutdown()
-        raise
-    finally:
-        monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    return cluster
-
-
 def overlapping(attempts: list[dict]) -> list[tuple[dict, dict]]:
     return [(a, b) for i, a in enumerate(attempts) for b in attempts[i + 1:]
             if a["start"] < b["end"] and b["start"] < a["end"]]
 
 
 @pytest.mark.slow
-def test_a_sweep_on_a_two_node_ray_cluster(tiny_repo, tmp_path, monkeypatch):
+def test_a_sweep_on_a_two_node_ray_cluster(tiny_repo, tmp_path):
     """Four experiments two at a time, a worker killed, the driver stopped and started again:
     each experiment pushed once, and the same results as DVC's queue."""
     repo = copy_repo(tiny_repo, tmp_path / "repo")
@@ -294,7 +275,7 @@ def test_a_sweep_on_a_two_node_ray_cluster(tiny_repo, tmp_path, monkeypatch):
     # 5 s: each look is a `dvc exp show`, which costs a second of CPU)
     procs, cluster = [sweep(local, "--poll", "5")], None
     try:
-        cluster = start_cluster(monkeypatch)
+        cluster = rs.local_cluster(("0", "1"))
         driver = sweep(repo, "--ray", cluster.address, "--events", str(log))
         procs.append(driver)
         # a worker dies: the worker of the first experiment to start, while DVC runs it

@@ -27,6 +27,9 @@ Nothing lost, nothing done twice:
 The task's module reaches the workers by value (cloudpickle): the workers need the project's
 environment (Python, Ray, DVC, git) but not its files. Experiments are submitted seed by seed,
 so that the second seed of a value finds the stages before training in the run cache.
+
+:func:`local_cluster` starts the tests' and the benchmark's cluster on this machine, bound to
+127.0.0.1 only (a Ray head runs any code it is sent; that one has no token).
 """
 
 from __future__ import annotations
@@ -249,3 +252,49 @@ def _progress(i: int, n: int, exp, result: dict) -> str:
              if "host" in result else "")
     state = "found on the Git remote" if result.get("skipped") else result["state"]
     return f"sweep: {i}/{n} {exp.name} {state}{took}{where}: {' '.join(exp.settings)}"
+
+
+# ------------------------------------------------------------ a cluster on this machine
+
+# The local clusters of the tests, the benchmark and docs/sweep.md's walk-through must be out of
+# reach of other machines: a Ray head runs any code it is sent. Ray binds a node's servers to
+# loopback only when the node's IP address is 127.0.0.1 (any other, 127.0.0.2 too, binds them to
+# every interface); and on Linux it rewrites a loopback address given to ray.init or `ray start`
+# (--address, --node-ip-address) to the machine's network address, unless
+# RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 puts it in its one-machine mode (macOS's and Windows'
+# default), which then refuses `ray start --address` (a second node): ray/_private/services.py,
+# resolve_ip_for_localhost and get_node_ip_address
+LOOPBACK = "127.0.0.1"
+LOCAL_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # a driver's, to join such a cluster
+SUBREAPER = "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"
+
+
+def local_cluster(gpus: Sequence[str] = ("0", "1")):
+    """A Ray cluster of one node per item of ``gpus`` on this machine, bound to 127.0.0.1 only.
+
+    Each node has one CPU and one logical GPU, the device its item names (its
+    CUDA_VISIBLE_DEVICES: the devices the tasks see tell the nodes apart); the raylets kill what
+    a dead worker leaves running; no dashboard. A driver joins it at ``cluster.address``
+    (``127.0.0.1:PORT``) with :data:`LOCAL_ENV` in its environment (set before Ray is imported).
+    The caller shuts it down (``cluster.shutdown()``).
+    """
+    from ray.cluster_utils import Cluster
+
+    saved = {key: os.environ.get(key) for key in ("CUDA_VISIBLE_DEVICES", SUBREAPER)}
+    os.environ[SUBREAPER] = "true"  # read by each raylet as it starts
+    cluster = Cluster(shutdown_at_exit=False)
+    try:
+        for gpu in gpus:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # read by the node as it starts
+            cluster.add_node(num_cpus=1, num_gpus=1, node_ip_address=LOOPBACK,
+                             include_dashboard=False)
+    except BaseException:
+        cluster.shutdown()
+        raise
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return cluster
