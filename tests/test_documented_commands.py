@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -210,13 +211,21 @@ def run_block(block: Block, repo: Path, wrap: tuple[str, ...] = (),
     env = {**repo_env(), **(env or {})}
     env["PATH"] = f"{repo / '.venv/bin'}{os.pathsep}{env['PATH']}"
     env.pop("VIRTUAL_ENV", None)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _children_cpu()
     proc = subprocess.run([*wrap, "bash", str(script)], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT)
-    seconds = time.monotonic() - start
-    print(f"{block.where}: {seconds:.0f} s, exit status {proc.returncode}")
+    seconds, cpu = time.monotonic() - start, _children_cpu() - cpu
+    # the CPU time too: on a shared machine it says more of what the block costs than the wall
+    # time (daemons it leaves, such as Ray's, are not counted)
+    print(f"{block.where}: {seconds:.0f} s, {cpu:.0f} CPU-s, exit status {proc.returncode}")
     return {"where": block.where, "returncode": proc.returncode, "stdout": proc.stdout,
-            "stderr": proc.stderr, "seconds": seconds}
+            "stderr": proc.stderr, "seconds": seconds, "cpu_seconds": cpu}
+
+
+def _children_cpu() -> float:
+    """User and system seconds of every ended child process of this one, and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def assert_ran(result: dict) -> None:
