@@ -17,6 +17,9 @@ GitHub) that says what the tests do with it:
 ``<!-- doctest: skip (REASON) -->``
     not run, for REASON (a GPU, a real cluster, Docker, a server of the reader's own).
 
+The comment is the line before the fence, or ends it (in a list item, where a line of its own
+would end the item before the block).
+
 A shell block without a comment fails the tests: a new command cannot go untested unnoticed.
 """
 
@@ -28,7 +31,9 @@ from pathlib import Path
 
 SHELL = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
-COMMENT = re.compile(r"^\s*<!--\s*doctest:\s*(?P<body>.*?)\s*-->\s*$")
+# alone on the line before the fence, or at its end (in a list item, a line of its own would end
+# the item before the block)
+COMMENT = re.compile(r"<!--\s*doctest:\s*(?P<body>.*?)\s*-->\s*$")
 RUN = re.compile(r"run (?P<name>[a-z0-9-]+)(?P<skips>(?:; skip \"[^\"]+\" \([^)]+\))*)$")
 SKIP_LINE = re.compile(r"; skip \"(?P<line>[^\"]+)\" \((?P<reason>[^)]+)\)")
 EXEMPT = re.compile(r"(?P<kind>check|skip) \((?P<reason>.+)\)$")
@@ -135,7 +140,7 @@ def blocks_of(text: str, path: str) -> list[Block]:
                          for line in lines[i + 1:end])
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         fields = {}
-        if comment := COMMENT.match(before):
+        if comment := COMMENT.search(before):
             try:
                 fields = parse_comment(comment["body"])
             except ValueError as exc:

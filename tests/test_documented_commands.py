@@ -111,6 +111,11 @@ def test_a_malformed_or_stale_comment_is_caught():
     with pytest.raises(ValueError, match="never closed"):
         blocks_of("```bash\nls\n", "page.md")
     assert parse_comment("check (a cluster)") == {"kind": "check", "reason": "a cluster"}
+    # in a list item the comment ends the line before the fence (a line of its own would end
+    # the item); the block is indented like the item
+    item = blocks_of("1. Push.  <!-- doctest: skip (a server) -->\n   ```bash\n   git push\n"
+                     "   ```\n", "page.md")[0]
+    assert (item.kind, item.reason, item.commands()) == ("skip", "a server", ["git push"])
     stale = blocks_of('<!-- doctest: run a; skip "rm -rf x" (why) -->\n```bash\nls\n```\n',
                       "page.md")[0]
     with pytest.raises(ValueError, match=r"page.md:2: .* skips \['rm -rf x'\]"):
