@@ -42,7 +42,10 @@ def pytest_addoption(parser):
 
 
 # The longest tests, longest first (minutes each on the 2-core CI machine; docs/development-ci.md)
-LONGEST = ("tests/test_container.py::", "tests/test_ray_sweep.py::test_a_sweep_on_a_two_node")
+# (the documented `make repro`, at the defaults, is also the start of two more documented blocks)
+LONGEST = ("tests/test_container.py::", "tests/test_ray_sweep.py::test_a_sweep_on_a_two_node",
+           "tests/test_documented_commands.py::test_block_two_commands",
+           "tests/test_documented_commands.py::test_block_ray_one_machine")
 
 
 def start_order(item) -> tuple[int, int]:
