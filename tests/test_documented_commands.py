@@ -310,6 +310,27 @@ def test_block_exp_show(reproduced, tmp_path):
 
 
 @pytest.mark.slow
+def test_block_audit_pipeline(reproduced, tmp_path):
+    assert_ran(reproduced)
+    repo = copy_of(reproduced["repo"], tmp_path)
+    result = run_block(the_block("audit-pipeline"), repo)
+    assert_ran(result)
+    assert "recommended none/" in result["stdout"] and "verdict" in result["stdout"]
+    for name in ("grid.csv", "groups.csv", "fairness.json", "verdict.json", "report.html"):
+        assert (repo / "audit" / name).is_file()
+
+
+@pytest.mark.slow
+def test_block_audit_black_box(tmp_path):
+    repo = fresh_copy(tmp_path)
+    result = run_block(the_block("audit-black-box"), repo)
+    assert_ran(result)
+    # what the page says of it: the decisions miss women's positives, and the verdict fails
+    verdict = json.loads((repo / "vendor/verdict.json").read_text())
+    assert "failed" in json.dumps(verdict) and "equal_opportunity" in json.dumps(verdict)
+
+
+@pytest.mark.slow
 def test_block_recover(tmp_path):
     assert_ran(run_block(the_block("recover"), fresh_copy(tmp_path)))
 
