@@ -26,18 +26,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import signal
 import sys
 import time
 from pathlib import Path
 
-from biaslab import artifacts
 from biaslab.cli.sweep_queue import command, run_local
 from biaslab.config import ConfigError, load_params, parse_params
 from biaslab.sweep import ray_cluster, ray_task
 from biaslab.sweep import results as rs
 from biaslab.sweep import table as sw
-from biaslab.sweep.figure import sweep_figure
 
 EXAMPLES = """\
   biaslab sweep                                  # bias strength k = 0 0.1 ... 0.5, seeds 0 1
@@ -130,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="settings of every experiment (e.g. train.epochs=5)")
     parser.add_argument("--method", default="fixed", help="threshold method in the figure")
-    parser.add_argument("--poll", type=float, default=2.0,
+    parser.add_argument("--poll", type=float, default=1.0,
                         help="seconds between looks at DVC's queue (a few ms each)")
     parser.add_argument("--grid", default="metrics/grid.csv", help="inside each experiment")
     parser.add_argument("--headline", default="metrics/fairness.json",
@@ -158,7 +157,10 @@ def run_experiments(experiments: list[sw.Experiment], params: dict,
                   "stay on the Git remote and the next run takes them as they are",
                   file=sys.stderr)
             sys.exit(130)
-    return rs.split(run_local(experiments, args))
+    # the figure's imports (scipy, matplotlib: seconds on the 2-core machine) wait until the
+    # first experiment runs, rather than delay it
+    return rs.split(run_local(experiments, args, meanwhile=lambda: importlib.import_module(
+        "biaslab.sweep.figure")))
 
 
 def run(args) -> int:
@@ -192,6 +194,9 @@ def sweep(args) -> int:
     table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
     # the experiments' own level (the seeds' intervals are combined at it)
     level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
+    from biaslab import artifacts
+    from biaslab.sweep.figure import sweep_figure
+
     figure = sweep_figure(table, method=args.method, level=level)
 
     artifacts.write_csv(table, args.out)
