@@ -207,7 +207,7 @@ def test_the_command_reads_the_queue_as_dvc_leaves_it(queue_repo):
 def test_the_command_waits_and_reads_each_experiment_once(queue_repo, monkeypatch, capsys):
     repo, base, exp = queue_repo
     started = []
-    monkeypatch.setattr(sq, "start_worker", lambda: started.append(1))
+    monkeypatch.setattr(sq, "start_worker", lambda: lambda: started.append(1))
     monkeypatch.setattr(sq.time, "sleep", lambda seconds: None)
     plan = [sw.Experiment(n, 0.1, 0, (f"x={n}",)) for n in ("ok", "f", "k")]
     results = sq.wait(plan, base, poll=1, headline="metrics/fairness.json",

@@ -54,15 +54,26 @@ def dvc(*args: str, check: bool = True, timeout: float = TIMEOUT) -> str:
     return command("dvc", *args, check=check, timeout=timeout)
 
 
-def start_worker() -> None:
-    """``dvc queue start``: the worker it leaves behind would hold a pipe open, so its output
-    goes to a file."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(["dvc", "queue", "start", "-j", "1"], env=ENV, stdout=out,
-                              stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
-        if proc.returncode != 0:
-            out.seek(0)
-            raise ValueError(f"dvc queue start failed ({proc.returncode}): {out.read()[-500:]}")
+def start_worker() -> Callable[[], None]:
+    """Start ``dvc queue start -j 1`` (about 3 s of DVC start-up before the worker is there);
+    what it returns waits for it and raises if it failed. Its output goes to a file: the
+    worker it leaves behind would hold a pipe open."""
+    out = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by the function returned)
+    proc = subprocess.Popen(["dvc", "queue", "start", "-j", "1"], env=ENV, stdout=out,
+                            stderr=subprocess.STDOUT, text=True)
+
+    def started() -> None:
+        with out:
+            try:
+                code = proc.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise ValueError(f"dvc queue start: no answer in {TIMEOUT:.0f} s") from None
+            if code != 0:
+                out.seek(0)
+                raise ValueError(f"dvc queue start failed ({code}): {out.read()[-500:]}")
+
+    return started
 
 
 def _json(path: Path) -> dict | None:
@@ -119,13 +130,13 @@ def snapshot(baseline: str, names: set[str] | None = None) -> tuple[lq.Snapshot,
 
 
 def queue(experiments: list[sw.Experiment], baseline: str) -> None:
-    """Queue every experiment, and start DVC's worker once the first is queued (it runs that
-    one while the others are queued); fails before queueing any if another one waits in the
-    queue.
+    """Queue every experiment and start DVC's worker, which begins with the first while the
+    others are queued; fails before queueing any if another one waits in the queue.
 
-    Queued in this process, through DVC's Python API (what ``dvc exp run --queue -n NAME -S
-    ... evaluate`` calls): one DVC start-up for the sweep rather than one per experiment, about
-    3 s each on the 2-core machine.
+    The worker's start (``dvc queue start``) runs beside the queueing of the first experiment.
+    The experiments are queued in this process, through DVC's Python API (what ``dvc exp run
+    --queue -n NAME -S ... evaluate`` calls): one DVC start-up for the sweep rather than one
+    per experiment, about 3 s each on the 2-core machine.
     """
     waiting = lq.waiting(snapshot(baseline)[0])
     if waiting:
@@ -135,18 +146,21 @@ def queue(experiments: list[sw.Experiment], baseline: str) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    with Repo(".") as repo:
-        for i, exp in enumerate(experiments, 1):
-            try:
-                repo.experiments.run(targets=list(sw.TARGETS), params=list(exp.settings),
-                                     queue=True, name=exp.name)
-            except DvcException as exc:
-                raise ValueError(f"dvc exp run --queue -n {exp.name} "
-                                 f"{' '.join(f'-S {s}' for s in exp.settings)}: {exc}") from None
-            print(f"sweep: queued {i}/{len(experiments)} {exp.name}: {' '.join(exp.settings)}",
-                  flush=True)
-            if i == 1:
-                start_worker()
+    started = start_worker()
+    try:
+        with Repo(".") as repo:
+            for i, exp in enumerate(experiments, 1):
+                try:
+                    repo.experiments.run(targets=list(sw.TARGETS), params=list(exp.settings),
+                                         queue=True, name=exp.name)
+                except DvcException as exc:
+                    raise ValueError(f"dvc exp run --queue -n {exp.name} "
+                                     f"{' '.join(f'-S {s}' for s in exp.settings)}: {exc}"
+                                     ) from None
+                print(f"sweep: queued {i}/{len(experiments)} {exp.name}: "
+                      f"{' '.join(exp.settings)}", flush=True)
+    finally:
+        started()
 
 
 def wait(experiments: list[sw.Experiment], baseline: str, *, poll: float, headline: str,
@@ -174,7 +188,7 @@ def wait(experiments: list[sw.Experiment], baseline: str, *, poll: float, headli
             return results
         if restart:
             print("sweep: DVC's queue worker is not running; starting it again", flush=True)
-            start_worker()
+            start_worker()()
         time.sleep(poll)
 
 
