@@ -144,6 +144,7 @@ def report(row: float, each: list[float], took: float, cpu: float,
     for name, seconds in budget.items():
         print(f"  {name + ':':36s}{seconds:6.1f} s")
     queued = [t for t, line in lines if line.startswith("sweep: queued ")]
+    read = [t for t, line in lines if re.match(r"sweep: \d+/\d+ ", line)]
     details = {
         "driver start to the first queued": [queued[0] - start] if queued else [],
         "queueing the rest (worker running)": [queued[-1] - queued[0]] if queued else [],
@@ -155,6 +156,8 @@ def report(row: float, each: list[float], took: float, cpu: float,
                                                                            strict=False)],
         "worker: collected to the next taken": [b[0] - a[1] for a, b in
                                                 zip(tasks, tasks[1:], strict=False)],
+        "last exec-run end to the driver's read": [read[-1] - runs[-1][1]] if read else [],
+        "driver: last read to its end": [end - read[-1]] if read else [],
     }
     print("details")
     for name, values in details.items():

@@ -80,6 +80,13 @@ def test_the_stash_and_the_refs_are_read_as_dvc_writes_them():
     assert lq.exp_refs(listing, BASE) == {"sweep-a-v0-s0": "e" * 40}
 
 
+def test_the_status_names_are_dvcs():
+    from dvc.repo.experiments.executor.base import TaskStatus
+
+    assert lq.TASK_STATUS == tuple(s.name.lower() for s in sorted(TaskStatus))
+    assert lq.TERMINAL == {"failed", "canceled", "finished"} <= set(lq.TASK_STATUS)
+
+
 def snap(queued=(), tasks=None, refs=None, worker=True, busy=False) -> lq.Snapshot:
     return lq.Snapshot(frozenset(queued), tasks or {}, refs or {}, worker, busy)
 

@@ -104,8 +104,6 @@ def snapshot(baseline: str, names: set[str] | None = None) -> tuple[lq.Snapshot,
     Read in this order: the stash, the tasks, then the refs, so that a task seen through
     (``finished``) has its ref seen too (the worker writes the ref first).
     """
-    from dvc.repo.experiments.executor.base import TaskStatus
-
     queued = frozenset(lq.stash_names(command("git", "log", "-g", "--format=%gs", STASH, "--",
                                               check=False)))
     tasks, logs, busy = {}, {}, False
@@ -118,10 +116,9 @@ def snapshot(baseline: str, names: set[str] | None = None) -> tuple[lq.Snapshot,
             continue
         name = info.get("name")
         if names is None or name in names:
-            try:
-                status = TaskStatus(info.get("status")).name.lower()
-            except ValueError:
-                status = "running"
+            status = info.get("status")
+            status = (lq.TASK_STATUS[status] if isinstance(status, int)
+                      and 0 <= status < len(lq.TASK_STATUS) else "running")
             tasks[name] = lq.Task(status, alive or proc is None)
             logs[name] = info_path.with_suffix(".out")
     refs = lq.exp_refs(command("git", "for-each-ref", "--format=%(objectname) %(refname)",

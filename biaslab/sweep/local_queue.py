@@ -29,8 +29,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-# DVC's TaskStatus (dvc.repo.experiments.executor.base), by name in lower case: the states of
-# an experiment the worker took, after which nothing more comes
+# DVC's TaskStatus (dvc.repo.experiments.executor.base), by value, in lower case: an info file
+# holds the number (mapped here, so that a look imports no DVC: a second of start-up)
+TASK_STATUS = ("pending", "preparing", "running", "success", "failed", "canceled", "finished")
+# the states of an experiment the worker took after which nothing more comes
 TERMINAL = frozenset({"failed", "canceled", "finished"})
 QUEUED, RUNNING, SUCCESS, FAILED, MISSING = "queued", "running", "success", "failed", "missing"
 # what the edge puts in Ended.reason for a failure whose log says why
