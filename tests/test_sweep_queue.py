@@ -59,6 +59,7 @@ def test_a_failure_says_its_logs_error_line_else_the_reason_given():
     assert rs.failed(log="x\nsplit: error: why\ny").error == "split: error: why"
     assert rs.failed(log="  \n", error="worker died").error == "worker died"
     assert rs.failed().outcome == sw.Outcome(sw.FAILED)
+    assert sw.error_line("Running stage 'train':\nUpdating lock file 'dvc.lock'\n") is None
     outcomes, grids, errors = rs.split({"a": rs.failed(error="x"), "b": rs.from_commit(
         "r", files(h=HEADLINE, g=GRID), headline_file="h", grid_file="g")})
     assert {n: o.state for n, o in outcomes.items()} == {"a": "failed", "b": "success"}
@@ -131,15 +132,19 @@ def test_watch_a_moment_out_of_the_stash_is_no_loss_but_a_lasting_one_is():
 def test_watch_a_killed_worker_is_started_again_and_its_experiment_failed():
     watch = lq.Watch(["a", "b"], grace=5, stall=60)
     watch.look(snap({"b"}, {"a": lq.Task("running", True)}, busy=True), 0)
-    dead = snap({"b"}, {"a": lq.Task("running", False)}, worker=False)
-    assert watch.look(dead, 2) == ([], False)  # for a moment: no verdict yet
-    ended, restart = watch.look(dead, 7)
+    # the worker is killed; the experiment's process lives on: nobody will collect it, but
+    # the worker waits for its end (one experiment at a time)
+    orphan = snap({"b"}, {"a": lq.Task("running", True)}, worker=False, busy=True)
+    assert [watch.look(orphan, t) for t in (1, 10, 20)] == [([], False)] * 3
+    dead = snap({"b"}, {"a": lq.Task("success", False)}, worker=False)
+    assert watch.look(dead, 22) == ([], False)  # for a moment: no verdict yet
+    ended, restart = watch.look(dead, 27)
     assert ended == [lq.Ended("a", "failed", reason="the DVC queue worker stopped before it "
                               "collected this experiment")]
     assert restart  # for `b`, still queued
-    assert watch.look(dead, 9) == ([], False)  # once, not at every look
+    assert watch.look(dead, 29) == ([], False)  # once, not at every look
     # started again, the worker runs `b`
-    ended, _ = watch.look(snap(tasks={"b": lq.Task("finished", False)}, refs={"b": "r"}), 20)
+    ended, _ = watch.look(snap(tasks={"b": lq.Task("finished", False)}, refs={"b": "r"}), 40)
     assert ended == [lq.Ended("b", "success", rev="r")]
 
 
@@ -189,7 +194,7 @@ def queue_repo(tmp_path, monkeypatch):
     for name, status, pid, code, log in (
             ("r", 2, os.getpid(), None, "Running stage 'train':\n"),
             ("f", 4, gone.pid, 255, "evaluate: error: too few rows\nERROR: failed\n"),
-            ("k", 2, gone.pid, None, "Running stage 'train':\nKilled\n")):
+            ("k", 2, gone.pid, None, "Running stage 'train':\nERROR: killed by signal 9\n")):
         run = repo / sq.RUN_DIR / f"{name}{'0' * 39}"
         run.mkdir(parents=True)
         (run / f"{run.name}.run").write_text(json.dumps({"name": name, "status": status}))
@@ -222,7 +227,7 @@ def test_the_command_waits_and_reads_each_experiment_once(queue_repo, monkeypatc
     assert results["ok"].outcome == sw.Outcome(sw.SUCCESS, exp, json.loads(HEADLINE))
     assert results["f"].error == "evaluate: error: too few rows"
     assert results["k"].error == ("the DVC queue worker stopped before it collected this "
-                                  "experiment (Killed)")
+                                  "experiment (ERROR: killed by signal 9)")
     out = capsys.readouterr().out
     assert [line.split()[1:3] for line in out.splitlines()] == [
         ["1/3", "ok"], ["2/3", "f"], ["3/3", "k"]]

@@ -203,8 +203,8 @@ def result(end: lq.Ended, log: Path | None, *, headline: str, grid: str) -> rs.R
             text = log.read_text(errors="replace")
         except OSError:
             text = dvc("queue", "logs", end.name, check=False)
-    if end.reason != lq.FROM_LOG:
-        said = sw.failure_reason(text) if text.strip() else ""
+    if end.reason != lq.FROM_LOG:  # the log may say why the worker stopped, or nothing
+        said = sw.error_line(text)
         return rs.failed(error=end.reason + (f" ({said})" if said else ""))
     return rs.failed(log=text, error=f"failed (dvc queue logs {end.name})")
 

@@ -153,8 +153,10 @@ class Watch:
         if snap.busy:
             self.progress = now
         left = self.pending()
-        restart = self._lasted("worker", bool(left) and not snap.worker, now) and (
-            self.restarted is None or now - self.restarted >= self.stall / 2)
+        # not while an experiment's process lives on without its worker: one at a time
+        restart = self._lasted("worker", bool(left) and not snap.worker and not snap.busy,
+                               now) and (self.restarted is None
+                                         or now - self.restarted >= self.stall / 2)
         if restart:
             self.restarted = now
         elif left and now - self.progress >= self.stall:

@@ -192,11 +192,18 @@ def failure_reason(log: str) -> str:
     else the last line of the log.
     """
     lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return error_line(log) or (lines[-1] if lines else "failed, with no log")
+
+
+def error_line(log: str) -> str | None:
+    """A stage's last error line (``STAGE: error: ...``) in ``log``, else DVC's last ``ERROR:``
+    line, else None."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
     for pattern in (r"^[\w@.-]+: error: ", r"^ERROR: "):
         hits = [line for line in lines if re.match(pattern, line)]
         if hits:
             return hits[-1]
-    return lines[-1] if lines else "failed, with no log"
+    return None
 
 
 def _reason(name: str, outcome: Outcome) -> str:
