@@ -119,7 +119,7 @@ def snapshot(baseline: str, names: set[str] | None = None) -> tuple[lq.Snapshot,
             status = info.get("status")
             status = (lq.TASK_STATUS[status] if isinstance(status, int)
                       and 0 <= status < len(lq.TASK_STATUS) else "running")
-            tasks[name] = lq.Task(status, alive or proc is None)
+            tasks[name] = lq.Task(status, alive)
             logs[name] = info_path.with_suffix(".out")
     refs = lq.exp_refs(command("git", "for-each-ref", "--format=%(objectname) %(refname)",
                                lq.exp_ref_prefix(baseline)), baseline)

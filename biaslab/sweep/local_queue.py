@@ -43,7 +43,7 @@ _STASH = re.compile(r"^commit: dvc-exp:[0-9a-f]+:[0-9a-f]+:(?P<name>[^:\s]*)")
 @dataclass(frozen=True)
 class Task:
     """An experiment the worker took: DVC's status of it (``TaskStatus`` name, lower case) and
-    whether its ``dvc exp exec-run`` process is alive."""
+    whether its ``dvc exp exec-run`` process is alive (not yet started: False)."""
 
     status: str
     alive: bool
