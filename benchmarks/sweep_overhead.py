@@ -143,6 +143,11 @@ def report(row: float, each: list[float], took: float, cpu: float,
     print("\nwhere the local sweep's time goes (adds up to its wall time)")
     for name, seconds in budget.items():
         print(f"  {name + ':':36s}{seconds:6.1f} s")
+    # what the queue and the driver add whatever the experiments' own speed: the part of the
+    # ratio that a load on the machine does not move much
+    outside = took - budget["exec-run, the experiments"]
+    print(f"  {'outside the exec-runs, in all:':36s}{outside:6.1f} s ({outside / row:.0%} of the "
+          "sum in a row)")
     queued = [t for t, line in lines if line.startswith("sweep: queued ")]
     read = [t for t, line in lines if re.match(r"sweep: \d+/\d+ ", line)]
     details = {
