@@ -29,6 +29,7 @@ import yaml
 from biaslab.sweep import ray_cluster as rs
 from biaslab.sweep import ray_task
 from biaslab.sweep import table as sw
+from biaslab.sweep.results import split
 from tests.conftest import ROOT, copy_repo, edit_params, repo_env, sh
 
 PARAMS = {"weights": {"schemes": ["none"]}, "train": {"epochs": 1},
@@ -138,13 +139,14 @@ def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_pat
     monkeypatch.chdir(repo)
     args = Namespace(git_remote="origin", headline="metrics/fairness.json",
                      grid="metrics/grid.csv")
-    outcomes, grids, errors = {}, {}, {}
-    tool.bring_back([{"name": "sweep-good", "state": "success"},
-                     {"name": "sweep-bad", "state": "success"},
-                     {"name": "sweep-empty", "state": "success"},
-                     {"name": "sweep-log", "state": "failed", "log": "x\nsplit: error: why\ny"},
-                     {"name": "sweep-died", "state": "failed", "error": "worker died"}],
-                    commit, args, outcomes, grids, errors)
+    back = tool.bring_back([{"name": "sweep-good", "state": "success"},
+                            {"name": "sweep-bad", "state": "success"},
+                            {"name": "sweep-empty", "state": "success"},
+                            {"name": "sweep-log", "state": "failed",
+                             "log": "x\nsplit: error: why\ny"},
+                            {"name": "sweep-died", "state": "failed", "error": "worker died"}],
+                           commit, args)
+    outcomes, grids, errors = split(back)
     good = sh(repo, "git", "rev-parse", ray_task.exp_ref(commit, "sweep-good")).stdout.strip()
     assert outcomes["sweep-good"] == sw.Outcome(sw.SUCCESS, good, {"none": {"fixed": {"acc": 0.9}}})
     assert grids["sweep-good"].to_dict("records") == [
@@ -157,9 +159,8 @@ def test_the_driver_fetches_each_experiment_and_reads_it_from_its_commit(tmp_pat
     assert errors["sweep-empty"].endswith("metrics/fairness.json: no headline figures")
     assert errors["sweep-log"] == "split: error: why" and errors["sweep-died"] == "worker died"
     # a ref the Git remote lacks (removed meanwhile): failed, the sweep goes on
-    tool.bring_back([{"name": "sweep-gone", "state": "success"}], commit, args, outcomes, grids,
-                    errors)
-    assert outcomes["sweep-gone"].state == sw.FAILED and errors["sweep-gone"].startswith(
+    gone = tool.bring_back([{"name": "sweep-gone", "state": "success"}], commit, args)
+    assert gone["sweep-gone"].outcome.state == sw.FAILED and gone["sweep-gone"].error.startswith(
         "not fetched: git fetch")
 
 

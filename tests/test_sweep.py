@@ -1,9 +1,5 @@
-"""The sweep: its plan, reading `dvc exp show --json`, the table, the figure; and one real sweep.
-
-The `dvc exp show --json` structures below have the shape DVC 3.67 writes (a workspace entry,
-then the baseline commit with its experiments, each with its revisions and its queue
-executor); a failed experiment there carries the metrics of the commit it was queued from.
-"""
+"""The sweep: its plan, the table, the figure; and one real sweep (DVC's queue, watched as
+tests/test_sweep_queue.py tests it piece by piece)."""
 
 import json
 import os
@@ -19,9 +15,6 @@ from scipy import stats
 from biaslab.sweep import table as sw
 from biaslab.sweep.figure import sweep_figure
 from tests.conftest import ROOT, copy_repo, repo_env, sh
-
-BASE = "9851363c16fb7cb0bc2171bfc732dc9cedc748bb"
-
 
 # ------------------------------------------------------------------ the plan
 
@@ -112,7 +105,7 @@ def test_plan_rejects(param, values, seeds, fixed, says):
         sw.plan(param, values, seeds, prefix="s", fixed=fixed)
 
 
-# ------------------------------------------------------------------ dvc exp show --json
+# ------------------------------------------------------------------ the table
 
 def headline(flip: float) -> dict:
     """fairness.json of one experiment: two schemes x one method. DVC leaves nulls out."""
@@ -120,28 +113,6 @@ def headline(flip: float) -> dict:
                                "shifted.accuracy": 0.8, "s.disparate_impact": 0.6,
                                "degenerate": False}}
             for scheme in ("none", "reweighing")}
-
-
-def entry(name: str, state: str, rev: str, metrics: dict | None) -> dict:
-    error = {"msg": "Experiment run failed", "type": ""} if state == "failed" else None
-    return {"revs": [{"rev": rev, "name": name, "error": error, "experiments": None, "data": {
-                "rev": rev, "timestamp": "2026-11-24T22:47:04", "meta": {}, "deps": {},
-                "outs": {}, "params": {"params.yaml": {"data": {"bias": {"p0": 0.4}}}},
-                "metrics": {} if metrics is None else {
-                    "metrics/fairness.json": {"data": metrics}}}}],
-            "executor": {"state": state, "name": "dvc-task", "local": {
-                "root": None, "log": None, "pid": None, "returncode": None, "task_id": rev}},
-            "name": name}
-
-
-def show(*experiments: dict) -> list[dict]:
-    stale = headline(0.777)  # the baseline's metrics
-    return [
-        {"rev": "workspace", "name": None, "error": None, "experiments": None,
-         "data": {"rev": "workspace", "metrics": {"metrics/fairness.json": {"data": stale}}}},
-        {"rev": BASE, "name": "master", "error": None, "experiments": list(experiments),
-         "data": {"rev": BASE, "metrics": {"metrics/fairness.json": {"data": stale}}}},
-    ]
 
 
 def grid(flip: float, excess: bool = True) -> pd.DataFrame:
@@ -164,34 +135,16 @@ def grid(flip: float, excess: bool = True) -> pd.DataFrame:
 
 PLAN = sw.plan(sw.BIAS_STRENGTH, ["0.1", "0.5"], [0, 1], prefix="sweep-a")
 OK0, OK1, FAILED, QUEUED = (e.name for e in PLAN)  # v0-s0, v0-s1, v1-s0, v1-s1
-SHOW = show(entry(OK0, "success", "a" * 40, headline(0.3)),
-            entry("sweep-old-v0-s0", "success", "c" * 40, headline(0.555)),  # an older sweep
-            entry(OK1, "success", "b" * 40, headline(0.2)),
-            entry(FAILED, "failed", "d" * 40, headline(0.777)),  # stale: the baseline's
-            entry(QUEUED, "queued", "e" * 40, {}))
-
-
-def test_outcomes_come_from_the_executor_state_never_the_metrics():
-    got = sw.outcomes(SHOW, [e.name for e in PLAN] + ["sweep-a-v9-s0"])
-    assert {n: o.state for n, o in got.items()} == {
-        OK0: "success", OK1: "success", FAILED: "failed", QUEUED: "queued",
-        "sweep-a-v9-s0": "missing"}
-    assert got[OK0].rev == "a" * 40 and got[OK0].headline == headline(0.3)
-    assert got[FAILED].headline is None and got[QUEUED].headline is None
-    assert "sweep-old-v0-s0" not in got
-
-
-def test_a_success_without_readable_metrics_counts_as_failed():
-    broken = entry(OK0, "success", "a" * 40, None)
-    broken["revs"][0]["data"]["metrics"] = {
-        "metrics/fairness.json": {"error": {"type": "FileNotFoundError", "msg": "gone"}}}
-    assert sw.outcomes(show(broken), [OK0])[OK0].state == "failed"
+OUTCOMES = {OK0: sw.Outcome("success", "a" * 40, headline(0.3)),
+            OK1: sw.Outcome("success", "b" * 40, headline(0.2)),
+            FAILED: sw.Outcome("failed", "d" * 40),
+            QUEUED: sw.Outcome("queued")}
 
 
 def test_table_one_row_per_experiment_scheme_method_and_failures_without_figures():
     grids = {OK0: grid(0.3), OK1: grid(0.2), FAILED: grid(0.777)}  # FAILED's is stale
     errors = {FAILED: "postprocess: error: group s=0 needs both classes"}
-    table = sw.sweep_table(PLAN, sw.outcomes(SHOW, [e.name for e in PLAN]), grids,
+    table = sw.sweep_table(PLAN, OUTCOMES, grids,
                            param=sw.BIAS_STRENGTH, errors=errors)
     assert list(table.columns[:7]) == sw.ID_COLUMNS
     # grid.csv's order: the figures with an interval, then the flags
@@ -226,7 +179,7 @@ def test_figures_come_from_grid_csv_with_the_reasons_of_missing_ones():
         "s.insufficient": "equalized_odds_difference: s=0 has 4 positives",
         "s&sex.disparate_impact": 0.5, "s&sex.disparate_impact_lo": 0.4,
         "s&sex.disparate_impact_hi": 0.6})
-    table = sw.sweep_table(PLAN[:1], sw.outcomes(SHOW, [OK0]), {OK0: cells}, param="+bias.p0")
+    table = sw.sweep_table(PLAN[:1], OUTCOMES, {OK0: cells}, param="+bias.p0")
     assert table["s.equalized_odds_difference"].isna().all()
     assert "s.equalized_odds_difference_hi" in table
     assert "s&sex.disparate_impact" not in table  # intersections stay in grid.csv
@@ -237,12 +190,12 @@ def test_figures_come_from_grid_csv_with_the_reasons_of_missing_ones():
 
 
 def test_a_missing_experiment_or_grid_is_a_failed_row():
-    outcomes = sw.outcomes(SHOW, [OK0, "sweep-a-v9-s0"])
+    outcomes = {OK0: OUTCOMES[OK0], "sweep-a-v9-s0": sw.Outcome("missing")}
     exps = [PLAN[0], sw.Experiment("sweep-a-v9-s0", 0.3, 0, ())]
     table = sw.sweep_table(exps, outcomes, {}, param=sw.BIAS_STRENGTH)
     assert table["status"].tolist() == ["failed", "failed"]
     assert table["error"].tolist() == ["no metrics/grid.csv in the experiment's commit",
-                                       "not in dvc exp show (removed?)"]
+                                       "left DVC's queue without a result (removed?)"]
 
 
 @pytest.mark.parametrize(("log", "reason"), [

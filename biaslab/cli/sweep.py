@@ -1,8 +1,9 @@
 """The headline figures against a param: one DVC experiment per value x training seed.
 
 Queues one experiment per (value, training seed) with `dvc exp run --queue`, runs them one at a
-time with `dvc queue start`, waits for them, then writes metrics/sweep.csv (one row per
-experiment x scheme x method: the figures and gaps with their intervals) and reports/sweep.png.
+time with `dvc queue start`, reads each one from its Git commit as it ends, then writes
+metrics/sweep.csv (one row per experiment x scheme x method: the figures and gaps with their
+intervals) and reports/sweep.png.
 Any params.yaml key can be swept (--param), or the bias strength k (p0 = 0.5 - k,
 p1 = 0.5 + k); --set holds settings of every experiment. Run it from the repository's root.
 
@@ -15,41 +16,28 @@ on a cluster instead, each in its own clone of the Git remote (--git-remote), an
 through the Git and DVC remotes, each as soon as its task ends; the table and figure are the
 same. Experiments that the Git remote already has are not run again.
 """
-# How: each experiment's grid.csv is read in the experiment's own commit (git show), since
-# `dvc exp show` has the headline metrics only; biaslab.sweep.table has the rest, and
-# biaslab.sweep.ray_cluster the Ray tasks.
+# How: each experiment is read once, as it ends, from its own commit (git show; the headline
+# and grid.csv: biaslab.sweep.results), on DVC's queue (biaslab.cli.sweep_queue, which watches
+# the queue's state files, never `dvc exp show`) as on Ray (biaslab.sweep.ray_cluster);
+# biaslab.sweep.table has the plan and the table.
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import gc
-import io as text_io
-import json
-import os
+import importlib
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from biaslab import artifacts
+from biaslab.cli.sweep_queue import command, run_local
 from biaslab.config import ConfigError, load_params, parse_params
 from biaslab.sweep import ray_cluster, ray_task
+from biaslab.sweep import results as rs
 from biaslab.sweep import table as sw
-from biaslab.sweep.figure import sweep_figure
 
-# the environment's own dvc, and the stages' python, even when PATH does not lead to them
-BIN = str(Path(sys.executable).parent)
-ENV = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", ""),
-       "DVC_NO_ANALYTICS": "1"}
-PENDING = ("queued", "running")
-# `dvc exp show` hangs now and then (pygit2 1.21's BlobIO loses a wake-up when the machine is
-# busy): every command is given this long, then stopped and, when polling, asked again
-TIMEOUT = 120.0
 EXAMPLES = """\
   biaslab sweep                                  # bias strength k = 0 0.1 ... 0.5, seeds 0 1
   biaslab sweep --values 0 0.2 0.4 --seeds 0 1 2 --set train.epochs=5
@@ -60,136 +48,8 @@ EXAMPLES = """\
 """
 
 
-def command(*args: str, check: bool = True, timeout: float = TIMEOUT) -> str:
-    """Run ``ARGS``; its stdout. A failure (with ``check``) or a hang is one error naming it."""
-    try:
-        proc = subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ValueError(f"{' '.join(args)}: no answer in {timeout:.0f} s") from None
-    if check and proc.returncode != 0:
-        said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
-        raise ValueError(f"{' '.join(args)} failed ({proc.returncode}): {' / '.join(said)}")
-    return proc.stdout
-
-
-def dvc(*args: str, check: bool = True, timeout: float = TIMEOUT) -> str:
-    return command("dvc", *args, check=check, timeout=timeout)
-
-
-def start_worker() -> None:
-    """``dvc queue start``: the worker it leaves behind would hold a pipe open, so its output
-    goes to a file."""
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.run(["dvc", "queue", "start", "-j", "1"], env=ENV, stdout=out,
-                              stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
-        if proc.returncode != 0:
-            out.seek(0)
-            raise ValueError(f"dvc queue start failed ({proc.returncode}): {out.read()[-500:]}")
-
-
-def exp_show() -> list[dict]:
-    return json.loads(dvc("exp", "show", "--json", timeout=TIMEOUT / 2))
-
-
-def queue(experiments: list[sw.Experiment]) -> None:
-    """Queue every experiment; fails before queueing any if another one waits in the queue."""
-    waiting = [e["name"] for b in exp_show() for e in (b.get("experiments") or [])
-               if (e.get("executor") or {}).get("state") in PENDING]
-    if waiting:
-        raise ValueError(f"the DVC queue already holds {len(waiting)} experiment(s) "
-                         f"({', '.join(map(str, waiting[:5]))}); let them end (dvc queue "
-                         "status) or remove them (dvc queue remove --queued) first")
-    for i, exp in enumerate(experiments, 1):
-        dvc("exp", "run", "--queue", "-q", "-n", exp.name, *[a for s in exp.settings
-                                                              for a in ("-S", s)],
-            *sw.TARGETS)
-        print(f"sweep: queued {i}/{len(experiments)} {exp.name}: {' '.join(exp.settings)}",
-              flush=True)
-
-
-def wait(experiments: list[sw.Experiment], poll: float,
-         headline: str) -> dict[str, sw.Outcome]:
-    """Poll ``dvc exp show`` until no experiment of the sweep is queued or running."""
-    names, settings = [e.name for e in experiments], {e.name: e.settings for e in experiments}
-    seen: dict[str, str] = {}
-    running_since: dict[str, float] = {}
-    stalled, done, misread = 0, 0, 0
-    while True:
-        try:
-            states = sw.outcomes(exp_show(), names, headline_file=headline)
-            misread = 0
-        except ValueError:  # fails now and then while the worker swaps folders, or hangs
-            misread += 1
-            if misread == 5:
-                raise
-            time.sleep(poll)
-            continue
-        for name, outcome in states.items():
-            if outcome.state == "running":
-                running_since.setdefault(name, time.monotonic())
-            elif outcome.state not in PENDING and seen.get(name) != outcome.state:
-                done += 1
-                took = (f" after {time.monotonic() - running_since[name]:.0f} s"
-                        if name in running_since else "")
-                print(f"sweep: {done}/{len(names)} {name} {outcome.state}{took}: "
-                      f"{' '.join(settings[name])}", flush=True)
-            seen[name] = outcome.state
-        pending = [o.state for o in states.values() if o.state in PENDING]
-        if not pending:
-            return states
-        # the worker ends when the queue is empty; one that died leaves ours queued for ever
-        stalled = stalled + 1 if "running" not in pending else 0
-        if stalled == 3:
-            print("sweep: no experiment running; starting the queue worker again", flush=True)
-            start_worker()
-        elif stalled == 12:
-            raise ValueError("the DVC queue worker runs none of the queued experiments "
-                             "(dvc queue status)")
-        time.sleep(poll)
-
-
-def collect(outcomes: dict[str, sw.Outcome], grid_path: str):
-    """Each successful experiment's grid.csv; why each failed one failed (its queue log).
-
-    grid.csv is a git-tracked output (cache: false), so the experiment's commit holds it: read
-    with ``git show REV:PATH`` (dvc.api.read reads through pygit2, see TIMEOUT).
-    """
-    grids, errors = {}, {}
-    for name, outcome in outcomes.items():
-        if outcome.state == sw.SUCCESS:
-            try:
-                grids[name] = read_grid(outcome.rev, grid_path)
-            except ValueError as exc:  # pandas' parser errors are ValueErrors
-                errors[name] = f"unreadable in the experiment's commit: {exc}"
-        elif outcome.state == sw.FAILED:
-            errors[name] = sw.failure_reason(dvc("queue", "logs", name, check=False))
-    return grids, errors
-
-
-def read_grid(rev: str, path: str) -> pd.DataFrame:
-    return pd.read_csv(text_io.StringIO(command("git", "show", f"{rev}:{path}")))
-
-
-def stop(experiments: list[sw.Experiment], why: str) -> None:
-    """Stop this sweep's running experiments and take its queued ones off the queue."""
-    names = [e.name for e in experiments]
-    try:
-        states = sw.outcomes(exp_show(), names)
-    except ValueError:  # DVC itself fails: take every name off the queue
-        states = {name: sw.Outcome("queued") for name in names}
-    running = [n for n, o in states.items() if o.state == "running"]
-    queued = [n for n, o in states.items() if o.state == "queued"]
-    if queued:
-        dvc("queue", "remove", *queued, check=False)
-    if running:
-        dvc("queue", "kill", "--force", *running, check=False)
-    if queued or running or why == "interrupted":
-        print(f"sweep: {why}; {len(queued)} queued experiment(s) removed, {len(running)} "
-              "stopped; the finished ones stay in dvc exp show", file=sys.stderr)
-
-
-def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, dict, dict]:
-    """Run the sweep on the Ray cluster ``args.ray``: outcomes, grids and errors by name.
+def on_ray(experiments: list[sw.Experiment], params: dict, args) -> dict[str, rs.Result]:
+    """Run the sweep on the Ray cluster ``args.ray``: each experiment's result, by name.
 
     The checks come first (a Git remote holding this clean commit, a default DVC remote);
     experiments the Git remote has already are not run again (biaslab/sweep/ray_cluster.py). Each
@@ -206,10 +66,10 @@ def on_ray(experiments: list[sw.Experiment], params: dict, args) -> tuple[dict, 
     jobs = {e.name: ray_task.Job(e.name, e.settings, commit, url, remote,
                                   workdir=res["workdir"], events=events, targets=sw.TARGETS)
             for e in experiments}
-    back: tuple[dict, dict, dict] = ({}, {}, {})
+    back: dict[str, rs.Result] = {}
     ray_cluster.run(experiments, jobs, address=args.ray, res=res, done=done,
                   say=lambda line: print(line, flush=True),
-                  on_results=lambda results: bring_back(results, commit, args, *back))
+                  on_results=lambda results: back.update(bring_back(results, commit, args)))
     return back
 
 
@@ -225,45 +85,36 @@ def dvc_config() -> dict:
         raise ValueError(f"DVC's config (.dvc/config): {exc}") from None
 
 
-def bring_back(results: list[dict], commit: str, args, outcomes: dict, grids: dict,
-               errors: dict) -> None:
-    """The outcome, grid and error of each result of Ray tasks (biaslab/sweep/ray_cluster.py), into
-    ``outcomes``, ``grids`` and ``errors``.
+def bring_back(results: list[dict], commit: str, args) -> dict[str, rs.Result]:
+    """The result of each of ``results``, those of Ray tasks (biaslab/sweep/ray_cluster.py).
 
     A success's Git ref is fetched from the Git remote, as ``dvc exp pull -f --no-cache``
     fetches it (its commit: the experiment is then in ``dvc exp show``; its models stay on the
-    DVC remote), and its headline and grid.csv are read from that commit, with no ``dvc exp
-    show``: as in a local sweep, a success whose headline or grid cannot be read is failed.
+    DVC remote), and its headline and grid.csv are read from that commit
+    (:func:`biaslab.sweep.results.from_commit`, as a local sweep reads its experiments): a
+    success whose headline or grid cannot be read is failed.
     """
-    refs = {}
+    back, refs = {}, {}
     for result in results:
         name = result["name"]
         if result["state"] == sw.SUCCESS:
             refs[name] = ray_task.exp_ref(commit, name)
         else:
-            outcomes[name] = sw.Outcome(sw.FAILED)
-            errors[name] = (sw.failure_reason(result["log"]) if result.get("log")
-                            else result.get("error", "failed"))
+            back[name] = rs.failed(log=result.get("log"), error=result.get("error", "failed"))
     try:
         if refs:
             command("git", "fetch", "-q", args.git_remote, *[f"+{r}:{r}" for r in refs.values()])
-    except ValueError as exc:
-        for name in refs:  # on the Git remote still: the next run fetches them
-            outcomes[name], errors[name] = sw.Outcome(sw.FAILED), f"not fetched: {exc}"
-        return
+    except ValueError as exc:  # on the Git remote still: the next run fetches them
+        return back | {name: rs.failed(error=f"not fetched: {exc}") for name in refs}
     for name, ref in refs.items():
-        rev = None
         try:
             rev = command("git", "rev-parse", ref).strip()
-            headline = json.loads(command("git", "show", f"{rev}:{args.headline}"))
-            if not isinstance(headline, dict) or not headline:
-                raise ValueError(f"{args.headline}: no headline figures")
-            grids[name] = read_grid(rev, args.grid)
-        except ValueError as exc:  # json's and pandas' parser errors are ValueErrors
-            outcomes[name] = sw.Outcome(sw.FAILED, rev)
-            errors[name] = f"unreadable in the experiment's commit: {exc}"
-        else:
-            outcomes[name] = sw.Outcome(sw.SUCCESS, rev, headline)
+        except ValueError as exc:
+            back[name] = rs.failed(error=f"{rs.UNREADABLE}{exc}")
+            continue
+        back[name] = rs.from_commit(rev, lambda path, rev=rev: command(
+            "git", "show", f"{rev}:{path}"), headline_file=args.headline, grid_file=args.grid)
+    return back
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -278,7 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="settings of every experiment (e.g. train.epochs=5)")
     parser.add_argument("--method", default="fixed", help="threshold method in the figure")
-    parser.add_argument("--poll", type=float, default=10.0, help="seconds between checks")
+    parser.add_argument("--poll", type=float, default=1.0,
+                        help="seconds between looks at DVC's queue (a few ms each)")
     parser.add_argument("--grid", default="metrics/grid.csv", help="inside each experiment")
     parser.add_argument("--headline", default="metrics/fairness.json",
                         help="inside each experiment")
@@ -299,23 +151,16 @@ def run_experiments(experiments: list[sw.Experiment], params: dict,
     """Each experiment's outcome, grid and error (by name), run from DVC's queue or on Ray."""
     if args.ray:
         try:
-            return on_ray(experiments, params, args)
+            return rs.split(on_ray(experiments, params, args))
         except KeyboardInterrupt:
             print("sweep: interrupted; the running experiments were stopped, those pushed "
                   "stay on the Git remote and the next run takes them as they are",
                   file=sys.stderr)
             sys.exit(130)
-    try:
-        queue(experiments)
-        start_worker()
-        outcomes = wait(experiments, args.poll, args.headline)
-    except KeyboardInterrupt:
-        stop(experiments, "interrupted")
-        sys.exit(130)
-    except ValueError:
-        stop(experiments, "stopped")
-        raise
-    return outcomes, *collect(outcomes, args.grid)
+    # the figure's imports (scipy, matplotlib: seconds on the 2-core machine) wait until the
+    # first experiment runs, rather than delay it
+    return rs.split(run_local(experiments, args, meanwhile=lambda: importlib.import_module(
+        "biaslab.sweep.figure")))
 
 
 def run(args) -> int:
@@ -349,6 +194,9 @@ def sweep(args) -> int:
     table = sw.sweep_table(experiments, outcomes, grids, param=args.param, errors=errors)
     # the experiments' own level (the seeds' intervals are combined at it)
     level = parse_params(sw.applied(params, experiments[0].settings)).evaluate.level
+    from biaslab import artifacts
+    from biaslab.sweep.figure import sweep_figure
+
     figure = sweep_figure(table, method=args.method, level=level)
 
     artifacts.write_csv(table, args.out)

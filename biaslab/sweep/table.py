@@ -1,14 +1,14 @@
 """The sweep: one DVC experiment per (value, training seed) of a param, read back as a table.
 
 ``biaslab sweep`` (:mod:`biaslab.cli.sweep`) queues the experiments with ``dvc exp run
---queue``, runs them with ``dvc queue start`` and reads them back with ``dvc exp show --json``.
-This module holds what needs no DVC: the plan (the ``-S`` settings of each experiment), the
-outcome of each experiment in ``dvc exp show``'s output and the table of results
-(``metrics/sweep.csv``).
+--queue``, runs them with ``dvc queue start`` (or as Ray tasks) and reads each one back from its
+Git commit as it ends (:mod:`biaslab.sweep.results`). This module holds what needs no DVC: the
+plan (the ``-S`` settings of each experiment), the outcome of each experiment and the table of
+results (``metrics/sweep.csv``).
 
-Why the outcome is read from DVC's executor state and never from the metrics alone: an
-experiment that failed still shows metrics in ``dvc exp show``, those of the commit it was
-queued from (stale). Its rows carry ``status = failed`` and the reason, never a figure.
+Why a failed experiment has no figures: ``dvc exp show`` shows one with the metrics of the
+commit it was queued from (stale); the sweep reads figures from a successful experiment's own
+commit only. A failed one's rows carry ``status = failed`` and the reason, never a figure.
 
 The table's figure is :mod:`biaslab.sweep.figure`.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -55,11 +55,10 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``dvc exp show --json`` says of one experiment.
+    """How one experiment ended.
 
-    ``state`` is DVC's executor state (success, failed, queued, running), or ``missing`` when
-    the experiment is not in the output; ``headline`` (scheme -> method -> figures) is given
-    for a successful experiment only.
+    ``state``: success, failed, or missing (no longer in DVC's queue, never ended); ``rev``:
+    its commit; ``headline`` (scheme -> method -> figures): a success's only.
     """
 
     state: str
@@ -186,33 +185,6 @@ def _check_unique(name: str, items: Sequence) -> None:
         raise ValueError(f"{name}: {', '.join(twice)} given more than once")
 
 
-def outcomes(show: list[dict], names: Iterable[str], *,
-             headline_file: str = "metrics/fairness.json") -> dict[str, Outcome]:
-    """The outcome of each experiment ``names`` in the output of ``dvc exp show --json``.
-
-    Experiments of other names (older sweeps, other experiments) are ignored; a name that is
-    not there is ``missing``. A successful experiment whose ``headline_file`` DVC could not
-    read is ``failed``.
-    """
-    names = list(names)
-    wanted, found = set(names), {}
-    for baseline in show:
-        for exp in baseline.get("experiments") or []:
-            name = exp.get("name")
-            if name not in wanted or not exp.get("revs"):
-                continue
-            rev = exp["revs"][-1]  # the last revision: the experiment's result
-            state = (exp.get("executor") or {}).get("state") or (
-                FAILED if rev.get("error") else SUCCESS)
-            headline = None
-            if state == SUCCESS:
-                headline = (rev.get("data", {}).get("metrics", {})
-                            .get(headline_file, {}).get("data"))
-                state = SUCCESS if isinstance(headline, dict) and headline else FAILED
-            found[name] = Outcome(state, rev.get("rev"), headline)
-    return {name: found.get(name, Outcome("missing")) for name in names}
-
-
 def failure_reason(log: str) -> str:
     """The line of an experiment's log that says why it failed.
 
@@ -220,17 +192,24 @@ def failure_reason(log: str) -> str:
     else the last line of the log.
     """
     lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return error_line(log) or (lines[-1] if lines else "failed, with no log")
+
+
+def error_line(log: str) -> str | None:
+    """A stage's last error line (``STAGE: error: ...``) in ``log``, else DVC's last ``ERROR:``
+    line, else None."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
     for pattern in (r"^[\w@.-]+: error: ", r"^ERROR: "):
         hits = [line for line in lines if re.match(pattern, line)]
         if hits:
             return hits[-1]
-    return lines[-1] if lines else "failed, with no log"
+    return None
 
 
 def _reason(name: str, outcome: Outcome) -> str:
     return {
         FAILED: f"failed (dvc queue logs {name})",
-        "missing": "not in dvc exp show (removed?)",
+        "missing": "left DVC's queue without a result (removed?)",
         SUCCESS: "no metrics/grid.csv in the experiment's commit",
     }.get(outcome.state, f"still {outcome.state} when the sweep was collected")
 
@@ -242,7 +221,7 @@ def sweep_table(experiments: Sequence[Experiment], outcomes: Mapping[str, Outcom
 
     Parameters
     ----------
-    experiments, outcomes : the plan, and what ``dvc exp show`` says of each experiment.
+    experiments, outcomes : the plan, and how each experiment ended.
     grids : grid.csv of each successful experiment (by name), from its commit: the figures and
         their intervals, at full precision, one row per scheme x method.
     errors : why an experiment failed (its log's error line).
