@@ -8,8 +8,7 @@ that a param names (biaslab.config.columns), so dvc.yaml gives it those keys as 
 import argparse
 
 from biaslab import artifacts
-from biaslab.config import load_config
-from biaslab.config.columns import check_columns
+from biaslab.config import check_columns, load_config
 from biaslab.data.group_keys import IMAGES, images_text, unit_word
 from biaslab.data.split import (
     missing_in_parts,

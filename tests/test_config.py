@@ -462,20 +462,13 @@ def _repo_params() -> dict:
     return load_params(REPO / "params.yaml")
 
 
-# params.yaml's keys that set up the embedded digits task rather than a default for any data:
-# their library defaults (the CLI's too)
-TASK_KEYS = {("split", "train_size"): 0}
-
-
 def test_defaults_equal_the_values_in_params_yaml():
-    """One set of defaults: the models' (the CLI's) are the repository's params.yaml."""
+    """One set of defaults: the models' (the CLI's) are the repository's params.yaml. None is
+    the digits task's alone: split.train_size is auto, 500 on the digits only."""
     defaults = Params()
     checked = 0
     for name, section in _repo_params().items():
         for key, value in section.items():
-            if (name, key) in TASK_KEYS:  # the embedded task's, not every dataset's
-                assert getattr(getattr(defaults, name), key) == TASK_KEYS[name, key]
-                continue
             if isinstance(value, list) and value and isinstance(value[0], dict):
                 value = getattr(parse_section(name, {key: value}), key)  # report.criteria
             assert getattr(getattr(defaults, name), key) == value, f"{name}.{key}"
@@ -484,10 +477,7 @@ def test_defaults_equal_the_values_in_params_yaml():
 
 
 def test_repo_params_yaml_is_valid():
-    task = {}
-    for (section, key), _ in TASK_KEYS.items():
-        task.setdefault(section, {})[key] = _repo_params()[section][key]
-    assert load_config(REPO / "params.yaml") == parse_params(task)
+    assert load_config(REPO / "params.yaml") == Params()
 
 
 def test_schema_file_is_up_to_date():

@@ -92,15 +92,25 @@ def test_rows_say_default_allowed_values_and_meaning():
 def test_where_params_yaml_differs_from_a_default_the_reference_says_so():
     from biaslab.config import load_params
 
-    params = load_params(ROOT / "params.yaml")
-    # the models' defaults are params.yaml's today: the reference then says nothing more
-    lines = hook.render_reference(Params, params).splitlines()
-    assert not any("(params.yaml:" in line for line in lines)
-    changed = {**params, "split": {**params["split"], "train_size": 500}}
-    lines = hook.render_reference(Params, changed).splitlines()
+    values = load_params(ROOT / "params.yaml")
+    lines = hook.render_reference(Params, values).splitlines()
+    assert sum("(params.yaml:" in line for line in lines) == 0  # one set of defaults
+    values["split"] = {**values["split"], "train_size": 500}
+    lines = hook.render_reference(Params, values).splitlines()
     row = next(line for line in lines if line.startswith("| `split.train_size` |"))
     assert "`auto` (params.yaml: `500`)" in row
     assert sum("(params.yaml:" in line for line in lines) == 1
+
+
+def test_keys_that_name_columns_say_they_are_checked():
+    lines = hook.render_reference(Params).splitlines()
+    checked = {re.match(r"\| `([^`]+)` \|", line)[1] for line in lines
+               if "checked by split before any training" in line}
+    assert {"evaluate.groups", "split.stratify", "weights.column",
+            "report.criteria[].attributes", "split.train_composition"} <= checked
+    assert "split.train_size" not in checked
+    row = next(line for line in lines if line.startswith("| `split.train_composition` |"))
+    assert "its attribute names columns of the index" in row
 
 
 def test_every_field_has_a_description():

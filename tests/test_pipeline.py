@@ -134,6 +134,26 @@ def test_exp_show_and_metrics_diff_list_only_the_headline(repo):
     assert set(workspace["data"]) == {"metrics/fairness.json", "metrics/verdict.json"}
 
 
+def test_a_column_the_index_lacks_stops_the_run_at_split_before_any_training(repo):
+    model = repo / "models/none/seed0/model.pt"
+    before = model.read_bytes()
+    # the digits have no sex column; a new epochs value would retrain every model after split
+    edit_params(repo, evaluate={"groups": ["sex"]}, train={"epochs": 3})
+    proc = sh(repo, "dvc", "repro", check=False)
+    assert proc.returncode != 0
+    assert re.search(r"^split: error: evaluate\.groups: column 'sex' not in the index \(after "
+                     r"bias\); columns: \['row', .*'s'\]$", proc.stderr, re.M), proc.stderr
+    assert ran(proc) == {"params", "split"}  # no weights, no train
+    assert model.read_bytes() == before
+
+
+def test_a_valid_change_of_a_column_key_reruns_its_check_but_trains_nothing(repo):
+    edit_params(repo, evaluate={"groups": ["s", "digit"]})
+    assert ran(sh(repo, "dvc", "repro")) == {
+        "params", "split", "evaluate", "explain@none", "explain@reweighing", "report"}
+    assert "digit.disparate_impact" in pd.read_csv(repo / "metrics/grid.csv").columns
+
+
 @pytest.mark.parametrize(
     ("section", "values", "message"),
     [
@@ -169,8 +189,9 @@ def test_every_scheme_and_method_runs_in_the_pipeline(repo):
                 postprocess={"methods": list(METHODS)})
     stages = ran(sh(repo, "dvc", "repro", "--glob", "weights@*"))
     # weights.column is a param of every weights stage: all run (seconds); their outputs
-    # are byte-identical where nothing changed, so no model retrains for it
-    assert stages == {"params", *(f"weights@{s}" for s in SCHEMES)}
+    # are byte-identical where nothing changed, so no model retrains for it; split checks
+    # that the column exists (its output unchanged)
+    assert stages == {"params", "split", *(f"weights@{s}" for s in SCHEMES)}
     for scheme in SCHEMES:
         table = pd.read_parquet(repo / f"data/weights/{scheme}.parquet")
         train = table["weight"].dropna()

@@ -318,7 +318,9 @@ def test_parts_error_names_three_lacks_per_part_then_counts():
 def _run_stage(tmp_path, table, split_params):
     table[["row", "label"]].to_parquet(tmp_path / "index.parquet")
     table.drop(columns="label").to_parquet(tmp_path / "bias.parquet")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"split": split_params}))
+    # every row kept: these tables are not the digits task (auto would subsample to 500)
+    params = {"split": {"train_size": 0, **split_params}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "split.parquet"
     proc = subprocess.run(
         [sys.executable, "-m", "stages.split", "--index", str(tmp_path / "index.parquet"),
@@ -367,3 +369,22 @@ def test_no_patient_in_two_splits_on_the_real_nih_table():
     assert (table.groupby("patient_id")["split"].nunique() == 1).all()
     shares = table["split"].value_counts(normalize=True)
     assert shares["train"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_train_size_auto_is_the_digits_task_subsample_and_every_row_elsewhere():
+    from biaslab.config import SOURCES, SplitConfig
+    from biaslab.data.split import DIGITS_TRAIN_SIZE, train_rows
+
+    assert train_rows("auto", "digits") == DIGITS_TRAIN_SIZE == 500
+    assert {source: train_rows("auto", source) for source in SOURCES if source != "digits"} \
+        == {source: 0 for source in SOURCES if source != "digits"}
+    assert train_rows(120, "csv") == 120 and train_rows(0, "digits") == 0
+    composition = {"attribute": "sex", "value": "F", "share": 0.5}
+    assert train_rows("auto", "digits", composition=composition) == 500
+    with pytest.raises(ValueError, match=r"^split\.train_composition needs a split\.train_size "
+                                         r"> 0 \(train_size auto keeps every training row of "
+                                         r"the csv source\)"):
+        train_rows("auto", "csv", composition=composition)
+    # the reference's words follow the number
+    assert f"digits task's {DIGITS_TRAIN_SIZE} on the digits source" in \
+        SplitConfig.model_fields["train_size"].description

@@ -17,7 +17,9 @@ of its choices (``MODELS``, ``SCHEMES``, ...):
 - :mod:`~biaslab.config.sweep`: ``sweep``;
 - :mod:`~biaslab.config.params`: :class:`Params`, the whole file, and the checks across
   sections; :mod:`~biaslab.config.section` their base, :mod:`~biaslab.config.fields` the field
-  types they share, :mod:`~biaslab.config.errors` the errors.
+  types they share, :mod:`~biaslab.config.errors` the errors;
+- :mod:`~biaslab.config.columns`: the keys that name columns (marked with
+  ``names_columns``), checked against the index once it exists (:func:`check_columns`).
 
 The library and the stages import these names from :mod:`biaslab.config` itself.
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
+from biaslab.config.columns import check_columns, column_keys
 from biaslab.config.data import (
     BIAS_KINDS,
     SOURCES,
@@ -65,8 +68,8 @@ __all__ = [
     "WEIGHT_MODES", "AuditConfig", "BiasConfig", "ConfigError", "DataConfig", "EvaluateConfig",
     "ExplainConfig", "Params", "PostprocessConfig", "PrepareConfig", "ReportConfig",
     "SplitConfig", "TrainConfig",
-    "WeightsConfig", "as_dict", "load_config", "load_params", "load_section", "params_schema",
-    "parse_params", "parse_section", "schema_text",
+    "WeightsConfig", "as_dict", "check_columns", "column_keys", "load_config", "load_params",
+    "load_section", "params_schema", "parse_params", "parse_section", "schema_text",
 ]
 
 SECTIONS: dict[str, type[BaseModel]] = {

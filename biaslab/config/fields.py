@@ -77,7 +77,7 @@ class NamesColumns:
     Attributes
     ----------
     entry : str or None
-        The field is a mapping (or a list of them): its ``entry`` holds the one name
+        The field is a mapping: its ``entry`` holds the one name
         (``split.train_composition.attribute``). None: the value itself is the name (a str)
         or the names (a list of str).
     scope : {"index", "evaluated"}

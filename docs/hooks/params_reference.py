@@ -67,7 +67,11 @@ def render_reference(params: type[BaseModel], values: dict | None = None) -> str
         ``key | default | allowed | meaning`` rows (nested models, such as a list of criteria,
         get rows ``section.key[].field``).
     """
+    from biaslab.config import column_keys
+
     values = values or {}
+    checked = {key.removesuffix(f".{mark.entry}"): (f"; its {mark.entry} " if mark.entry else "; ")
+               + _CHECKED[mark.scope] for key, mark in column_keys(params)}
     parts = []
     for name, field in params.model_fields.items():
         model = field.annotation
@@ -76,7 +80,7 @@ def render_reference(params: type[BaseModel], values: dict | None = None) -> str
         if intro:
             parts.append(_escape(_sentence(intro)) + "\n")
         raw = values.get(name) if isinstance(values.get(name), dict) else {}
-        parts.append(_table(model, name, raw))
+        parts.append(_table(model, name, raw, checked))
     return "\n".join(parts)
 
 
@@ -104,7 +108,7 @@ def _fields(model: type[BaseModel], prefix: str):
             yield from _fields(nested, f"{prefix}.{key}" + ("[]" if is_list else ""))
 
 
-def _table(model: type[BaseModel], prefix: str, raw: dict) -> str:
+def _table(model: type[BaseModel], prefix: str, raw: dict, checked: dict[str, str]) -> str:
     schemas = _property_schemas(model)
     rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
     for key, info, owner in _fields(model, prefix):
@@ -115,8 +119,9 @@ def _table(model: type[BaseModel], prefix: str, raw: dict) -> str:
         top = key[len(prefix) + 1:]
         if owner is model and top in raw and _differs(raw[top], default):
             cell += f" (params.yaml: `{_yaml(raw[top])}`)"
+        meaning = (info.description or "") + checked.get(key, "")
         rows.append(f"| `{key}` | {_cell(cell)} | {_cell(_allowed(schema))} | "
-                    f"{_cell(_escape(info.description or ''))} |")
+                    f"{_cell(_escape(meaning))} |")
     return "\n".join(rows) + "\n"
 
 
@@ -149,6 +154,11 @@ def _nested_model(annotation) -> tuple[type[BaseModel] | None, bool]:
 # ---- words ------------------------------------------------------------------------------------
 
 _REQUIRED = object()
+# after the meaning of a key that names columns (biaslab.config.columns), by what they name
+_CHECKED = {
+    "index": "names columns of the index, checked by split before any training",
+    "evaluated": "names attributes evaluate compares, checked by split before any training",
+}
 _TYPES = {"integer": "integer", "number": "number", "string": "text", "boolean": "true or false",
           "null": "null"}
 
