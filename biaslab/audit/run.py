@@ -24,7 +24,7 @@ import pandas as pd
 from biaslab.audit.table import Predictions
 from biaslab.data.audit import run_audit
 from biaslab.data.group_keys import unit_word
-from biaslab.fairness.costs import DEFAULT_GAP, raw_gap_warning
+from biaslab.fairness.costs import DEFAULT_GAP
 from biaslab.fairness.evaluate import evaluate_seeds
 from biaslab.fairness.flags import add_not_applicable, seed_thresholds
 from biaslab.fairness.headline import grid_warnings, headline, summary_line
@@ -177,8 +177,7 @@ def audit_predictions(
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
                  fairness=headline(grid, groups), verdict=metric(verdict, summary),
                  thresholds=fitted, report=page,
-                 warnings=lines + grid_warnings(grid) + [w for w in [raw_gap_warning(grid, gap)]
-                                                         if w],
+                 warnings=lines + grid_warnings(grid, gap),
                  summary=summary_line(grid, gap))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from biaslab.fairness.costs import raw_gap_warning
 from biaslab.fairness.recommend import baseline_row
 
 
@@ -61,13 +62,15 @@ def summary_line(grid: pd.DataFrame, gap: str) -> str:
             f"{text}" + (f"; {degenerate} degenerate" if degenerate else ""))
 
 
-def grid_warnings(grid: pd.DataFrame) -> list[str]:
-    """What the evaluation warns of, one line each: the degenerate pairs with why, and the gaps
+def grid_warnings(grid: pd.DataFrame, gap: str | None = None) -> list[str]:
+    """What the evaluation warns of, one line each: the degenerate pairs with why, the gaps
     missing for too few positives or negatives (the same test rows for every pair: said
-    once)."""
+    once), and, given the traded ``gap`` (``ATTR.GAP``), a raw parity gap traded where the
+    groups' base rates differ (:func:`biaslab.fairness.costs.raw_gap_warning`)."""
     lines = [f"{r.scheme}/{r.method}: degenerate model: {r.warning}"
              for r in grid[grid["degenerate"].eq(True)].itertuples()]
     lines += sorted({f"too few test images, gaps missing: {col[:-len('.insufficient')]}: "
                      f"{why}" for col in grid.columns if col.endswith(".insufficient")
                      for why in grid[col] if isinstance(why, str) and why})
-    return lines
+    raw = raw_gap_warning(grid, gap) if gap else ""
+    return lines + ([raw] if raw else [])

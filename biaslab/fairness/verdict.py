@@ -308,7 +308,7 @@ def model_warnings(grid: pd.DataFrame, groups: pd.DataFrame, *, min_group_size: 
       rows have an empty scheme and method;
     - ``fairness cost``: the recommendation traded a raw parity gap (``gap``, the grid column of
       ``evaluate.pareto_gap``, e.g. ``s.disparate_impact``) while the groups' base rates differ
-      beyond its interval (:func:`biaslab.fairness.recommend.raw_gap_warning`).
+      beyond its interval (:func:`biaslab.fairness.costs.raw_gap_warning`).
     """
     rows = []
     degenerate = flag(grid, "degenerate")
