@@ -277,6 +277,16 @@ def make_repro_copy(folder: Path) -> dict:
     return {"repo": str(repo), **run_block(the_block("two-commands"), repo)}
 
 
+def run_after_repro(name: str, reproduced: dict, tmp_path: Path) -> tuple[Path, dict]:
+    """The block ``name`` run, and checked to have run, in a copy of the repo after the two
+    commands' ``make repro`` (which must have run too): the copy, and how the block went."""
+    assert_ran(reproduced)
+    repo = copy_of(reproduced["repo"], tmp_path)
+    result = run_block(the_block(name), repo)
+    assert_ran(result)
+    return repo, result
+
+
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory) -> dict:
     return once_per_run(tmp_path_factory, "make-repro", make_repro_copy)
@@ -293,28 +303,20 @@ def test_block_two_commands(reproduced):
 
 @pytest.mark.slow
 def test_block_experiments(reproduced, tmp_path):
-    assert_ran(reproduced)
-    repo = copy_of(reproduced["repo"], tmp_path)
-    result = run_block(the_block("experiments"), repo)
-    assert_ran(result)
+    repo, result = run_after_repro("experiments", reproduced, tmp_path)
     assert "Running stage 'prepare'" not in result["stdout"]  # "never prepare"
     assert (repo / "dvc_plots/index.html").is_file()
 
 
 @pytest.mark.slow
 def test_block_exp_show(reproduced, tmp_path):
-    assert_ran(reproduced)
-    result = run_block(the_block("exp-show"), copy_of(reproduced["repo"], tmp_path))
-    assert_ran(result)
+    _, result = run_after_repro("exp-show", reproduced, tmp_path)
     assert "verdict" in result["stdout"]
 
 
 @pytest.mark.slow
 def test_block_audit_pipeline(reproduced, tmp_path):
-    assert_ran(reproduced)
-    repo = copy_of(reproduced["repo"], tmp_path)
-    result = run_block(the_block("audit-pipeline"), repo)
-    assert_ran(result)
+    repo, result = run_after_repro("audit-pipeline", reproduced, tmp_path)
     assert "recommended none/" in result["stdout"] and "verdict" in result["stdout"]
     for name in ("grid.csv", "groups.csv", "fairness.json", "verdict.json", "report.html"):
         assert (repo / "audit" / name).is_file()
