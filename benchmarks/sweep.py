@@ -25,6 +25,7 @@ shared machine their loads may differ.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -149,29 +150,39 @@ def overhead(events: list[dict]) -> dict[str, list[float]]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@contextlib.contextmanager
+def workspace(doc: str, prefix: str):
+    """A benchmark's working folder (``--keep DIR``: that one, kept; else a temporary one,
+    removed after), once the machine's cores and load are printed."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary "
                                        "folder, removed)")
     args = parser.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-sweep-"))
+    work = Path(args.keep or tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"machine: {os.cpu_count()} cores, load average "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+        yield work
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
     # the cluster binds to loopback only, and Ray, imported after this, joins it there
     os.environ.update(rs.LOCAL_ENV)
     ENV.update(rs.LOCAL_ENV)
     cluster = None
-    try:
-        print(f"machine: {os.cpu_count()} cores, load average "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-        row = in_a_row(tiny_repo(work / "row"))
-        cluster = rs.local_cluster(("0", "1"))  # GPU 0 on one node, GPU 1 on the other
-        cold, warm = round_trips(cluster.address)
-        ray_s, events, driver = on_ray(tiny_repo(work / "ray"), work, cluster.address)
-    finally:
-        if cluster is not None:
-            cluster.shutdown()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+    with workspace(__doc__, "bench-sweep-") as work:
+        try:
+            row = in_a_row(tiny_repo(work / "row"))
+            cluster = rs.local_cluster(("0", "1"))  # GPU 0 on one node, GPU 1 on the other
+            cold, warm = round_trips(cluster.address)
+            ray_s, events, driver = on_ray(tiny_repo(work / "ray"), work, cluster.address)
+        finally:
+            if cluster is not None:
+                cluster.shutdown()
 
     print(f"\nfour experiments in a row:          {row:6.1f} s")
     print(f"four experiments on 2 Ray workers:  {ray_s:6.1f} s (end to end)")

@@ -26,22 +26,19 @@ their loads may differ: the load average is printed before and after.
     .venv/bin/python -m benchmarks.sweep_overhead [--keep DIR]
 """
 
-import argparse
 import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
-from benchmarks.sweep import ENV, SEEDS, VALUES, sh, tiny_repo
+from benchmarks.sweep import ENV, SEEDS, VALUES, sh, tiny_repo, workspace
 from biaslab.sweep import table as sw
 
 TARGET = 1.15
@@ -174,15 +171,7 @@ def report(row: float, each: list[float], took: float, cpu: float,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary "
-                                       "folder, removed)")
-    args = parser.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-sweep-overhead-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        print(f"machine: {os.cpu_count()} cores, load average "
-              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    with workspace(__doc__, "bench-sweep-overhead-") as work:
         row, each = in_a_row(tiny_repo(work / "row"))
         repo = tiny_repo(work / "queue")
         start = time.time()
@@ -190,9 +179,6 @@ def main() -> None:
         runs = sorted(tuple(v) for v in seen.values() if v[1])
         report(row, each, took, cpu, lines, worker_tasks(repo), runs, start)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
