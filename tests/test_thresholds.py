@@ -188,6 +188,15 @@ def _grouped(n=3000, seed=0):
     return scores, y, g
 
 
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_empty_or_one_class_fit_data_is_not_applicable_with_the_reason(cls):
+    # no validation rows at all (an audit table without val rows), or one class overall
+    with pytest.raises(NotApplicable, match="no row"):
+        cls().fit(np.array([]), np.array([], dtype=int), np.array([], dtype=object))
+    with pytest.raises(NotApplicable, match="4 rows, all label 0"):
+        cls().fit(np.full(4, 0.3), np.zeros(4, dtype=int), np.array(["a", "a", "b", "b"]))
+
+
 def _rate(d, m):
     return d[m].mean()
 
