@@ -135,3 +135,22 @@ def test_the_diagram_joins_the_methods_the_test_cannot_tell_apart():
                        blocks=["seed"], control="m0/fixed")
     image = cd_diagram(result)
     assert image[:8] == b"\x89PNG\r\n\x1a\n" and image == cd_diagram(result)  # same bytes again
+
+
+def test_a_gap_is_ranked_by_its_distance_from_its_ideal():
+    from biaslab.fairness.ranks import rank_methods, table_of
+
+    frame = table({"none/fixed": [0.5, 0.6, 0.55, 0.62, 0.58, 0.51],
+                   "none/equalized_odds": [0.9, 0.8, 0.85, 0.83, 0.87, 0.95]})
+    frame["value"] = 0
+    # the ratio's ideal is 1: 0.9 ... 0.95 is nearer to it on every block
+    frame["s.disparate_impact"] = frame["figure"]
+    result = rank_methods(frame, "s.disparate_impact", blocks=["value", "seed"])
+    assert result.figure == "|log s.disparate_impact|" and not result.higher_is_better
+    assert result.ranks["method"].iloc[0] == "none/equalized_odds"
+    assert result.control == "none/fixed"
+    rows = table_of(result).set_index("method")
+    assert rows.loc["none/equalized_odds", "outcome"] == "better"
+    assert np.isnan(rows.loc["none/fixed", "p"])
+    with pytest.raises(ValueError, match="'s.groups' is not a figure to rank on"):
+        rank_methods(frame.assign(**{"s.groups": "F M"}), "s.groups", blocks=["seed"])

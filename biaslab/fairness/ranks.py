@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from biaslab.fairness.corrections import adjust
+from biaslab.fairness.costs import cost_text, fairness_cost
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class RankTest:
 
 def rank_test(table: pd.DataFrame, *, figure: str, methods: Sequence[str],
               blocks: Sequence[str], higher_is_better: bool = True,
-              control: str | None = None, level: float = 0.05) -> RankTest:
+              control: str | None = None, level: float = 0.05,
+              name: str | None = None) -> RankTest:
     """Rank the methods of ``table`` on ``figure`` within each block, and test the ranks.
 
     Parameters
@@ -82,6 +84,7 @@ def rank_test(table: pd.DataFrame, *, figure: str, methods: Sequence[str],
     control : the method the others are tested against (``none/fixed``: plain training, no
         threshold method); None: no pairwise tests.
     level : the level of the Nemenyi critical difference and of the pairwise outcomes.
+    name : the figure in words, in the sentence and the diagram (default: ``figure``).
     """
     for column in (figure, *methods, *blocks):
         if column not in table.columns:
@@ -109,12 +112,59 @@ def rank_test(table: pd.DataFrame, *, figure: str, methods: Sequence[str],
     summary = pd.DataFrame({"method": wide.columns[order], "mean_rank": mean_rank[order],
                             "mean": values.mean(axis=0)[order]})
     return RankTest(
-        figure=figure, higher_is_better=higher_is_better, level=level, n_blocks=n,
+        figure=name or figure, higher_is_better=higher_is_better, level=level, n_blocks=n,
         n_methods=k, ranks=summary.reset_index(drop=True), friedman=float(chi2),
         friedman_p=float(friedman_p), iman_davenport=float(f_f), iman_davenport_p=f_p,
         cd=float(_q(k, level) * np.sqrt(k * (k + 1) / (6 * n))), control=control,
         pairwise=_against(wide, control, higher_is_better, level), min_p=2.0 / 2 ** n,
         dropped=tuple(dropped))
+
+
+CONTROL = "none/fixed"  # plain training (no weighting), no threshold method: ERM
+SCORE = "rank_score"  # the column :func:`rank_figure` adds
+WHOLE_SET = ("accuracy", "balanced_accuracy", "auc")  # higher is better
+
+
+def rank_figure(table: pd.DataFrame, figure: str) -> tuple[pd.DataFrame, str, bool]:
+    """``table`` with the column ranked on, its name in words, and whether higher is better.
+
+    A figure of the whole test set (``balanced_accuracy``, ``auc``, ...) is ranked as it is,
+    higher better (``flip_rate``: lower better); a gap between groups (``s.equalized_odds_
+    difference``) by its distance from its ideal, :func:`biaslab.fairness.costs.fairness_cost`
+    (``|s.gap|``, ``|log s.disparate_impact|``), lower better.
+    """
+    if figure not in table.columns:
+        known = [c for c in table.columns if c.rpartition("_")[2] not in ("lo", "hi", "sd")]
+        raise ValueError(f"rank test: no figure {figure!r} in the table; figures: "
+                         f"{', '.join(map(str, known))}")
+    metric = figure.rpartition(".")[2]
+    out = table.copy()
+    if metric in WHOLE_SET or metric == "flip_rate":  # also shifted.*: the shifted test set's
+        out[SCORE] = pd.to_numeric(out[figure], errors="coerce")
+        return out, figure, metric != "flip_rate"
+    if "." not in figure or metric in ("groups", "insufficient", "undefined", "n", "patients"):
+        raise ValueError(f"rank test: {figure!r} is not a figure to rank on: a figure of the "
+                         f"test set ({', '.join(WHOLE_SET)}, flip_rate) or a gap (ATTR.GAP)")
+    out[SCORE] = fairness_cost(out[figure], metric)
+    return out, cost_text(figure), False
+
+
+def rank_methods(table: pd.DataFrame, figure: str, *, blocks: Sequence[str],
+                 level: float = 0.05) -> RankTest:
+    """Every (scheme, method) of ``table`` (metrics/seeds.csv, metrics/sweep.csv) ranked on
+    ``figure`` (:func:`rank_figure`) within each block, tested against :data:`CONTROL` when the
+    table has it."""
+    scored, name, higher = rank_figure(table, figure)
+    methods = set(scored["scheme"].astype(str) + "/" + scored["method"].astype(str))
+    return rank_test(scored, figure=SCORE, name=name, methods=["scheme", "method"],
+                     blocks=blocks, higher_is_better=higher, level=level,
+                     control=CONTROL if CONTROL in methods else None)
+
+
+def table_of(result: RankTest) -> pd.DataFrame:
+    """One row per method: mean rank, mean, and the test against the control (empty cells for
+    the control itself, or when there is none)."""
+    return result.ranks.merge(result.pairwise, on="method", how="left")
 
 
 def _wide(table, figure, methods, blocks) -> tuple[pd.DataFrame, list[str]]:
@@ -183,6 +233,9 @@ def sentence(result: RankTest) -> str:
             f" (Friedman p = {result.friedman_p:.3g}, Iman-Davenport p = "
             f"{result.iman_davenport_p:.3g}); best mean rank: {result.ranks['method'].iloc[0]} "
             f"({result.ranks['mean_rank'].iloc[0]:.2f}).")
+    if result.dropped:
+        head += (f" Left out, as some method had no figure there: {len(result.dropped)} "
+                 f"block(s) ({'; '.join(result.dropped)}).")
     if result.control is None or result.pairwise.empty:
         return head
     better = result.pairwise[result.pairwise["outcome"] == "better"]

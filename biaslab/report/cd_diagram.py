@@ -32,10 +32,11 @@ def cd_diagram(result: RankTest) -> bytes:
     ranks = [float(r) for r in result.ranks["mean_rank"]]
     k = result.n_methods
     half = (len(names) + 1) // 2
-    height = 1.6 + 0.3 * half
-    fig, ax = plt.subplots(figsize=(8.0, height))
+    runs = cliques(ranks, result.cd)
+    top = 1.0 + 0.2 * len(runs)  # the labels' first row, below the cliques' bars
+    fig, ax = plt.subplots(figsize=(9.0, 1.4 + 0.3 * (half + top)))
     ax.set_xlim(0.5, k + 0.5)
-    ax.set_ylim(-(half + 1.2), 1.6)
+    ax.set_ylim(-(half + top + 0.2), 1.6)
     ax.axis("off")
     ax.hlines(0, 1, k, color="black", lw=1)
     for r in range(1, k + 1):
@@ -47,14 +48,14 @@ def cd_diagram(result: RankTest) -> bytes:
             ha="center", va="bottom", fontsize=9)
     for i, (name, rank) in enumerate(zip(names, ranks, strict=True)):
         left = i < half
-        row = -(i if left else len(names) - 1 - i) - 0.8
+        row = -(i if left else len(names) - 1 - i) - top
         end = 0.5 if left else k + 0.5
         ax.plot([rank, rank, end], [0, row, row], color="0.3", lw=0.8)
         ax.text(end + (0.02 if left else -0.02), row + 0.08, f"{name} ({rank:.2f})",
                 ha="left" if left else "right", va="bottom", fontsize=9,
                 fontweight="bold" if name == result.control else "normal")
-    for level, (a, b) in enumerate(cliques(ranks, result.cd)):
-        y = -0.25 - 0.15 * level
+    for level, (a, b) in enumerate(runs):
+        y = -0.3 - 0.2 * level
         ax.hlines(y, ranks[a] - 0.03, ranks[b] + 0.03, color="black", lw=3)
     ax.set_title(f"Mean rank on {result.figure} over {result.n_blocks} blocks "
                  f"(Friedman p = {result.friedman_p:.2g})", fontsize=10)
