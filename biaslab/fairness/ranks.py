@@ -230,8 +230,8 @@ def sentence(result: RankTest) -> str:
     n, k = result.n_blocks, result.n_methods
     head = (f"Ranked on {result.figure} over {n} blocks, the {k} methods "
             f"{'differ' if result.iman_davenport_p <= result.level else 'are not shown to differ'}"
-            f" (Friedman p = {result.friedman_p:.3g}, Iman-Davenport p = "
-            f"{result.iman_davenport_p:.3g}); best mean rank: {result.ranks['method'].iloc[0]} "
+            f" (Friedman p {_p(result.friedman_p)}, Iman-Davenport p "
+            f"{_p(result.iman_davenport_p)}); best mean rank: {result.ranks['method'].iloc[0]} "
             f"({result.ranks['mean_rank'].iloc[0]:.2f}).")
     if result.dropped:
         head += (f" Left out, as some method had no figure there: {len(result.dropped)} "
@@ -250,3 +250,9 @@ def sentence(result: RankTest) -> str:
         tail += (f"; with {n} blocks no p-value can fall below {result.min_p:.3g}: more seeds "
                  "could tell." if result.min_p > result.level else ".")
     return head + tail
+
+
+def _p(p: float) -> str:
+    """A p-value in words: 3 significant digits; below 1e-15 (all blocks agree: F is
+    infinite, its p is 0) as ``< 1e-15``."""
+    return "< 1e-15" if p < 1e-15 else f"= {p:.3g}"
