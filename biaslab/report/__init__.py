@@ -77,6 +77,7 @@ def build_report(
     sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
     max_accuracy_loss: float | None = None,
     absent: Mapping[str, str] | None = None, origin: str | None = None,
+    compare: Mapping | None = None,
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -126,6 +127,9 @@ def build_report(
         (``flip`` replaces the sentence on the injected bias).
     origin : str, optional
         The page's last line, what it was made from (None: the pipeline's artifacts).
+    compare : mapping, optional
+        The section "A against B" (``biaslab audit --compare``): ``a``, ``b``, ``level``,
+        ``methods`` (:func:`biaslab.audit.compare.sentences`) and ``table`` (compare.csv).
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
@@ -154,6 +158,9 @@ def build_report(
         "audit": _audit(audit, prevalence),
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
         "absent": {k: absent.get(k) for k in ABSENT_SECTIONS}, "origin": origin,
+        "compare": None if compare is None else {**compare, "table": tables.frame(
+            compare["table"], ["method", "figure", "fairer"],
+            ["A", "B", "difference", "p", "p_adj", "tells"])},
     }
     return render("report.html.j2", **context)
 
