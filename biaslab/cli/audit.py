@@ -8,7 +8,8 @@ threshold methods are fitted on the val rows, the test decisions evaluated as th
 evaluate stage does (bootstrap intervals, permutation p-values, base-rate baselines, the pair
 recommended on validation), report.criteria judged, and the pipeline's report rendered. Several
 models of one recipe (--model with --seeds-of) are combined as the pipeline combines training
-seeds: their variance is in every interval.
+seeds: their variance is in every interval. --compare A B compares two of them on the same
+test images, paired (OUT/compare.csv and a report section).
 
 Settings: the pipeline's postprocess, evaluate, report and audit sections, from --params FILE
 (params.yaml's schema; absent keys take their defaults) and the options below, which win. OUT
@@ -33,6 +34,8 @@ EXAMPLES = """\
   biaslab audit --predictions vendor.csv --decision flagged --groups sex --out audit/
   biaslab audit --predictions seeds.csv --groups sex --id image --model model \\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
+  biaslab audit --predictions two.csv --groups sex --id image --model model \\
+      --compare baseline mitigated --out audit/          # paired: B - A, intervals, p
 """
 # option -> (section, key): the settings the options set, over --params FILE
 SETTINGS = {
