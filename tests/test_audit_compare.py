@@ -178,3 +178,33 @@ def test_a_bad_pair_is_one_line(tmp_path, capsys):
     err = error(tmp_path, capsys, fewer, "--compare", "A", "B")
     assert "--compare A B: the models were not run on the same test images (4 test image(s) " \
            "of 'A' are not in 'B': 'img0000', 'img0001', 'img0002' and 1 more)" in err
+
+
+def test_the_sentences_say_who_is_fairer_by_how_much_and_whether_the_data_can_tell():
+    from biaslab.audit.compare_words import sentences
+
+    base = {"method": "fixed", "a_model": "old", "b_model": "new", "pairs": 1, "patients": 9,
+            "images": 18}
+    table = pd.DataFrame([
+        base | {"figure": EOD, "A": -0.30, "B": -0.05, "difference": 0.25, "difference_lo": 0.1,
+                "difference_hi": 0.4, "p": 0.001, "p_adj": 0.01, "fairer": "new", "tells": True,
+                "note": ""},
+        base | {"figure": "sex.disparate_impact", "A": 0.9, "B": 0.8, "difference": -0.1,
+                "difference_lo": -0.3, "difference_hi": 0.1, "p": 0.3, "p_adj": 0.6,
+                "fairer": "old", "tells": False, "note": ""},
+        base | {"figure": "sex.auc_gap", "A": np.nan, "B": 0.01, "difference": np.nan,
+                "difference_lo": np.nan, "difference_hi": np.nan, "p": np.nan,
+                "p_adj": np.nan, "fairer": "", "tells": False,
+                "note": "missing for old (too few cases: grid.csv's insufficient)"},
+    ])
+    [said] = sentences(table, level=0.95)
+    assert said["summary"] == ("Of 2 gaps compared, new is fairer on 1 (the data can tell on 1) "
+                               "and old on 1 (the data can tell on 0).")
+    eod, di, auc = said["lines"]
+    assert eod.startswith(f"{EOD}: new is fairer, -0.050 against old's -0.300 (|{EOD}| 0.050 "
+                          "against 0.300, 0.250 closer to the ideal)")
+    assert eod.endswith("new - old = +0.250 [+0.100, +0.400], adjusted p 0.01: the data can tell.")
+    assert "old is fairer" in di and "|log sex.disparate_impact| 0.105 against 0.223" in di
+    assert di.endswith("the data cannot tell (the interval includes 0, adjusted p >= 0.05).")
+    assert auc == "sex.auc_gap: not compared: missing for old (too few cases: grid.csv's " \
+                  "insufficient)."

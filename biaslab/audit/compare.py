@@ -47,7 +47,7 @@ from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
 from biaslab.fairness.bootstrap import auc_from_bins, binned_resamples, score_bins
 from biaslab.fairness.corrections import adjust
-from biaslab.fairness.costs import BEST_AT_ONE, RATIO_GAPS, cost_text, fairness_cost
+from biaslab.fairness.costs import RATIO_GAPS, fairness_cost
 from biaslab.fairness.evaluate import attribute_sets, resample_unit
 from biaslab.fairness.metrics import GAPS, rates
 from biaslab.fairness.metrics import gaps as gaps_of
@@ -110,7 +110,7 @@ def _model_figures(counts: np.ndarray, pos: np.ndarray, neg: np.ndarray, attr: s
     return out
 
 
-def _on_scale(figure: str, values: np.ndarray) -> np.ndarray:
+def on_scale(figure: str, values: np.ndarray) -> np.ndarray:
     """A figure on the scale its difference is tested on: log for a ratio."""
     if figure.rsplit(".", 1)[-1] in RATIO_GAPS:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -183,7 +183,7 @@ def paired_pvalues(y, d, scores, sets, units, *, n_perm: int, seed: int,
                 figures = _model_figures(counts, h[..., 2:, :].sum(-2), h[..., :2, :].sum(-2),
                                          attr, j == 0, scores is not None)
                 for name, v in figures.items():
-                    scaled = _on_scale(name, v)
+                    scaled = on_scale(name, v)
                     per_pair.setdefault(name, []).append(scaled[:, 1] - scaled[:, 0])
         with np.errstate(invalid="ignore"):
             return {name: np.abs(np.mean(v, axis=0)) for name, v in per_pair.items()}
@@ -291,6 +291,8 @@ def _assemble(rows: pd.DataFrame, per_pair: list[dict], grid: pd.DataFrame, a: s
               level: float) -> pd.DataFrame:
     """The table: the grid's A and B, the pairs' differences combined, p NaN where the
     difference is missing."""
+    if rows.empty:  # no method either model applied: nothing to compare (grid.csv says why)
+        rows = pd.DataFrame(columns=["method", "figure", "a_model", "b_model", "pairs"])
     for name in ("p", "patients", "images", "note"):
         if name not in rows:
             rows[name] = np.nan if name != "note" else ""
@@ -356,54 +358,3 @@ def _fairer(figure: str, a: float, b: float, name_a: str, name_b: str) -> str:
     cost_a, cost_b = fairness_cost(pd.Series([a, b]), name)
     return "" if np.isclose(cost_a, cost_b) else (name_b if cost_b < cost_a else name_a)
 
-
-def sentences(table: pd.DataFrame, *, level: float = 0.95) -> list[dict]:
-    """The comparison in plain sentences, per method: ``{"method", "summary", "lines"}``.
-
-    ``table`` is :func:`correct_together`'s. Each line says, for a gap, which model is fairer,
-    by how much (the fall of its cost, :func:`biaslab.fairness.costs.cost_text`) and whether
-    the data can tell; for a figure, B against A and whether the data can tell.
-    """
-    out = []
-    for method, rows in table.groupby("method", sort=False):
-        lines = [_sentence(r, 1 - level) for r in rows.itertuples()]
-        gaps = rows[rows["figure"].str.contains(".", regex=False) & (rows["note"] == "")]
-        a, b = rows["a_model"].iloc[0], rows["b_model"].iloc[0]
-        counts = {x: (int((gaps["fairer"] == x).sum()),
-                      int(((gaps["fairer"] == x) & gaps["tells"]).sum())) for x in (a, b)}
-        summary = (f"Of {len(gaps)} gaps compared, {b} is fairer on {counts[b][0]} (the data "
-                   f"can tell on {counts[b][1]}) and {a} on {counts[a][0]} (the data can tell "
-                   f"on {counts[a][1]}).")
-        out.append({"method": method, "summary": summary, "lines": lines})
-    return out
-
-
-def _sentence(r, alpha: float) -> str:
-    a, b = r.a_model, r.b_model
-    if r.note:
-        return f"{r.figure}: not compared: {r.note}."
-    interval = (f" [{r.difference_lo:+.3f}, {r.difference_hi:+.3f}]"
-                if np.isfinite(r.difference_lo) else "")
-    tested = f", adjusted p {r.p_adj:.3g}" if np.isfinite(r.p_adj) else ", no permutation test"
-    why = [w for w, bad in (("the interval includes 0", not r.tells and interval
-                             and r.difference_lo <= 0 <= r.difference_hi),
-                            (f"adjusted p >= {alpha:g}", np.isfinite(r.p_adj)
-                             and r.p_adj >= alpha), ("no interval", not interval)) if bad]
-    verdict = "the data can tell" if r.tells else f"the data cannot tell ({', '.join(why)})"
-    change = f"{b} - {a} = {r.difference:+.3f}{interval}{tested}: {verdict}."
-    if "." not in r.figure:
-        return f"{r.figure}: {b} {r.B:.3f} against {a} {r.A:.3f}; {change}"
-    name = r.figure.rsplit(".", 1)[-1]
-    if not r.fairer:
-        return f"{r.figure}: {a} and {b} are as fair ({r.A:.3f} and {r.B:.3f}); {change}"
-    mine, other, theirs = (r.B, a, r.A) if r.fairer == b else (r.A, b, r.B)
-    cost_mine, cost_other = fairness_cost(pd.Series([mine, theirs]), name)
-    side = _on_scale(r.figure, np.array([r.A, r.B], dtype=float)) - (
-        1.0 if name in BEST_AT_ONE else 0.0)
-    # a gap that moved well past parity: its signed difference overstates the gain in fairness
-    across = (" The gaps lie on either side of parity: the difference says how far the gap "
-              "moved, not which is nearer." if name not in BEST_AT_ONE
-              and side[0] * side[1] < 0 and cost_mine >= cost_other / 2 else "")
-    return (f"{r.figure}: {r.fairer} is fairer, {mine:.3f} against {other}'s {theirs:.3f} "
-            f"({cost_text(r.figure)} {cost_mine:.3f} against {cost_other:.3f}, "
-            f"{cost_other - cost_mine:.3f} closer to the ideal); {change}{across}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from biaslab.audit import compare as paired
+from biaslab.audit.compare_words import sentences
 from biaslab.audit.table import Predictions
 from biaslab.data.audit import run_audit
 from biaslab.data.group_keys import unit_word
@@ -195,7 +196,7 @@ def audit_predictions(
                    resample=options.get("resample", "auto"), data_audit=data_audit or {},
                    compare=None if comparison is None else {
                        "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
-                       "methods": paired.sentences(comparison,
+                       "methods": sentences(comparison,
                                                    level=options.get("level", 0.95)),
                        "table": comparison})
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,

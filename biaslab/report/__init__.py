@@ -129,7 +129,7 @@ def build_report(
         The page's last line, what it was made from (None: the pipeline's artifacts).
     compare : mapping, optional
         The section "A against B" (``biaslab audit --compare``): ``a``, ``b``, ``level``,
-        ``methods`` (:func:`biaslab.audit.compare.sentences`) and ``table`` (compare.csv).
+        ``methods`` (:func:`biaslab.audit.compare_words.sentences`) and ``table`` (compare.csv).
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
