@@ -80,6 +80,7 @@ def build_report(
     max_accuracy_loss: float | None = None,
     absent: Mapping[str, str] | None = None, origin: str | None = None,
     ranks: RankTest | str | None = None,
+    compare: Mapping | None = None,
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -133,6 +134,9 @@ def build_report(
         :func:`biaslab.fairness.ranks.rank_methods` over the training seeds: the section "Does
         any method beat plain training?"; a str: why there is no test (one seed); None: no
         section.
+    compare : mapping, optional
+        The section "A against B" (``biaslab audit --compare``): ``a``, ``b``, ``level``,
+        ``methods`` (:func:`biaslab.audit.compare_words.sentences`) and ``table`` (compare.csv).
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
@@ -162,6 +166,9 @@ def build_report(
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
         "absent": {k: absent.get(k) for k in ABSENT_SECTIONS}, "origin": origin,
         "ranks": _ranks(ranks),
+        "compare": None if compare is None else {**compare, "table": tables.frame(
+            compare["table"], ["method", "figure", "fairer"],
+            ["A", "B", "difference", "p", "p_adj", "tells"])},
     }
     return render("report.html.j2", **context)
 
