@@ -1,0 +1,206 @@
+"""Multi-label evaluation (biaslab.fairness.findings, biaslab.fairness.underdiagnosis): a known
+TPR gap in one finding found, the others not, the p-values corrected over all findings together,
+underdiagnosis as its definition says, single-label input unchanged."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from biaslab.fairness.evaluate import evaluate_seeds
+from biaslab.fairness.findings import (
+    ANY,
+    any_thresholds,
+    by_finding,
+    correct_together,
+    decide_findings,
+    evaluate_findings,
+    findings_headline,
+    is_multilabel,
+    worst_finding,
+)
+from biaslab.fairness.recommend import choose
+from biaslab.fairness.underdiagnosis import any_finding_decisions, rates
+
+FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion"]
+GAPPED = "Cardiomegaly"  # TPR 0.9 for sex=M, 0.5 for sex=F; every other finding 0.75 for both
+OPTIONS = dict(n_boot=200, n_perm=200, seed=0, intersect=False, min_cell=5)
+
+
+def _data(seed: int, patients: int = 400, gap: float = 0.4):
+    """An index with label_<F> columns (two images per patient, sex per patient) and the long
+    test+val decisions of one model: finding F's decision is 1 with probability TPR (label 1)
+    or 0.1 (label 0), TPR depending on sex for :data:`GAPPED` only."""
+    rng = np.random.default_rng(seed)
+    n = 2 * patients
+    patient = np.repeat(np.arange(patients), 2)
+    sex = np.where(rng.random(patients) < 0.5, "F", "M")[patient]
+    index = pd.DataFrame({"row": np.arange(n), "patient_id": patient.astype(str), "sex": sex})
+    frames = []
+    for finding in FINDINGS:
+        y = (rng.random(n) < 0.4).astype(np.int8)
+        index[f"label_{finding}"] = y
+        tpr = np.where(sex == "M", 0.75 + gap / 2, 0.75 - gap / 2) if finding == GAPPED else 0.75
+        u = rng.random(n)
+        decision = (u < np.where(y == 1, tpr, 0.1)).astype(np.int8)
+        frames.append(pd.DataFrame({
+            "row": np.arange(n), "finding": finding,
+            "split": np.where(patient % 4 == 0, "val", "test"), "method": "fixed",
+            "threshold": 0.5, "score": np.where(decision == 1, 0.5 + u / 2, u / 2),
+            "decision": decision}))
+    index["label"] = index[[f"label_{f}" for f in FINDINGS]].max(axis=1).astype(np.int8)
+    return index, pd.concat(frames, ignore_index=True)
+
+
+def _evaluate(seed: int, gap: float = 0.4, **options):
+    index, decisions = _data(seed, gap=gap)
+    return evaluate_findings({"none": {0: decisions}}, index, ["sex"], **(OPTIONS | options))
+
+
+def test_the_known_gap_is_found_and_the_others_are_not():
+    # the smallest p-value n_perm permutations can give is 1 / (n_perm + 1); Holm multiplies it
+    # by the family's size (about 40 tests here): 2000 permutations let a real gap pass 0.05
+    evaluation = _evaluate(0, n_perm=2000)
+    assert evaluation.tests * (1 / 2001) < 0.05
+    grid = evaluation.grid.set_index("finding")
+    eod = "sex.equal_opportunity_difference"
+    assert list(grid.index) == [*FINDINGS, ANY]
+    assert grid.loc[GAPPED, f"{eod}_hi"] < 0  # F's TPR below M's: the interval excludes 0
+    assert grid.loc[GAPPED, f"{eod}_p_adj"] <= 0.05
+    for finding in set(FINDINGS) - {GAPPED}:
+        assert grid.loc[finding, f"{eod}_lo"] < 0 < grid.loc[finding, f"{eod}_hi"]
+        assert grid.loc[finding, f"{eod}_p_adj"] > 0.05
+
+
+def test_the_correction_covers_every_finding_together():
+    evaluation = _evaluate(1)
+    grid = evaluation.grid
+    p_columns = [c for c in grid.columns if c.endswith("_p") and "underdiagnosis" not in c]
+    p = grid[p_columns].to_numpy(dtype=float)
+    assert evaluation.tests == np.count_nonzero(~np.isnan(p))
+    assert evaluation.tests > len(p_columns)  # more than one finding's gaps in the family
+    # Holm over the family: the smallest p-value is multiplied by the family's size
+    smallest = np.nanargmin(p)
+    adjusted = grid[[c + "_adj" for c in p_columns]].to_numpy(dtype=float).ravel()[smallest]
+    assert adjusted == pytest.approx(min(1.0, evaluation.tests * np.nanmin(p)))
+    # corrected alone, a finding's p-values would be smaller: the family costs power
+    alone = evaluate_seeds({"none": {0: _data(1)[1].query("finding == @GAPPED")
+                                     .drop(columns="finding")}},
+                           _data(1)[0].assign(label=lambda t: t[f"label_{GAPPED}"]), ["sex"],
+                           **OPTIONS).grid
+    column = "sex.equal_opportunity_difference_p_adj"
+    assert alone[column].iloc[0] <= grid.set_index("finding").loc[GAPPED, column]
+
+
+def test_null_findings_are_flagged_at_about_the_nominal_rate():
+    # no gap anywhere: over seeded repetitions, the raw p-values of the EOD reject at about
+    # alpha, and the corrected ones (one family per run) rarely reject at all
+    raw, adjusted, runs = 0, 0, 20
+    for seed in range(runs):
+        grid = _evaluate(100 + seed, gap=0.0, n_boot=0).grid
+        grid = grid[grid["finding"] != ANY]
+        raw += int((grid["sex.equal_opportunity_difference_p"] <= 0.05).sum())
+        adjusted += int((grid.filter(like="_p_adj").to_numpy(dtype=float) <= 0.05).any())
+    tests = runs * len(FINDINGS)
+    assert raw <= 0.05 * tests + 3 * np.sqrt(0.05 * 0.95 * tests)  # binomial, 3 sd
+    assert adjusted <= 0.05 * runs + 3 * np.sqrt(0.05 * 0.95 * runs)
+
+
+def test_underdiagnosis_by_hand():
+    # six images, two findings; "No Finding" = both decisions 0
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]])
+    called = np.array([[0, 0], [0, 1], [0, 0], [0, 0], [1, 0], [0, 0]])
+    sex = np.array(["F", "F", "F", "M", "M", "M"])
+    long = pd.concat([pd.DataFrame({
+        "row": np.arange(6), "finding": f, "split": "test", "method": "fixed",
+        "threshold": 0.5, "score": called[:, k] * 0.8, "decision": called[:, k]})
+        for k, f in enumerate(["A", "B"])], ignore_index=True)
+    combined = any_finding_decisions(long).sort_values("row")
+    assert combined["decision"].tolist() == [0, 1, 0, 0, 1, 0]
+    # by hand: F has 3 images with a finding, rows 0 and 2 called No Finding: 2/3;
+    # M has 2 (rows 4, 5), row 5 missed: 1/2
+    index = pd.DataFrame({"row": np.arange(6), "sex": sex, "label_A": labels[:, 0],
+                          "label_B": labels[:, 1], "label": labels.max(axis=1)})
+    evaluation = evaluate_findings({"none": {0: long}}, index, ["sex"], n_boot=0,
+                                   min_cell=1, intersect=False)
+    groups = evaluation.per_group
+    table = rates(groups[(groups["finding"] == ANY) & (groups["attribute"] == "sex")])
+    by_group = table.set_index("group")["underdiagnosis_rate"]
+    assert by_group["sex=F"] == pytest.approx(2 / 3)
+    assert by_group["sex=M"] == pytest.approx(1 / 2)
+    assert table.set_index("group")["with_finding"].to_dict() == {"sex=F": 3, "sex=M": 2}
+    any_row = evaluation.grid.set_index("finding").loc[ANY]
+    # the gap: F (2/3) against the reference M (1/2)
+    assert any_row["sex.underdiagnosis_gap"] == pytest.approx(2 / 3 - 1 / 2)
+
+
+def test_underdiagnosis_interval_is_the_any_finding_fnr_interval():
+    evaluation = _evaluate(2)
+    row = evaluation.grid.set_index("finding").loc[ANY]
+    eod = "sex.equal_opportunity_difference"
+    assert row["sex.underdiagnosis_gap"] == pytest.approx(-row[eod])
+    assert row["sex.underdiagnosis_gap_lo"] == pytest.approx(-row[f"{eod}_hi"])
+    assert row["sex.underdiagnosis_gap_p_adj"] == row[f"{eod}_p_adj"]
+    groups = evaluation.per_group.query("finding == @ANY and attribute == 'sex'")
+    table = rates(groups)
+    assert (table["underdiagnosis_rate_lo"] <= table["underdiagnosis_rate"]).all()
+    assert (table["underdiagnosis_rate"] <= table["underdiagnosis_rate_hi"]).all()
+
+
+def test_a_rare_finding_gets_too_few_cases_not_a_zero_width_interval():
+    index, decisions = _data(3)
+    rare = index["label_Effusion"].to_numpy().copy()
+    rare[:] = 0
+    rare[(index["sex"] == "F").to_numpy().nonzero()[0][:3]] = 1  # 3 positives among women
+    index["label_Effusion"] = rare
+    grid = evaluate_findings({"none": {0: decisions}}, index, ["sex"], **OPTIONS).grid
+    row = grid.set_index("finding").loc["Effusion"]
+    assert np.isnan(row["sex.equal_opportunity_difference"])
+    assert np.isnan(row["sex.equal_opportunity_difference_lo"])
+    assert "positives" in row["sex.insufficient"]
+
+
+def test_single_label_input_is_not_multilabel_and_unchanged():
+    index, decisions = _data(4)
+    one = decisions.query("finding == 'Atelectasis'").drop(columns="finding")
+    assert not is_multilabel(one)
+    attrs = index.assign(label=index["label_Atelectasis"])
+    single = evaluate_seeds({"none": {0: one}}, attrs, ["sex"], **OPTIONS).grid
+    multi = evaluate_findings({"none": {0: decisions}}, index, ["sex"], **OPTIONS).grid
+    row = multi[multi["finding"] == "Atelectasis"].drop(columns="finding").reset_index(
+        drop=True)
+    # every figure but the correction (which counts the other findings too) is the same
+    same = [c for c in single.columns if not c.endswith("_p_adj")]
+    pd.testing.assert_frame_equal(row[same], single[same], check_dtype=False)
+
+
+def test_decide_findings_fits_each_finding_on_its_own_labels():
+    index, decisions = _data(5)
+    preds = decisions[["row", "finding", "split", "score"]].merge(index, on="row")
+    val, test = preds[preds["split"] == "val"], preds[preds["split"] == "test"]
+    out, fitted = decide_findings(["fixed", "youden"], val, test, [], fixed_threshold=0.5,
+                                  tolerance=0.0, seed=0)
+    assert list(out.columns[:3]) == ["row", "finding", "split"]
+    assert list(fitted) == FINDINGS
+    assert len(out) == 2 * len(decisions)  # two methods, every (row, finding)
+    youden = {f: fitted[f]["youden"] for f in FINDINGS}
+    assert len({str(v) for v in youden.values()}) > 1  # fit on each finding's labels
+
+
+def test_any_thresholds_and_headline():
+    fitted = {"A": {"fixed": {"threshold": 0.5}, "parity": {"not_applicable": "one class"}},
+              "B": {"fixed": {"threshold": 0.5}, "parity": {"threshold": 0.3}}}
+    assert any_thresholds(fitted) == {"fixed": {}, "parity": {"not_applicable": "A: one class"}}
+    evaluation = _evaluate(6)
+    grid = by_finding(evaluation.grid, lambda f, rows: choose(rows, 0.02))
+    assert worst_finding(grid) == GAPPED
+    figures = findings_headline(grid, ["sex"], evaluation.tests)
+    assert figures["worst_finding"] == GAPPED and figures["findings"] == len(FINDINGS)
+    assert figures["tests_corrected"] == evaluation.tests
+
+
+def test_correct_together_ignores_missing_gaps():
+    grid = pd.DataFrame({"finding": ["A", "B"], "x.g_p": [0.01, np.nan], "y.g_p": [0.02, 0.5]})
+    out, tests = correct_together(grid, "holm")
+    assert tests == 3
+    assert out["x.g_p_adj"].iloc[0] == pytest.approx(0.03)
+    assert np.isnan(out["x.g_p_adj"].iloc[1])
