@@ -20,7 +20,6 @@ from biaslab.fairness.findings import (
     by_finding,
     evaluate_findings,
     findings_headline,
-    is_multilabel,
     worst_finding,
 )
 from biaslab.fairness.flags import (
@@ -31,6 +30,7 @@ from biaslab.fairness.flags import (
 )
 from biaslab.fairness.headline import grid_warnings, headline, summary_line
 from biaslab.fairness.recommend import choose
+from biaslab.fairness.thresholds.findings import is_multilabel
 from stages import run
 
 

@@ -7,8 +7,8 @@ class, as under extreme bias) is left out of the decisions, recorded in the thre
 ``{"METHOD": {"not_applicable": REASON}}`` and said in a warning; the others go on.
 
 Long predictions of a multi-label run (a ``finding`` column): every method is fit per finding
-on that finding's labels (:func:`biaslab.fairness.findings.decide_findings`); the decisions are
-long too, and the thresholds file is ``{FINDING: {METHOD: ...}}``.
+on that finding's labels (:func:`biaslab.fairness.thresholds.findings.decide_findings`); the
+decisions are long too, and the thresholds file is ``{FINDING: {METHOD: ...}}``.
 """
 
 import argparse
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from biaslab import artifacts
 from biaslab.config import load_section
-from biaslab.fairness.findings import decide_findings, is_multilabel
 from biaslab.fairness.thresholds import decide_methods, not_applicable
+from biaslab.fairness.thresholds.findings import decide_findings, is_multilabel
 from stages import run
 
 

@@ -12,13 +12,12 @@ from biaslab.fairness.findings import (
     any_thresholds,
     by_finding,
     correct_together,
-    decide_findings,
     evaluate_findings,
     findings_headline,
-    is_multilabel,
     worst_finding,
 )
 from biaslab.fairness.recommend import choose
+from biaslab.fairness.thresholds.findings import decide_findings, is_multilabel
 from biaslab.fairness.underdiagnosis import any_finding_decisions, rates
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Effusion"]
@@ -204,3 +203,51 @@ def test_correct_together_ignores_missing_gaps():
     assert tests == 3
     assert out["x.g_p_adj"].iloc[0] == pytest.approx(0.03)
     assert np.isnan(out["x.g_p_adj"].iloc[1])
+
+
+def test_postprocess_and_evaluate_stages_on_long_predictions(tmp_path, monkeypatch, capsys):
+    """The pipeline's stages on a multi-label run's files: decisions per finding, grid.csv and
+    groups.csv with a finding column first, the headline naming the worst finding."""
+    import json
+    from pathlib import Path
+
+    import stages
+    import stages.evaluate
+    import stages.postprocess
+
+    index, decisions = _data(7)
+    monkeypatch.chdir(tmp_path)
+    index.to_parquet("index.parquet")
+    index[["row"]].assign(s=(index["sex"] == "M").astype(np.int8)).to_parquet("bias.parquet")
+    Path("params.yaml").write_text(
+        "postprocess: {groups: [sex], methods: [fixed, youden, demographic_parity]}\n"
+        "evaluate: {groups: [sex], n_boot: 50, n_perm: 99, intersect: false}\n"
+        "weights: {schemes: [none]}\ntrain: {seeds: [0, 1]}\n")
+    Path("predictions/none").mkdir(parents=True)
+    for k in (0, 1):
+        noisy = decisions.assign(score=(decisions["score"] + 0.01 * k).clip(0, 1))
+        noisy[["row", "finding", "split", "score"]].to_parquet(f"predictions/none/seed{k}.parquet")
+        monkeypatch.setattr("sys.argv", [
+            "postprocess", "--predictions", f"predictions/none/seed{k}.parquet",
+            "--index", "index.parquet", "--bias", "bias.parquet",
+            "--out", f"decisions/none/seed{k}.parquet",
+            "--thresholds", f"thresholds/none/seed{k}.json"])
+        stages.run(stages.postprocess.main, "postprocess")
+    written = pd.read_parquet("decisions/none/seed0.parquet")
+    assert list(written.columns[:4]) == ["row", "finding", "split", "method"]
+    assert list(json.loads(Path("thresholds/none/seed0.json").read_text())) == FINDINGS
+    monkeypatch.setattr("sys.argv", [
+        "evaluate", "--decisions", "decisions", "--index", "index.parquet", "--bias",
+        "bias.parquet", "--headline", "fairness.json", "--grid", "grid.csv", "--seeds",
+        "seeds.csv", "--groups", "groups.csv", "--thresholds", "thresholds"])
+    stages.run(stages.evaluate.main, "evaluate")
+    grid, groups = pd.read_csv("grid.csv"), pd.read_csv("groups.csv")
+    assert grid.columns[0] == "finding" and groups.columns[0] == "finding"
+    assert list(dict.fromkeys(grid["finding"])) == [*FINDINGS, ANY]
+    assert len(grid) == 3 * (len(FINDINGS) + 1)  # three methods per finding
+    assert grid.groupby("finding")["recommended"].sum().le(1).all()  # chosen per finding
+    figures = json.loads(Path("fairness.json").read_text())
+    assert figures["worst_finding"] in FINDINGS
+    assert "sex.underdiagnosis_gap" in figures
+    out = capsys.readouterr().out
+    assert "p-values corrected together over 3 findings; worst finding" in out

@@ -3,9 +3,9 @@ findings corrected together, and the "any finding" row behind the underdiagnosis
 
 A multi-label run (``data.findings``) writes long predictions and decisions, one row per
 (image, finding) with a ``finding`` column, and its index carries one 0/1 column per finding,
-``label_<Finding>`` (``label`` itself is "any finding"). Each finding is the single-label problem
-of its own label: :func:`decide_findings` fits the threshold methods of
-:mod:`biaslab.fairness.thresholds` per finding, :func:`evaluate_findings` runs
+``label_<Finding>`` (``label`` itself is "any finding"). Each finding is the single-label
+problem of its own label: :func:`biaslab.fairness.thresholds.findings.decide_findings` fits the
+threshold methods per finding, :func:`evaluate_findings` runs
 :func:`biaslab.fairness.evaluate.evaluate_seeds` per finding (patient-level intervals, the
 training seeds' variance, permutation p-values, "too few cases" where a finding is rare in a
 group) and adds one row per (scheme, method) for :data:`ANY`, the "any finding" classifier of
@@ -30,63 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from biaslab.data.columns import require_columns
 from biaslab.fairness.corrections import adjust
 from biaslab.fairness.evaluate import evaluate_seeds
 from biaslab.fairness.headline import headline
-from biaslab.fairness.thresholds import decide_methods
+from biaslab.fairness.thresholds.findings import findings_of, with_label
 from biaslab.fairness.underdiagnosis import GAP, add_gap, any_finding_decisions
 
 # the grid's row of the "any finding" classifier (ŷ = 1 when any finding is called)
 ANY = "any finding"
-LABEL = "label_"  # the index's column of finding F: label_F
-
-
-def is_multilabel(table: pd.DataFrame) -> bool:
-    """A multi-label run's predictions or decisions: a ``finding`` column."""
-    return "finding" in table.columns
-
-
-def findings_of(table: pd.DataFrame) -> list[str]:
-    """The findings of a long table, in the order they first appear."""
-    require_columns(table, ["finding"], what="decisions")
-    found = list(dict.fromkeys(table["finding"].astype(str)))
-    if ANY in found:
-        raise ValueError(f"finding {ANY!r}: the name of the run's 'any finding' row; rename "
-                         "that label column")
-    return found
-
-
-def with_label(table: pd.DataFrame, finding: str) -> pd.DataFrame:
-    """``table`` with ``label`` = its ``label_<finding>`` column (the index of a multi-label
-    run), so that the single-label functions read that finding's labels."""
-    require_columns(table, [LABEL + finding], what="index",
-                    hint=f"a multi-label index has one column {LABEL}<Finding> per finding")
-    return table.assign(label=table[LABEL + finding].astype(int))
-
-
-def decide_findings(methods: list[str], val: pd.DataFrame, test: pd.DataFrame,
-                    group_columns: list[str], **options) -> tuple[pd.DataFrame, dict]:
-    """:func:`biaslab.fairness.thresholds.decide_methods` for each finding on its own.
-
-    ``val`` and ``test`` are long predictions (a ``finding`` column) merged with the index
-    (``label_<Finding>`` columns). Returns the long decisions (``finding`` after ``row``; the
-    findings in the order of ``val``, then as :func:`decide_methods` orders them) and
-    finding -> that finding's fitted params (a method it cannot support:
-    ``{"not_applicable": REASON}``). A finding to which no method applies is an error naming it.
-    """
-    frames, fitted = [], {}
-    for finding in findings_of(pd.concat([val[["finding"]], test[["finding"]]])):
-        parts = [with_label(t[t["finding"] == finding].drop(columns="finding"), finding)
-                 for t in (val, test)]
-        try:
-            decisions, fitted[finding] = decide_methods(methods, *parts, group_columns,
-                                                        **options)
-        except ValueError as exc:
-            raise ValueError(f"finding {finding!r}: {exc}") from None
-        decisions.insert(1, "finding", finding)
-        frames.append(decisions)
-    return pd.concat(frames, ignore_index=True), fitted
 
 
 @dataclass(frozen=True)
@@ -121,6 +72,9 @@ def evaluate_findings(
     """
     first = next(iter(next(iter(decisions.values())).values()))
     findings = findings_of(first)
+    if ANY in findings:
+        raise ValueError(f"finding {ANY!r}: the name of the run's 'any finding' row; rename "
+                         "that label column")
     parts = []
     for finding in findings:
         chosen = {s: {k: t[t["finding"] == finding].drop(columns="finding")
