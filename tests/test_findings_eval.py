@@ -251,3 +251,48 @@ def test_postprocess_and_evaluate_stages_on_long_predictions(tmp_path, monkeypat
     assert "sex.underdiagnosis_gap" in figures
     out = capsys.readouterr().out
     assert "p-values corrected together over 3 findings; worst finding" in out
+
+
+def test_report_heatmap_verdict_per_finding_and_underdiagnosis():
+    from biaslab.fairness.verdict import Criterion
+    from biaslab.report import build_report
+    from biaslab.report.findings import findings_report, heatmap_table
+
+    evaluation = _evaluate(0, n_perm=2000)
+    grid, per_group = evaluation.grid, evaluation.per_group
+    values, marks = heatmap_table(grid, per_group, "equal_opportunity_difference", 0.05)
+    assert list(values.index) == FINDINGS and list(values.columns) == ["sex=F", "sex=M"]
+    assert marks.loc[GAPPED].all() and not marks.drop(index=GAPPED).to_numpy().any()
+    # CheXclusion's disparity: women's TPR below the finding's overall TPR, men's above
+    assert values.loc[GAPPED, "sex=F"] < -0.1 < 0.1 < values.loc[GAPPED, "sex=M"]
+    criteria = [Criterion("equal_opportunity_difference", max=0.1, abs=True, alpha=0.05),
+                Criterion("underdiagnosis_gap", max=0.5, abs=True)]
+    report = findings_report(grid, per_group, criteria, unit="patients",
+                             gap="equal_opportunity_difference", alpha=0.05)
+    assert report.worst == GAPPED
+    assert report.metric == {"overall": "failed", "worst_finding": GAPPED}
+    verdict_rows = report.items[0].frame.set_index("finding")["verdict"]
+    assert verdict_rows[GAPPED] == "failed"
+    assert set(verdict_rows.drop(index=GAPPED)) <= {"passed", "not enough data"}
+    assert "finding" not in report.grid.columns and len(report.grid) == 1
+    rates_table = report.items[2].frame
+    assert rates_table["underdiagnosis_rate"].str.match(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]").all()
+    page = build_report(grid=report.grid, per_group=report.per_group, audit={},
+                        prevalence=pd.DataFrame(columns=["split", "attribute", "group", "n",
+                                                         "prevalence"]),
+                        groups=["sex"], verdict=report.verdict, summary=report.summary,
+                        findings=report.items)
+    assert '<section id="findings">' in page and "Underdiagnosis" in page
+
+
+def test_the_underdiagnosis_criterion_is_judged_on_the_any_finding_rows():
+    from biaslab.fairness.verdict import Criterion
+    from biaslab.report.findings import judge_findings
+
+    evaluation = _evaluate(2)
+    verdict, _ = judge_findings(evaluation.grid, evaluation.per_group,
+                                [Criterion("underdiagnosis_gap", max=0.5, abs=True)],
+                                unit="patients")
+    status = verdict.set_index("finding")["status"]
+    assert status[ANY] == "passed"
+    assert (status.drop(index=ANY) == "not measured").all()

@@ -77,6 +77,7 @@ def build_report(
     sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
     max_accuracy_loss: float | None = None,
     absent: Mapping[str, str] | None = None, origin: str | None = None,
+    findings: Sequence[ExplainFigure | ExplainTable] = (),
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -126,6 +127,8 @@ def build_report(
         (``flip`` replaces the sentence on the injected bias).
     origin : str, optional
         The page's last line, what it was made from (None: the pipeline's artifacts).
+    findings : sequence of ExplainFigure and ExplainTable
+        A multi-label run's "Findings" section (:mod:`biaslab.report.findings`); empty: none.
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
@@ -150,6 +153,7 @@ def build_report(
             ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
              "calibration_error", "flip_rate"]),
         "explain": [_explain_item(item) for item in explain],
+        "findings": [_explain_item(item) for item in findings],
         "curves": data_uri(curves_figure(curves)) if curves is not None else None,
         "audit": _audit(audit, prevalence),
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
