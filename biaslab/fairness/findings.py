@@ -24,6 +24,9 @@ patients, to be found than in a single-finding run.
 
 from __future__ import annotations
 
+__all__ = ["ANY", "FindingsEvaluation", "any_thresholds", "by_finding", "correct_together",
+           "evaluate_findings", "findings_headline", "worst_finding"]
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -32,12 +35,10 @@ import pandas as pd
 
 from biaslab.fairness.corrections import adjust
 from biaslab.fairness.evaluate import evaluate_seeds
+from biaslab.fairness.finding_rows import ANY, worst_finding
 from biaslab.fairness.headline import headline
 from biaslab.fairness.thresholds.findings import findings_of, with_label
 from biaslab.fairness.underdiagnosis import GAP, add_gap, any_finding_decisions
-
-# the grid's row of the "any finding" classifier (ŷ = 1 when any finding is called)
-ANY = "any finding"
 
 
 @dataclass(frozen=True)
@@ -121,19 +122,6 @@ def by_finding(grid: pd.DataFrame,
     functions (flags, the recommendation) run per finding."""
     return _stack([(f, step(f, rows.drop(columns="finding").reset_index(drop=True)))
                    for f, rows in grid.groupby("finding", sort=False)])
-
-
-def worst_finding(grid: pd.DataFrame) -> str | None:
-    """The finding (not :data:`ANY`) whose pair recommended on validation has the highest
-    ``fairness_cost`` (how far its Pareto gap is from its ideal on test); a finding with no
-    recommended pair is judged by its first pair. None when no finding has a cost."""
-    costs = {}
-    for finding, rows in grid[grid["finding"] != ANY].groupby("finding", sort=False):
-        picked = rows[rows["recommended"].eq(True)] if "recommended" in rows else rows.iloc[:0]
-        row = (picked if len(picked) else rows).iloc[0]
-        costs[finding] = float(row.get("fairness_cost", np.nan))
-    known = {f: c for f, c in costs.items() if not np.isnan(c)}
-    return max(known, key=known.get) if known else None
 
 
 def findings_headline(grid: pd.DataFrame, groups: list[str], tests: int) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.fairness.across_seeds import combine
-from biaslab.fairness.findings import ANY, worst_finding
+from biaslab.fairness.finding_rows import ANY, worst_finding
 from biaslab.fairness.underdiagnosis import GAP, RATE, rates
 from biaslab.fairness.verdict import FAILED, NO_DATA, PASSED, Criterion, judge, summarise
 from biaslab.report import ExplainFigure, ExplainTable
