@@ -20,6 +20,7 @@ from biaslab.fairness.findings import (
     by_finding,
     evaluate_findings,
     findings_headline,
+    reach_warning,
     worst_finding,
 )
 from biaslab.fairness.flags import (
@@ -117,6 +118,8 @@ def multilabel(decisions, attributes, cfg, options, health, fitted, gap):
                + summary_line(rows, gap))
     warnings = [f"{finding}: {line}" for finding, part in grid.groupby("finding", sort=False)
                 for line in grid_warnings(part.drop(columns="finding"), gap)]
+    reach = reach_warning(evaluation.tests, cfg.n_perm, cfg.correction)
+    warnings += [reach] if reach else []
     return (FindingsEvaluation(grid, evaluation.per_seed, evaluation.per_group,
                                evaluation.tests),
             findings_headline(grid, cfg.groups, evaluation.tests), summary, warnings)

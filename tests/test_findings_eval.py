@@ -14,6 +14,7 @@ from biaslab.fairness.findings import (
     correct_together,
     evaluate_findings,
     findings_headline,
+    reach_warning,
     worst_finding,
 )
 from biaslab.fairness.recommend import choose
@@ -296,3 +297,10 @@ def test_the_underdiagnosis_criterion_is_judged_on_the_any_finding_rows():
     status = verdict.set_index("finding")["status"]
     assert status[ANY] == "passed"
     assert (status.drop(index=ANY) == "not measured").all()
+
+
+def test_reach_warning_says_when_no_gap_can_pass():
+    assert reach_warning(40, 2000, "holm") == ""
+    text = reach_warning(3240, 10000, "holm")
+    assert "smallest adjusted p-value is 0.324" in text and "at least 64800" in text
+    assert reach_warning(3240, 0, "holm") == ""  # no permutations: no p-values

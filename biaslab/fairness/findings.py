@@ -25,7 +25,7 @@ patients, to be found than in a single-finding run.
 from __future__ import annotations
 
 __all__ = ["ANY", "FindingsEvaluation", "any_thresholds", "by_finding", "correct_together",
-           "evaluate_findings", "findings_headline", "worst_finding"]
+           "evaluate_findings", "findings_headline", "reach_warning", "worst_finding"]
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -113,6 +113,22 @@ def correct_together(grid: pd.DataFrame, correction: str) -> tuple[pd.DataFrame,
     for i, col in enumerate(columns):
         out[col + "_adj"] = adjusted[:, i]
     return out, int(np.count_nonzero(~np.isnan(family)))
+
+
+def reach_warning(tests: int, n_perm: int, correction: str, alpha: float = 0.05) -> str:
+    """Why no gap of the run can be found significant, or "": the smallest p-value that
+    ``n_perm`` permutations can give is 1 / (n_perm + 1), and Holm multiplies the smallest of
+    the ``tests`` p-values by ``tests`` (BH too, unless many p-values are that small): above
+    ``alpha``, raise ``evaluate.n_perm`` to at least tests / alpha."""
+    if not tests or not n_perm:
+        return ""
+    floor = tests / (n_perm + 1)
+    if floor <= alpha:
+        return ""
+    return (f"{tests} p-values corrected together ({correction}): with evaluate.n_perm = "
+            f"{n_perm} the smallest adjusted p-value is {min(1.0, floor):.3g} > {alpha:g}, "
+            f"so no gap can be significant; raise evaluate.n_perm to at least "
+            f"{int(np.ceil(tests / alpha))}, or judge fewer pairs, attributes or findings")
 
 
 def by_finding(grid: pd.DataFrame,

@@ -7,10 +7,11 @@ the "any finding" classifier. Each finding is judged as a single-label run on it
 (:func:`biaslab.fairness.verdict.judge`); the underdiagnosis criterion
 (``underdiagnosis_gap``) only on the "any finding" rows.
 
-The heatmap follows CheXclusion (Seyyed-Kalantari, Liu, McDermott, Chen and Ghassemi 2021,
-"CheXclusion: Fairness gaps in deep chest X-ray classifiers", PSB): a cell is a group's rate
-minus the finding's rate over the whole test set (for the TPR gap, the group's TPR disparity),
-of the pair recommended for that finding, averaged over the training seeds. A cell is marked
+The heatmap shows per finding the TPR disparities that CheXclusion (Seyyed-Kalantari, Liu,
+McDermott, Chen and Ghassemi 2021, "CheXclusion: Fairness gaps in deep chest X-ray
+classifiers", Pacific Symposium on Biocomputing 26, 232-243) reports: a cell is a group's rate
+(TPR for the equal-opportunity difference) minus the finding's rate over the whole test set, of
+the pair recommended for that finding, averaged over the training seeds. A cell is marked
 when its attribute's gap for that finding (grid.csv's ``ATTR.GAP``) is significant: its
 adjusted p-value (corrected over every finding together) is at most alpha and, for a signed
 difference, its interval excludes 0.
