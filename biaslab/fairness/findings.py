@@ -37,6 +37,7 @@ from biaslab.fairness.corrections import adjust
 from biaslab.fairness.evaluate import evaluate_seeds
 from biaslab.fairness.finding_rows import ANY, worst_finding
 from biaslab.fairness.headline import headline
+from biaslab.fairness.recommend import baseline_row
 from biaslab.fairness.thresholds.findings import findings_of, with_label
 from biaslab.fairness.underdiagnosis import GAP, add_gap, any_finding_decisions
 
@@ -145,13 +146,16 @@ def findings_headline(grid: pd.DataFrame, groups: list[str], tests: int) -> dict
     (:func:`worst_finding`) with the single-label headline of its rows
     (:func:`biaslab.fairness.headline.headline`), the number of findings and of p-values
     corrected together, and the underdiagnosis gap of the first attribute for the
-    :data:`ANY` pair recommended on validation (null when none)."""
+    :data:`ANY` pair recommended on validation (without one, the baseline pair,
+    :func:`biaslab.fairness.recommend.baseline_row`; null when missing)."""
     worst = worst_finding(grid)
     rows = grid[grid["finding"] == worst].drop(columns="finding") if worst else grid.iloc[:0]
     out = {"worst_finding": worst, "findings": int(grid["finding"].ne(ANY).groupby(
         grid["finding"]).any().sum()), "tests_corrected": tests}
     out |= headline(rows, groups) if len(rows) else {"recommended": {"pair": None}}
-    picked = grid[(grid["finding"] == ANY) & grid["recommended"].eq(True)]
+    rows = grid[grid["finding"] == ANY]
+    picked = rows[rows["recommended"].eq(True)]
+    picked = picked if len(picked) else baseline_row(rows)  # as the report's table
     column = f"{groups[0]}.{GAP}"
     value = picked[column].iloc[0] if len(picked) and column in picked else np.nan
     out[column] = None if pd.isna(value) else round(float(value), 4)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from biaslab.fairness.across_seeds import combine
 from biaslab.fairness.finding_rows import ANY, worst_finding
+from biaslab.fairness.recommend import baseline_row
 from biaslab.fairness.underdiagnosis import GAP, RATE, rates
 from biaslab.fairness.verdict import FAILED, NO_DATA, PASSED, Criterion, judge, summarise
 from biaslab.report import ExplainFigure, ExplainTable
@@ -93,12 +94,7 @@ def heatmap_table(grid: pd.DataFrame, per_group: pd.DataFrame, gap: str, alpha: 
                          f"{', '.join(HEATMAP_GAPS)}")
     rate, values, marks = HEATMAP_GAPS[gap], {}, {}
     for finding in findings(grid)[:-1]:
-        rows = rows_of(grid, finding)
-        picked = rows[rows["recommended"].eq(True)] if "recommended" in rows else rows.iloc[:0]
-        pair = (picked if len(picked) else rows).iloc[0]
-        test = per_group[(per_group["finding"] == finding) & (per_group["set"] == "test")
-                         & (per_group["scheme"] == pair["scheme"])
-                         & (per_group["method"] == pair["method"])]
+        pair, test = _pair(grid, per_group, finding)
         whole = test[test["attribute"] == "all"].groupby("seed")[rate].first()
         parts = test[test["attribute"] != "all"]
         diff = parts[rate].to_numpy() - whole.reindex(parts["seed"]).to_numpy()
@@ -119,17 +115,21 @@ def _significant(pair: pd.Series, attribute: str, gap: str, alpha: float) -> boo
 
 
 def _pair(grid: pd.DataFrame, per_group: pd.DataFrame, finding: str
-          ) -> tuple[str, pd.DataFrame]:
-    """The finding's pair recommended on validation (else its first), as "scheme/method",
-    and that pair's test rows of groups.csv (every seed, every group but ``all``)."""
+          ) -> tuple[pd.Series, pd.DataFrame]:
+    """The finding's grid row of the pair recommended on validation (else the baseline,
+    :func:`biaslab.fairness.recommend.baseline_row`) and that pair's test rows of groups.csv
+    (every seed, every group and ``all``)."""
     rows = rows_of(grid, finding)
     picked = rows[rows["recommended"].eq(True)] if "recommended" in rows else rows.iloc[:0]
-    pair = (picked if len(picked) else rows).iloc[0]
+    pair = (picked if len(picked) else baseline_row(rows)).iloc[0]
     mine = per_group[(per_group["finding"] == finding) & (per_group["set"] == "test")
                      & (per_group["scheme"] == pair["scheme"])
-                     & (per_group["method"] == pair["method"])
-                     & (per_group["attribute"] != "all")]
-    return f"{pair['scheme']}/{pair['method']}", mine
+                     & (per_group["method"] == pair["method"])]
+    return pair, mine
+
+
+def _name(pair: pd.Series) -> str:
+    return f"{pair['scheme']}/{pair['method']}"
 
 
 def _over_seeds(table: pd.DataFrame, figure: str, level: float) -> pd.DataFrame:
@@ -150,7 +150,8 @@ def underdiagnosis_table(grid: pd.DataFrame, per_group: pd.DataFrame,
     for the "any finding" pair recommended (else the first), over the training seeds:
     attribute, group, images with a finding, rate and interval, pair."""
     pair, mine = _pair(grid, per_group, ANY)
-    return _over_seeds(rates(mine), RATE, level).assign(pair=pair)
+    table = rates(mine[mine["attribute"] != "all"])
+    return _over_seeds(table, RATE, level).assign(pair=_name(pair))
 
 
 def auc_table(grid: pd.DataFrame, per_group: pd.DataFrame, level: float = 0.95
@@ -161,7 +162,8 @@ def auc_table(grid: pd.DataFrame, per_group: pd.DataFrame, level: float = 0.95
     for finding in findings(grid)[:-1]:
         pair, mine = _pair(grid, per_group, finding)
         if "auc" in mine:
-            parts.append(_over_seeds(mine, "auc", level).assign(finding=finding, pair=pair))
+            parts.append(_over_seeds(mine[mine["attribute"] != "all"], "auc", level).assign(
+                finding=finding, pair=_name(pair)))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -172,7 +174,8 @@ def heatmap_figure(values: pd.DataFrame, marks: pd.DataFrame, gap: str) -> bytes
         return None
     plt = _pyplot()
     data = values.to_numpy(dtype=float)
-    limit = np.nanmax(np.abs(data)) if np.isfinite(data).any() else 1.0
+    # at least +-0.05 on the scale: differences of a few thousandths stay pale
+    limit = max(0.05, np.nanmax(np.abs(data)) if np.isfinite(data).any() else 0.0)
     fig, ax = plt.subplots(figsize=(min(WIDTH, 2.5 + 0.8 * data.shape[1]),
                                     1.0 + 0.35 * data.shape[0]))
     cmap = plt.get_cmap("RdBu").copy()
@@ -221,9 +224,10 @@ def findings_report(grid: pd.DataFrame, per_group: pd.DataFrame,
             f"Overall: {run['verdict']}" + (f"; worst finding: {worst}" if worst else "")
             + ". Each finding is judged as a run of its own on its recommended pair; the "
             "p-values of every finding are corrected together.")),
-        ExplainFigure(f"{HEATMAP_GAPS[gap]} per finding and group", heatmap_figure(
+        ExplainFigure(f"{gap} per finding and group", heatmap_figure(
             values, marks, gap), caption=(
-            f"Each group's {HEATMAP_GAPS[gap]} minus the finding's overall one (the pair "
+            f"Each group's {HEATMAP_GAPS[gap]} minus the finding's {HEATMAP_GAPS[gap]} over "
+            f"the whole test set (the pair "
             f"recommended for the finding, mean over the seeds); * marks a group whose "
             f"attribute's {gap} has an adjusted p-value <= {alpha:g} and an interval "
             "excluding 0; n/a: too few cases.")),
