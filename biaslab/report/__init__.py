@@ -81,6 +81,7 @@ def build_report(
     absent: Mapping[str, str] | None = None, origin: str | None = None,
     ranks: RankTest | str | None = None,
     compare: Mapping | None = None,
+    findings: Sequence[ExplainFigure | ExplainTable] = (),
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -137,6 +138,8 @@ def build_report(
     compare : mapping, optional
         The section "A against B" (``biaslab audit --compare``): ``a``, ``b``, ``level``,
         ``methods`` (:func:`biaslab.audit.compare_words.sentences`) and ``table`` (compare.csv).
+    findings : sequence of ExplainFigure and ExplainTable
+        A multi-label run's "Findings" section (:mod:`biaslab.report.findings`); empty: none.
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
@@ -161,6 +164,7 @@ def build_report(
             ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
              "calibration_error", "flip_rate"]),
         "explain": [_explain_item(item) for item in explain],
+        "findings": [_explain_item(item) for item in findings],
         "curves": data_uri(curves_figure(curves)) if curves is not None else None,
         "audit": _audit(audit, prevalence),
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
