@@ -131,6 +131,7 @@ def audit_predictions(
     predictions: Predictions, *, postprocess: Mapping, evaluate_options: Mapping,
     criteria: Sequence[Criterion], min_group_size: int = 30, min_class_size: int = 10,
     data_audit: Mapping | None = None, no_val: str = "no validation rows",
+    explain: Sequence = (), absent: Mapping[str, str] | None = None,
 ) -> Audit:
     """The whole audit: decisions, evaluation, verdict and report.
 
@@ -152,6 +153,11 @@ def audit_predictions(
         ``min_effect``), for the report's data audit of the table's images.
     no_val : str
         Why a method needing a fit is not applicable when there are no validation rows.
+    explain : sequence of ExplainFigure and ExplainTable
+        What the model looks at (:func:`biaslab.audit.looks.look`, for a model file); empty:
+        the section says why there is none.
+    absent : mapping of str to str, optional
+        Lines that replace :data:`ABSENT`'s (a model file: the images are there).
     """
     options = dict(evaluate_options)
     groups = list(options.pop("groups"))
@@ -173,7 +179,8 @@ def audit_predictions(
                                            min_group_size=min_group_size,
                                            min_class_size=min_class_size, unit=unit, gap=gap),
                    max_accuracy_loss=options.get("max_accuracy_loss", 0.02),
-                   resample=options.get("resample", "auto"), data_audit=data_audit or {})
+                   resample=options.get("resample", "auto"), data_audit=data_audit or {},
+                   explain=list(explain), absent={**ABSENT, **(absent or {})})
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
                  fairness=headline(grid, groups), verdict=metric(verdict, summary),
                  thresholds=fitted, report=page,
@@ -183,7 +190,7 @@ def audit_predictions(
 
 def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
             per_group: pd.DataFrame, groups: list[str], *, data_audit: Mapping,
-            **context) -> str:
+            explain: list, absent: dict, **context) -> str:
     """The report page: the pipeline's, with what needs images absent and why."""
     rows = predictions.attributes
     attributes = [g for g in groups if g in rows.columns]
@@ -197,5 +204,7 @@ def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
     summary, tables = run_audit(rows, attributes, **data_audit)
     return build_report(grid=grid, per_group=per_group, audit=summary,
                         prevalence=tables["prevalence"], groups=groups, scores=scores,
-                        counts=counts, bias="none", absent=ABSENT,
+                        counts=counts, bias="none", explain=explain,
+                        absent={k: v for k, v in absent.items()
+                                if not (explain and k == "explain")},
                         origin=f"Made by biaslab audit from {predictions.source}.", **context)

@@ -26,6 +26,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from biaslab.cli import audit_model
+
 EXAMPLES = """\
   biaslab audit --predictions preds.csv --groups sex,age_group --out audit/
   biaslab audit --predictions preds.parquet --groups sex --split split --patient patient \\
@@ -33,6 +35,11 @@ EXAMPLES = """\
   biaslab audit --predictions vendor.csv --decision flagged --groups sex --out audit/
   biaslab audit --predictions seeds.csv --groups sex --id image --model model \\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
+  biaslab audit --model-file cnn.pt --images metadata.csv --root xrays/ --input-size 64 \\
+      --groups sex --patient patient_id --out audit/      # a TorchScript model, scored here
+  biaslab audit --model-file weights.pt --arch resnet18 --output index:1 --channels 3 \\
+      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --images test.csv --root xrays/ \\
+      --groups sex --out audit/
 """
 # option -> (section, key): the settings the options set, over --params FILE
 SETTINGS = {
@@ -53,7 +60,7 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     table = parser.add_argument_group("the predictions table")
-    table.add_argument("--predictions", required=True, metavar="FILE",
+    table.add_argument("--predictions", metavar="FILE",
                        help="CSV or Parquet, one row per (model, image)")
     table.add_argument("--groups", type=_names, metavar="A,B",
                        help="attribute columns compared between groups (evaluate.groups; "
@@ -92,6 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_argument("--intersect", action=argparse.BooleanOptionalAction,
                           help="evaluate.intersect")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the results")
+    audit_model.add_arguments(parser)
 
 
 def seeds_of(specs: list[str]) -> dict[str, list[str]]:
@@ -190,8 +198,15 @@ def _audit(args) -> int:
                       patient=args.patient, id=args.id, model=args.model)
     groups = list(dict.fromkeys([*evaluate.groups, *postprocess.groups]))
     text = [c for c in (args.split, args.patient, args.id, args.model, *groups) if c]
-    predictions = check_predictions(read_table(args.predictions, text), groups, columns,
-                                    source=args.predictions, seeds=seeds_of(args.seeds_of))
+    extra: dict = {}  # a model file: what it looks at, for the report
+    if args.model_file:
+        predictions, extra = audit_model.predictions(args, params, groups, seeds_of(args.seeds_of))
+    elif not args.predictions:
+        raise ValueError("give --predictions FILE (a table of a model's predictions) or "
+                         "--model-file FILE with --images TABLE --root DIR")
+    else:
+        predictions = check_predictions(read_table(args.predictions, text), groups, columns,
+                                        source=args.predictions, seeds=seeds_of(args.seeds_of))
     no_val = ("no validation rows: without --split every row is a test row" if not args.split
               else f"no validation rows: no row of column {args.split!r} is val")
     result = audit_predictions(
@@ -200,7 +215,7 @@ def _audit(args) -> int:
         criteria=[Criterion(**c.model_dump()) for c in report.criteria],
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
         data_audit={"min_group_size": params.audit.min_group_size, "level": params.audit.level,
-                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val)
+                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val, **extra)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")
