@@ -15,6 +15,12 @@ Settings: the pipeline's postprocess, evaluate, report and audit sections, from 
 receives grid.csv, groups.csv, seeds.csv, fairness.json, verdict.json, thresholds.json and
 report.html. Every bad input stops the audit before any work, with one line naming the file,
 the column and the rows. Docs: docs/audit.md.
+
+A model file instead (--model-file: TorchScript, ONNX, or a torchvision --arch plus state
+dict) is scored on --images TABLE (the csv source's columns, paths under --root), the images
+prepared as the pipeline prepares them; the predictions it makes are audited as above, and the
+report shows what the model looks at (occlusion maps; deconvolution and Grad-CAM for --arch)
+and how it holds up under rotation and noise.
 """
 
 from __future__ import annotations
