@@ -60,6 +60,8 @@ def data(tmp_path_factory):
         Image.fromarray((image * 255).astype(np.uint8)).save(root / f"im{i:03d}.png")
         rows.append({"path": f"im{i:03d}.png", "label": label, "sex": sex, "age": 25 + i % 60,
                      "patient_id": f"p{i // 2}", "split": "val" if i < N // 3 else "test"})
+    (root / "broken.png").write_bytes(b"not an image")  # rejected, said, and the rest audited
+    rows.append({**rows[-1], "path": "broken.png", "patient_id": "p-broken"})
     pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
     params = root.parent / "params.yaml"
     params.write_text("prepare: {workers: 1}\n"
@@ -101,6 +103,7 @@ def test_a_torchscript_model_is_scored_and_audited_with_its_maps(data, tmp_path,
     assert "No maps" not in looks
     said = capsys.readouterr().err
     assert f"{N} images scored with {path} (torchscript, 1x32x32)" in said
+    assert "audit: warning: rejected broken.png: unreadable" in said
     assert json.loads((out / "verdict.json").read_text())["pair"]
 
 

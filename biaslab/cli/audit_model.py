@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def predictions(args, params, groups: list[str], seeds: dict):
     """The checked predictions of ``args.model_file`` on ``args.images``, and the audit's extra
     keywords (``explain``, ``absent``)."""
+    from scipy.special import expit
     from tqdm import tqdm
 
     from biaslab.audit import model_file as mf
@@ -88,7 +89,7 @@ def predictions(args, params, groups: list[str], seeds: dict):
         logits = mf.score(model, lambda a, b: model_inputs(pixels, np.arange(a, b), None, NO_BIAS),
                           len(index), batch_size=args.batch_size, device=device,
                           progress=bar.update)
-    index["score"] = 1.0 / (1.0 + np.exp(-logits))
+    index["score"] = expit(logits)
     patient = "patient_id" if index.get("patient_id", pd.Series()).notna().any() else None
     columns = Columns(label="label", score="score", split=args.split, patient=patient,
                       id=args.path_column)
@@ -151,4 +152,4 @@ def _images(args, params, groups: list[str], size: int) -> tuple[pd.DataFrame, n
                  where=f"--images {args.images}")
     index = src.index[kept].reset_index(drop=True)
     index.insert(0, "row", np.arange(len(index)))
-    return index, pixels[kept]
+    return index, pixels if kept.all() else pixels[kept]
