@@ -9,8 +9,10 @@ import pandas as pd
 
 from biaslab import artifacts
 from biaslab.config import load_section
+from biaslab.config.report import ReportConfig
 from biaslab.data.bias import BiasSpec, model_inputs
 from biaslab.data.group_keys import unit_word
+from biaslab.fairness.ranks import rank_methods
 from biaslab.fairness.verdict import Criterion, judge, metric, model_warnings, summarise
 from biaslab.report import build_report, data, examples_figure, inputs
 from stages import run
@@ -26,6 +28,7 @@ def main() -> None:
     parser.add_argument("--decisions", help="postprocess's folder: operating points, confusion")
     parser.add_argument("--explain", help="the explain stage's folder (manifest.json)")
     parser.add_argument("--sweep", help="the sweep's figure, linked when it exists")
+    parser.add_argument("--seeds", help="metrics/seeds.csv: the rank test of the methods")
     args = parser.parse_args()
     schemes, cfg = load_section("weights").schemes, load_section("report")
     evaluate, bias_cfg = load_section("evaluate"), load_section("bias")
@@ -57,7 +60,7 @@ def main() -> None:
         gap=gap, max_accuracy_loss=evaluate.max_accuracy_loss,
         examples=_examples(table, args.pixels, BiasSpec.from_config(bias_cfg)),
         explain=inputs.explain(args.explain, schemes), bias=bias_cfg.kind, unit=unit,
-        resample=evaluate.resample,
+        resample=evaluate.resample, ranks=_ranks(args.seeds, cfg.rank_by, evaluate),
         sweep=_relative(sweep, Path(args.out).parent) if sweep and sweep.exists() else None)
     if args.verdict:
         artifacts.write_json(metric(verdict, summary), args.verdict)
@@ -76,6 +79,19 @@ def _examples(table: pd.DataFrame, pixels_path: str, spec: BiasSpec) -> bytes | 
     panels = np.concatenate(list(x.transpose(1, 0, 2, 3)), axis=-1)  # image | bias channel
     titles = [f"y={r.label}" + (f" S={r.s}" if s is not None else "") for r in pick.itertuples()]
     return examples_figure(panels, titles)
+
+
+def _ranks(seeds_csv: str | None, figure: str, evaluate):
+    """The rank test of the (scheme, method) pairs over the training seeds, or why none."""
+    if not seeds_csv:
+        return None
+    if figure in ReportConfig.figures()[1]:  # a gap: the first attribute's, as the trade-off's
+        figure = f"{evaluate.groups[0]}.{figure}"
+    try:
+        return rank_methods(pd.read_csv(seeds_csv), figure, blocks=["seed"],
+                            level=1 - evaluate.level)
+    except ValueError as exc:  # one seed, or one method: nothing to rank
+        return str(exc)
 
 
 def _relative(path: Path, start: Path) -> str:

@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, SHARED, copy_repo, repo_env, sh
@@ -333,9 +334,21 @@ def test_block_audit_black_box(tmp_path):
 
 
 @pytest.mark.slow
-def test_block_audit_model_file(tmp_path):
-    import pandas as pd
+def test_block_audit_compare(tmp_path):
+    repo = fresh_copy(tmp_path)
+    result = run_block(the_block("audit-compare"), repo)
+    assert_ran(result)
+    # what the page says of it: with the fixed threshold the mitigated model is the fairer on
+    # equal opportunity, and the data can tell; after equalized_odds they do not differ
+    rows = pd.read_csv(repo / "compared/compare.csv").set_index(["method", "figure"])
+    fixed = rows.loc[("fixed", "sex.equal_opportunity_difference")]
+    assert fixed["fairer"] == "mitigated" and fixed["tells"] and fixed["difference_lo"] > 0.1
+    assert not rows.loc[("equalized_odds", "sex.equal_opportunity_difference"), "tells"]
+    assert "baseline against mitigated" in (repo / "compared/report.html").read_text()
 
+
+@pytest.mark.slow
+def test_block_audit_model_file(tmp_path):
     repo = fresh_copy(tmp_path)
     assert_ran(run_block(the_block("audit-model-file"), repo))
     # what the page says of it: every scan of site A flagged, none of site B's negatives, and

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from biaslab.audit import compare as paired
+from biaslab.audit.compare_words import sentences
 from biaslab.audit.table import Predictions
 from biaslab.data.audit import run_audit
 from biaslab.data.group_keys import unit_word
@@ -56,7 +58,9 @@ class Audit:
     ``verdict``: metrics/verdict.json (:func:`biaslab.fairness.verdict.metric`);
     ``thresholds``: recipe -> model -> method -> fitted params or ``{"not_applicable":
     REASON}``; ``report``: the HTML page; ``warnings``: lines to say (methods not applicable,
-    degenerate models, missing gaps); ``summary``: the evaluation's one line.
+    degenerate models, missing gaps); ``summary``: the evaluation's one line;
+    ``comparison``: with ``compare``, :func:`biaslab.audit.compare.correct_together`'s table
+    (compare.csv), else None.
     """
 
     grid: pd.DataFrame
@@ -68,6 +72,7 @@ class Audit:
     report: str
     warnings: list[str]
     summary: str
+    comparison: pd.DataFrame | None = None
 
 
 def decide(predictions: Predictions, methods: Sequence[str], groups: Sequence[str], *,
@@ -131,6 +136,7 @@ def audit_predictions(
     predictions: Predictions, *, postprocess: Mapping, evaluate_options: Mapping,
     criteria: Sequence[Criterion], min_group_size: int = 30, min_class_size: int = 10,
     data_audit: Mapping | None = None, no_val: str = "no validation rows",
+    compare: Sequence[str] | None = None,
     explain: Sequence = (), absent: Mapping[str, str] | None = None,
 ) -> Audit:
     """The whole audit: decisions, evaluation, verdict and report.
@@ -153,6 +159,9 @@ def audit_predictions(
         ``min_effect``), for the report's data audit of the table's images.
     no_val : str
         Why a method needing a fit is not applicable when there are no validation rows.
+    compare : (A, B), optional
+        Two recipes (or models) compared, paired (:mod:`biaslab.audit.compare`): their
+        p-values are corrected with the grid's, and the report says which is fairer.
     explain : sequence of ExplainFigure and ExplainTable
         What the model looks at (:func:`biaslab.audit.looks.look`, for a model file); empty:
         the section says why there is none.
@@ -161,11 +170,22 @@ def audit_predictions(
     """
     options = dict(evaluate_options)
     groups = list(options.pop("groups"))
+    if compare:  # a bad pair stops the audit before any work
+        paired.pair_models(predictions, *compare)
     decisions, fitted = decide(predictions, postprocess["methods"], postprocess["groups"],
                                fixed_threshold=postprocess.get("fixed_threshold", 0.5),
                                tolerance=postprocess.get("tolerance", 0.0),
                                seed=postprocess.get("seed", 0), no_val=no_val)
     evaluation, grid = evaluate(predictions, decisions, fitted, groups, **options)
+    comparison = None
+    if compare:
+        keys = ("n_boot", "n_perm", "level", "seed", "resample", "intersect", "bins")
+        comparison = paired.compare_models(predictions, decisions, evaluation.per_seed, grid,
+                                           *compare, groups,
+                                           **{k: options[k] for k in keys if k in options})
+        grid, comparison = paired.correct_together(
+            grid, comparison, correction=options.get("correction", "holm"),
+            level=options.get("level", 0.95))
     gap = f"{groups[0]}.{options.get('pareto_gap', DEFAULT_GAP)}"
     lines = [f"{recipe}/{model}: {method} not applicable: {why}"
              for recipe, models in fitted.items() for model, params in models.items()
@@ -180,12 +200,17 @@ def audit_predictions(
                                            min_class_size=min_class_size, unit=unit, gap=gap),
                    max_accuracy_loss=options.get("max_accuracy_loss", 0.02),
                    resample=options.get("resample", "auto"), data_audit=data_audit or {},
+                   compare=None if comparison is None else {
+                       "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
+                       "methods": sentences(comparison,
+                                                   level=options.get("level", 0.95)),
+                       "table": comparison},
                    explain=list(explain), absent={**ABSENT, **(absent or {})})
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
                  fairness=headline(grid, groups), verdict=metric(verdict, summary),
                  thresholds=fitted, report=page,
                  warnings=lines + grid_warnings(grid, gap),
-                 summary=summary_line(grid, gap))
+                 summary=summary_line(grid, gap), comparison=comparison)
 
 
 def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,

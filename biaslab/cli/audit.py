@@ -8,7 +8,8 @@ threshold methods are fitted on the val rows, the test decisions evaluated as th
 evaluate stage does (bootstrap intervals, permutation p-values, base-rate baselines, the pair
 recommended on validation), report.criteria judged, and the pipeline's report rendered. Several
 models of one recipe (--model with --seeds-of) are combined as the pipeline combines training
-seeds: their variance is in every interval.
+seeds: their variance is in every interval. --compare A B compares two of them on the same
+test images, paired (OUT/compare.csv and a report section).
 
 Settings: the pipeline's postprocess, evaluate, report and audit sections, from --params FILE
 (params.yaml's schema; absent keys take their defaults) and the options below, which win. OUT
@@ -41,6 +42,8 @@ EXAMPLES = """\
   biaslab audit --predictions vendor.csv --decision flagged --groups sex --out audit/
   biaslab audit --predictions seeds.csv --groups sex --id image --model model \\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
+  biaslab audit --predictions two.csv --groups sex --id image --model model \\
+      --compare baseline mitigated --out audit/          # paired: B - A, intervals, p
   biaslab audit --model-file cnn.pt --images metadata.csv --root xrays/ --input-size 64 \\
       --groups sex --patient patient_id --out audit/      # a TorchScript model, scored here
   biaslab audit --model-file weights.pt --arch resnet18 --output index:1 --channels 3 \\
@@ -84,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument("--seeds-of", action="append", default=[], metavar="NAME=M1,M2,...",
                        help="models of --model that are seeds of one recipe NAME, combined "
                             "with the seeds' variance in every interval (repeatable)")
+    table.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                       help="two models (or --seeds-of recipes) compared, paired: B - A of "
+                            "every figure and gap, to OUT/compare.csv and the report")
     settings = parser.add_argument_group("settings (over --params)")
     settings.add_argument("--params", metavar="FILE",
                           help="a params.yaml: its postprocess, evaluate, report (criteria) "
@@ -221,7 +227,8 @@ def _audit(args) -> int:
         criteria=[Criterion(**c.model_dump()) for c in report.criteria],
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
         data_audit={"min_group_size": params.audit.min_group_size, "level": params.audit.level,
-                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val, **extra)
+                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val,
+        compare=args.compare, **extra)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")
@@ -229,6 +236,8 @@ def _audit(args) -> int:
     artifacts.write_json(result.fairness, out / "fairness.json")
     artifacts.write_json(result.verdict, out / "verdict.json")
     artifacts.write_json(result.thresholds, out / "thresholds.json")
+    if result.comparison is not None:
+        artifacts.write_csv(result.comparison, out / "compare.csv")
     artifacts.write_text(result.report, out / "report.html")
     for line in result.warnings:
         print(f"audit: warning: {line}", file=sys.stderr)

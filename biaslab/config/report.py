@@ -79,6 +79,12 @@ class ReportConfig(Section):
             "recommended one first; by default the four-fifths rule on the excess disparate "
             "impact, an equal-opportunity difference of at most 0.1 and a flip rate of at most "
             "0.05"))
+    rank_by: choice(lambda: sum(ReportConfig.figures(), ())) = Field(
+        "balanced_accuracy", description=(
+            "the figure on which every (scheme, method) is ranked within each training seed, "
+            "for the rank test against plain training (none/fixed): a figure of the test set, "
+            "or a gap, ranked for the first of evaluate.groups by its distance from its ideal "
+            "(docs: The report)"))
     min_group_size: AtLeastOne = Field(30, description=(
         "a test group behind a criterion with fewer units (patients where the index has patient "
         "ids, else images) is flagged as too small"))
