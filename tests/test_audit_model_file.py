@@ -227,6 +227,7 @@ def test_a_bad_onnx_file_is_one_line_naming_it(tmp_path):
     (["--std", "0"], "--std: expected numbers > 0"),
     (["--predictions", "p.csv"], "give --predictions FILE or --model-file FILE, not both"),
     (["--model", "m"], "--model: options of a predictions table, not of --model-file"),
+    (["--compare", "a", "b"], "--compare: options of a predictions table"),
 ])
 def test_bad_options_are_one_line(data, tmp_path, capsys, options, expected):
     path = tmp_path / "bright.pt"

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 # the options of a predictions table that a model file makes for itself
-NOT_WITH_A_MODEL_FILE = ("score", "decision", "logits", "id", "model", "seeds_of")
+NOT_WITH_A_MODEL_FILE = ("score", "decision", "logits", "id", "model", "seeds_of", "compare")
 ABSENT = {
     "flip": "No flip test: it forces an injected bias S on the images, and a model trained "
             "elsewhere was shown no S.",
@@ -60,8 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--gradcam-layer", metavar="NAME",
                        help="the module Grad-CAM reads (default: the last one with an "
                             "image-shaped output)")
-    model.add_argument("--batch-size", type=int, default=64, help="images per forward pass "
-                                                                  "(default: 64)")
+    model.add_argument("--batch-size", type=int, default=64, metavar="N",
+                       help="images per forward pass (default: 64)")
 
 
 def predictions(args, params, groups: list[str], seeds: dict):
