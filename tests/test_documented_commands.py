@@ -348,6 +348,18 @@ def test_block_audit_compare(tmp_path):
 
 
 @pytest.mark.slow
+def test_block_audit_model_file(tmp_path):
+    repo = fresh_copy(tmp_path)
+    assert_ran(run_block(the_block("audit-model-file"), repo))
+    # what the page says of it: every scan of site A flagged, none of site B's negatives, and
+    # the maps in the report
+    groups = pd.read_csv(repo / "scan_audit/groups.csv")
+    fpr = groups[(groups["method"] == "fixed") & (groups["set"] == "test")].set_index("group")
+    assert fpr.loc["site=A", "fpr"] > 0.9 and fpr.loc["site=B", "fpr"] < 0.1
+    assert "Attribution maps" in (repo / "scan_audit/report.html").read_text()
+
+
+@pytest.mark.slow
 def test_block_recover(tmp_path):
     assert_ran(run_block(the_block("recover"), fresh_copy(tmp_path)))
 

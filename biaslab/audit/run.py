@@ -137,6 +137,7 @@ def audit_predictions(
     criteria: Sequence[Criterion], min_group_size: int = 30, min_class_size: int = 10,
     data_audit: Mapping | None = None, no_val: str = "no validation rows",
     compare: Sequence[str] | None = None,
+    explain: Sequence = (), absent: Mapping[str, str] | None = None,
 ) -> Audit:
     """The whole audit: decisions, evaluation, verdict and report.
 
@@ -161,6 +162,11 @@ def audit_predictions(
     compare : (A, B), optional
         Two recipes (or models) compared, paired (:mod:`biaslab.audit.compare`): their
         p-values are corrected with the grid's, and the report says which is fairer.
+    explain : sequence of ExplainFigure and ExplainTable
+        What the model looks at (:func:`biaslab.audit.looks.look`, for a model file); empty:
+        the section says why there is none.
+    absent : mapping of str to str, optional
+        Lines that replace :data:`ABSENT`'s (a model file: the images are there).
     """
     options = dict(evaluate_options)
     groups = list(options.pop("groups"))
@@ -198,7 +204,8 @@ def audit_predictions(
                        "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
                        "methods": sentences(comparison,
                                                    level=options.get("level", 0.95)),
-                       "table": comparison})
+                       "table": comparison},
+                   explain=list(explain), absent={**ABSENT, **(absent or {})})
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
                  fairness=headline(grid, groups), verdict=metric(verdict, summary),
                  thresholds=fitted, report=page,
@@ -208,7 +215,7 @@ def audit_predictions(
 
 def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
             per_group: pd.DataFrame, groups: list[str], *, data_audit: Mapping,
-            **context) -> str:
+            explain: list, absent: dict, **context) -> str:
     """The report page: the pipeline's, with what needs images absent and why."""
     rows = predictions.attributes
     attributes = [g for g in groups if g in rows.columns]
@@ -222,5 +229,7 @@ def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
     summary, tables = run_audit(rows, attributes, **data_audit)
     return build_report(grid=grid, per_group=per_group, audit=summary,
                         prevalence=tables["prevalence"], groups=groups, scores=scores,
-                        counts=counts, bias="none", absent=ABSENT,
+                        counts=counts, bias="none", explain=explain,
+                        absent={k: v for k, v in absent.items()
+                                if not (explain and k == "explain")},
                         origin=f"Made by biaslab audit from {predictions.source}.", **context)

@@ -16,6 +16,12 @@ Settings: the pipeline's postprocess, evaluate, report and audit sections, from 
 receives grid.csv, groups.csv, seeds.csv, fairness.json, verdict.json, thresholds.json and
 report.html. Every bad input stops the audit before any work, with one line naming the file,
 the column and the rows. Docs: docs/audit.md.
+
+A model file instead (--model-file: TorchScript, ONNX, or a torchvision --arch plus state
+dict) is scored on --images TABLE (the csv source's columns, paths under --root), the images
+prepared as the pipeline prepares them; the predictions it makes are audited as above, and the
+report shows what the model looks at (occlusion maps; deconvolution and Grad-CAM for --arch)
+and how it holds up under rotation and noise.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from biaslab.cli import audit_model
+
 EXAMPLES = """\
   biaslab audit --predictions preds.csv --groups sex,age_group --out audit/
   biaslab audit --predictions preds.parquet --groups sex --split split --patient patient \\
@@ -36,6 +44,11 @@ EXAMPLES = """\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
   biaslab audit --predictions two.csv --groups sex --id image --model model \\
       --compare baseline mitigated --out audit/          # paired: B - A, intervals, p
+  biaslab audit --model-file cnn.pt --images metadata.csv --root xrays/ --input-size 64 \\
+      --groups sex --patient patient_id --out audit/      # a TorchScript model, scored here
+  biaslab audit --model-file weights.pt --arch resnet18 --output index:1 --channels 3 \\
+      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --images test.csv --root xrays/ \\
+      --groups sex --out audit/
 """
 # option -> (section, key): the settings the options set, over --params FILE
 SETTINGS = {
@@ -56,7 +69,7 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     table = parser.add_argument_group("the predictions table")
-    table.add_argument("--predictions", required=True, metavar="FILE",
+    table.add_argument("--predictions", metavar="FILE",
                        help="CSV or Parquet, one row per (model, image)")
     table.add_argument("--groups", type=_names, metavar="A,B",
                        help="attribute columns compared between groups (evaluate.groups; "
@@ -98,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_argument("--intersect", action=argparse.BooleanOptionalAction,
                           help="evaluate.intersect")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the results")
+    audit_model.add_arguments(parser)
 
 
 def seeds_of(specs: list[str]) -> dict[str, list[str]]:
@@ -196,8 +210,15 @@ def _audit(args) -> int:
                       patient=args.patient, id=args.id, model=args.model)
     groups = list(dict.fromkeys([*evaluate.groups, *postprocess.groups]))
     text = [c for c in (args.split, args.patient, args.id, args.model, *groups) if c]
-    predictions = check_predictions(read_table(args.predictions, text), groups, columns,
-                                    source=args.predictions, seeds=seeds_of(args.seeds_of))
+    extra: dict = {}  # a model file: what it looks at, for the report
+    if args.model_file:
+        predictions, extra = audit_model.predictions(args, params, groups, seeds_of(args.seeds_of))
+    elif not args.predictions:
+        raise ValueError("give --predictions FILE (a table of a model's predictions) or "
+                         "--model-file FILE with --images TABLE --root DIR")
+    else:
+        predictions = check_predictions(read_table(args.predictions, text), groups, columns,
+                                        source=args.predictions, seeds=seeds_of(args.seeds_of))
     no_val = ("no validation rows: without --split every row is a test row" if not args.split
               else f"no validation rows: no row of column {args.split!r} is val")
     result = audit_predictions(
@@ -207,7 +228,7 @@ def _audit(args) -> int:
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
         data_audit={"min_group_size": params.audit.min_group_size, "level": params.audit.level,
                     "min_effect": params.audit.simpson_min_effect}, no_val=no_val,
-        compare=args.compare)
+        compare=args.compare, **extra)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")
