@@ -69,11 +69,19 @@ groups): the null distribution would be too narrow (tested). A unit's type is th
 histogram of codes under every seed jointly. Without scores (DI, SPD, the label-conditional
 gaps) these types stay few; with binned scores they are about as many as the units, and the
 units' labels are shuffled rather than drawn type by type. The draws serve every seed, and
-the counting and the statistics are done seed by seed, so a chunk of permutations takes no
-more memory with m seeds (only the m x n inputs grow). Cost with 3 seeds: 1.2 to 1.5 times
-one seed's on the benchmark's 100,000 images of 30,000 patients; 5 to 6 times on 100,000
+the shuffled units of every seed are counted in one sparse product
+(:func:`biaslab.fairness.relabellings.count_columns`); a chunk of permutations holds the
+histograms of the m seeds (m x groups x codes per permutation). Cost with 3 seeds: 1.2 to 1.5
+times one seed's on the benchmark's 100,000 images of 30,000 patients; 5 to 6 times on 100,000
 single images with scores, where one seed's 256 types allowed the hypergeometric chain and
-the seeds' joint types do not. A gap undefined for any seed has p = NaN (its mean is
+the seeds' joint types do not (measured before the product; ``benchmarks/metrics.py``).
+
+**Cost.** The random draws are the same as before the product, permutation for permutation, so
+the p-values are too; what changed is the counting. At NIH ChestX-ray14 test scale
+(``benchmarks/audit.py``: 22,000 images of 9,000 patients, 3 seeds, sex x age group) the draws
+themselves, a shuffle of every unit per permutation (per stratum, for each of the two
+families of gaps), are now most of the cost.
+A gap undefined for any seed has p = NaN (its mean is
 undefined). One row gives the p-values of 1-D input, and m identical rows exactly those too.
 
 **Many gaps.** A run tests many gaps; :mod:`biaslab.fairness.corrections` corrects their
@@ -87,7 +95,13 @@ import pandas as pd
 
 from biaslab.fairness.bootstrap import auc_from_bins, score_bins
 from biaslab.fairness.metrics import GAPS, gaps, rates
-from biaslab.fairness.relabellings import count_stratum, draw_stratum, whole_unit_strata
+from biaslab.fairness.relabellings import (
+    count_columns,
+    count_table,
+    draw_stratum,
+    unit_columns,
+    whole_unit_strata,
+)
 
 # gaps tested with the labels permuted over all units; the others within strata of y
 UNCONDITIONAL = ("disparate_impact", "statistical_parity_difference", "base_disparate_impact",
@@ -263,30 +277,33 @@ def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n
     block = units[mixed] if label is None else units[mixed] * 2 + label[mixed]
     order = np.argsort(block, kind="stable")
     block, in_group, in_code = block[order], codes[mixed][order], code[:, mixed][:, order]
-    # per permutation: one seed's histograms, the table of a stratum (or its shuffled units)
-    # and the keys of the blocks. The strata's draws (three at most) are kept while the seeds
-    # are counted one after the other, so memory does not grow with the seeds; nor does the
-    # chunk, which fixes the random stream: m identical seeds draw exactly what one does
+    # per permutation: the histograms, the table of a stratum (or its shuffled units) and the
+    # keys of the blocks. The chunk fixes the random stream (m identical seeds draw exactly
+    # what one does), so it is sized as it always was; the histograms of every seed at once
+    # (m x groups x codes per permutation) are the only part that grows with the seeds
     widest = max([max(n_groups * len(st.members), st.members.sum()) for st in whole] + [1])
     step = max(1, CHUNK // (n_groups * n_codes + widest + len(block)))
+    # the units of the shuffled strata and the block images, counted together (see
+    # count_columns); the strata of few types are counted as tables
+    columns = unit_columns(whole, in_code, n_codes)
     out = {name: np.empty(n_perm) for name in GAPS}
     for lo in range(0, n_perm, step):
         b = min(step, n_perm - lo)
-        # the first cell of each permutation's histograms, (b, 1)
-        base = np.arange(b)[:, None] * (n_groups * n_codes)
-        draws = [draw_stratum(st, b, rng, base, n_codes) for st in whole]
+        # the same draws, in the same order, as when each stratum was counted on its own
+        drawn = [draw_stratum(st, b, rng) for st in whole]
+        labels = [d for st, d in zip(whole, drawn, strict=True) if st.shuffled]
         if len(block):  # each row of keys sorts within blocks only: a shuffle per block
-            shuffled = np.argsort(block + rng.random((b, len(block))), axis=1)
-            first = base + in_group[shuffled] * n_codes  # the seeds share it
+            labels.append(in_group[np.argsort(block + rng.random((b, len(block))), axis=1)])
+        hist = count_columns(columns, np.hstack(labels) if labels else np.zeros((b, 0), int),
+                             n_groups).reshape(b * n_groups, -1).astype(float)
         per_seed = {}
         for s in range(len(code)):
-            hist = np.zeros((b * n_groups, n_codes))
-            for st, draw in zip(whole, draws, strict=True):
-                hist += count_stratum(st, draw, s, n_codes)
-            if len(block):
-                hist += np.bincount((first + in_code[s]).ravel(),
-                                    minlength=b * n_groups * n_codes).reshape(hist.shape)
-            for name, value in _statistics(hist.reshape(b, n_groups, n_codes), n_bins).items():
+            seed_hist = hist[:, s * n_codes:(s + 1) * n_codes]
+            for st, draw in zip(whole, drawn, strict=True):
+                if not st.shuffled:
+                    seed_hist = seed_hist + count_table(st, draw, s)
+            for name, value in _statistics(seed_hist.reshape(b, n_groups, n_codes),
+                                           n_bins).items():
                 per_seed.setdefault(name, []).append(value)
         for name, values in per_seed.items():
             if name in out:
