@@ -146,27 +146,66 @@ def permutation_pvalues(
         ``{gap: p}`` for each gap of :data:`biaslab.fairness.metrics.GAPS`, in that order; NaN
         where the gap is undefined (with several seeds: undefined for any seed).
     """
-    y, d, codes, n_groups, units = _check(y, decisions, groups, patients, n_perm)
-    bin_of, n_bins = _binned(scores, np.shape(decisions), bins)  # (seeds, n)
-    n_seeds = len(d)
+    return model_pvalues(y, [decisions], groups, patients=patients, n_perm=n_perm, seed=seed,
+                         scores=None if scores is None else [scores], bins=bins)[0]
+
+
+def model_pvalues(
+    y, decisions, groups, *, patients=None, n_perm: int = 1000, seed: int = 0, scores=None,
+    bins: int = 64,
+) -> list[dict[str, float]]:
+    """:func:`permutation_pvalues` of several models on the same images, one relabelling of
+    the groups serving every model.
+
+    ``decisions`` (and ``scores``, when given) is a list with one entry per model (a (scheme,
+    method) pair, ...), each ``(n,)`` or ``(m, n)`` like :func:`permutation_pvalues`'s; the
+    other parameters are its own. Each model's test is the one :func:`permutation_pvalues`
+    makes, on relabellings drawn once for all the models: the draws, most of a test's cost,
+    are shared, and each model's p-values are valid (they are dependent, as the gaps of one
+    model are). With one model the p-values are exactly :func:`permutation_pvalues`'s; with
+    several they differ from one call per model only as two random streams do (tested).
+
+    Returns
+    -------
+    list of dict
+        One ``{gap: p}`` per model, in the order of ``decisions``.
+    """
+    arrays = [np.asarray(d) for d in decisions]
+    if not arrays:
+        raise ValueError("decisions: expected the decisions of at least one model")
+    # one model: its arrays as they are, so that any error names the shapes it was given
+    stacked, stacked_scores = arrays[0], None if scores is None else scores[0]
+    if len(arrays) > 1:
+        for a in arrays:
+            if a.ndim not in (1, 2):
+                _check(y, a, groups, patients, n_perm)  # says what was expected
+        stacked = np.vstack([a.reshape(-1, a.shape[-1]) for a in arrays])
+        if scores is not None:
+            stacked_scores = np.vstack([np.asarray(sc, dtype=float).reshape(
+                -1, np.shape(sc)[-1]) for sc in scores])
+    owner = np.repeat(np.arange(len(arrays)), [len(np.atleast_2d(a)) for a in arrays])
+    y, d, codes, n_groups, units = _check(y, stacked, groups, patients, n_perm)
+    bin_of, n_bins = _binned(stacked_scores, stacked.shape, bins)  # (rows, n)
+    n_rows = len(d)
     rng = np.random.default_rng(seed)
-    pvalues = dict.fromkeys(GAPS, np.nan)
+    pvalues = [dict.fromkeys(GAPS, np.nan) for _ in arrays]
     # DI, SPD: all units exchangeable, only the (y, ŷ) cell matters; the others: within y
     for names, code, n_codes, by_label in (
         (UNCONDITIONAL, 2 * y + d, 4, False),
         ([g for g in GAPS if g not in UNCONDITIONAL], (2 * y + d) * n_bins + bin_of,
          4 * n_bins, True),
-    ):  # code: (seeds, n), one histogram (groups, n_codes) per seed
-        flat = (np.arange(n_seeds)[:, None] * n_groups + codes) * n_codes + code
-        observed = np.bincount(flat.ravel(), minlength=n_seeds * n_groups * n_codes)
-        stat = _statistics(observed.reshape(n_seeds, n_groups, n_codes),
+    ):  # code: (rows, n), one histogram (groups, n_codes) per row
+        flat = (np.arange(n_rows)[:, None] * n_groups + codes) * n_codes + code
+        observed = np.bincount(flat.ravel(), minlength=n_rows * n_groups * n_codes)
+        stat = _statistics(observed.reshape(n_rows, n_groups, n_codes),
                            n_bins if by_label else 1)
         perm = _permuted_statistics(units, codes, code, y if by_label else None, n_groups,
-                                    n_codes, n_bins if by_label else 1, n_perm, rng)
+                                    n_codes, n_bins if by_label else 1, n_perm, rng, owner)
         for name in names:
             if name in stat:
-                pvalues[name] = _pvalue(_seed_mean(stat[name]), perm[name])
-    return {name: float(p) for name, p in pvalues.items()}
+                for i, out in enumerate(pvalues):
+                    out[name] = _pvalue(_seed_mean(stat[name][owner == i]), perm[name][i])
+    return [{name: float(p) for name, p in out.items()} for out in pvalues]
 
 
 def _check(y, decisions, groups, patients, n_perm):
@@ -265,9 +304,11 @@ def _pvalue(observed: float, perm: np.ndarray) -> float:
     return (1 + at_least.sum()) / (1 + len(defined))
 
 
-def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n_perm, rng):
-    """Gap sizes of ``n_perm`` relabellings, each the mean over the seeds (the rows of
-    ``code``, (seeds, images)), {gap: (n_perm,)}; ``label`` None: no strata."""
+def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n_perm, rng,
+                         owner):
+    """Gap sizes of ``n_perm`` relabellings, for each model the mean over its seeds (the rows
+    of ``code``, (rows, images), of model ``owner``), {gap: (models, n_perm)}; ``label``
+    None: no strata."""
     # a unit with images in one group moves whole; one with several is a block of its own
     pairs = np.unique(units * n_groups + codes)
     n_in = np.bincount(pairs // n_groups, minlength=units.max() + 1)
@@ -282,11 +323,12 @@ def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n
     # what one does), so it is sized as it always was; the histograms of every seed at once
     # (m x groups x codes per permutation) are the only part that grows with the seeds
     widest = max([max(n_groups * len(st.members), st.members.sum()) for st in whole] + [1])
-    step = max(1, CHUNK // (n_groups * n_codes + widest + len(block)))
+    n_models = owner.max() + 1
+    step = max(1, CHUNK // (n_groups * n_codes * n_models + widest + len(block)))
     # the units of the shuffled strata and the block images, counted together (see
     # count_columns); the strata of few types are counted as tables
     columns = unit_columns(whole, in_code, n_codes)
-    out = {name: np.empty(n_perm) for name in GAPS}
+    out = {name: np.empty((n_models, n_perm)) for name in GAPS}
     for lo in range(0, n_perm, step):
         b = min(step, n_perm - lo)
         # the same draws, in the same order, as when each stratum was counted on its own
@@ -307,5 +349,7 @@ def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n
                 per_seed.setdefault(name, []).append(value)
         for name, values in per_seed.items():
             if name in out:
-                out[name][lo:lo + b] = _seed_mean(np.stack(values))
+                values = np.stack(values)
+                for i in range(n_models):
+                    out[name][i, lo:lo + b] = _seed_mean(values[owner == i])
     return out
