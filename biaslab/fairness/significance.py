@@ -336,20 +336,18 @@ def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n
         labels = [d for st, d in zip(whole, drawn, strict=True) if st.shuffled]
         if len(block):  # each row of keys sorts within blocks only: a shuffle per block
             labels.append(in_group[np.argsort(block + rng.random((b, len(block))), axis=1)])
-        hist = count_columns(columns, np.hstack(labels) if labels else np.zeros((b, 0), int),
-                             n_groups).reshape(b * n_groups, -1).astype(float)
-        per_seed = {}
-        for s in range(len(code)):
-            seed_hist = hist[:, s * n_codes:(s + 1) * n_codes]
-            for st, draw in zip(whole, drawn, strict=True):
-                if not st.shuffled:
-                    seed_hist = seed_hist + count_table(st, draw, s)
-            for name, value in _statistics(seed_hist.reshape(b, n_groups, n_codes),
-                                           n_bins).items():
-                per_seed.setdefault(name, []).append(value)
-        for name, values in per_seed.items():
+        counted = count_columns(columns, np.hstack(labels) if labels else np.zeros((b, 0), int),
+                                n_groups)
+        # (rows, b, groups, codes): every row's statistics in one call (exact integer counts,
+        # so the same values as row by row)
+        hist = np.ascontiguousarray(counted.reshape(b, n_groups, len(code), n_codes)
+                                    .transpose(2, 0, 1, 3), dtype=float)
+        for st, draw in zip(whole, drawn, strict=True):
+            if not st.shuffled:
+                for s in range(len(code)):
+                    hist[s] += count_table(st, draw, s).reshape(b, n_groups, n_codes)
+        for name, values in _statistics(hist, n_bins).items():
             if name in out:
-                values = np.stack(values)
                 for i in range(n_models):
                     out[name][i, lo:lo + b] = _seed_mean(values[owner == i])
     return out
