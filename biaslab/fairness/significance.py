@@ -76,13 +76,18 @@ times one seed's on the benchmark's 100,000 images of 30,000 patients; 5 to 6 ti
 single images with scores, where one seed's 256 types allowed the hypergeometric chain and
 the seeds' joint types do not (measured before the product; ``benchmarks/metrics.py``).
 
-**Cost.** The random draws are the same as before the product, permutation for permutation, so
-the p-values are too; what changed is the counting. At NIH ChestX-ray14 test scale
-(``benchmarks/audit.py``: 22,000 images of 9,000 patients, 3 seeds, sex x age group) the draws
-themselves, a shuffle of every unit per permutation (per stratum, for each of the two
-families of gaps), are now most of the cost.
-A gap undefined for any seed has p = NaN (its mean is
-undefined). One row gives the p-values of 1-D input, and m identical rows exactly those too.
+**Several models.** :func:`model_pvalues` tests several models (the (scheme, method) pairs
+of a run) on the same images with one relabelling for all: the rows of all their seeds are
+counted on the same draws and each model's statistic is the mean over its own seeds. Each
+test is the one :func:`permutation_pvalues` makes alone, on another random stream: its
+p-values differ only by Monte-Carlo error (tested).
+
+**Cost.** At NIH ChestX-ray14 test scale (``benchmarks/audit.py``: 22,000 images of 9,000
+patients, 8 models x 3 seeds, sex x age group) the random draws, a shuffle of every unit per
+permutation and stratum, were most of the cost, made again for every pair: shared across the
+pairs they are made once. The shuffled units are counted for every row and group at once
+(:func:`biaslab.fairness.relabellings.count_columns`), with exactly the draws and the
+p-values of one model counted row by row (tested against a plain sum).
 
 **Many gaps.** A run tests many gaps; :mod:`biaslab.fairness.corrections` corrects their
 p-values together.
