@@ -11,11 +11,12 @@ as ``biaslab audit`` runs it (:func:`biaslab.audit.run.decide` and
 seeds combined, every gap's permutation p-value, the recommendation), without the report.
 
 Prints the total time, the bootstrap's time (every seed, every attribute) and the permutation
-test's time (each pair's seeds together) per pair, their ratio, and the peak memory: the
-process's resident set (``resource.getrusage``) before and after the evaluation, and
-tracemalloc's peak over one pair's permutation test (bounded: permutations are drawn in chunks,
-never a permutations x images matrix at once). The goal (issue 20): the whole evaluation of 8
-pairs x 3 seeds with 1,000 resamples and 10,000 permutations within 60 s on the 2-core machine.
+tests' time (every pair's and seed's together, one relabelling for all) per pair, their ratio,
+and the peak memory: the process's resident set (``resource.getrusage``) before and after the
+evaluation, and tracemalloc's peak over the permutation tests of every pair (bounded:
+permutations are drawn in chunks, never a permutations x images matrix at once). The goal
+(issue 20): the whole evaluation of 8 pairs x 3 seeds with 1,000 resamples and 10,000
+permutations within 60 s on the 2-core machine.
 
     .venv/bin/python -m benchmarks.audit [--n 22000] [--patients 9000] [--models 8]
         [--seeds 3] [--boot 1000] [--perm 10000]
