@@ -29,7 +29,7 @@ from biaslab.fairness.costs import DEFAULT_GAP, ERROR_RATE_GAPS, fairness_cost
 from biaslab.fairness.flags import degenerate_reasons
 from biaslab.fairness.metrics import group_report
 from biaslab.fairness.recommend import choose
-from biaslab.fairness.significance import permutation_pvalues
+from biaslab.fairness.significance import model_pvalues
 
 HEADLINE = ("accuracy", "balanced_accuracy", "auc", "flip_rate")
 
@@ -93,32 +93,45 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
     return flat, pd.concat(tables, ignore_index=True)
 
 
-def _pvalues(parts: list[pd.DataFrame], groups: list[list[str]], n_perm: int, seed: int,
-             prefix: str, resample: str) -> dict[str, float]:
-    """The permutation p-value of each gap (``PREFIX ATTR.GAP_p``) of one (scheme, method, set).
+def _pvalues(sets: dict[tuple, list[pd.DataFrame]], groups: list[str], intersect: bool,
+             n_perm: int, seed: int, resample: str) -> dict[tuple, dict[str, float]]:
+    """The permutation p-value of each gap (``PREFIX ATTR.GAP_p``) of every (scheme, method).
 
-    ``parts`` holds the same test images, in the same order, as decided by each training
-    seed's model: one relabelling of the groups serves every seed, and the statistic is the
-    mean over seeds of each seed's (see
-    :func:`biaslab.fairness.significance.permutation_pvalues`). The base-rate gaps test the
-    labels, not the model: no p-value.
+    ``sets`` maps (scheme, method, set) to the same test images, in the same order, as decided
+    by each training seed's model: one relabelling of the groups serves every seed, and the
+    statistic is the mean over seeds of each seed's (see
+    :func:`biaslab.fairness.significance.permutation_pvalues`). The pairs tested on the same
+    images share their relabellings too (:func:`biaslab.fairness.significance.model_pvalues`):
+    the draws are made once for all of them. The base-rate gaps test the labels, not the
+    model: no p-value.
     """
-    first = parts[0]
-    decisions = np.stack([p["decision"].to_numpy() for p in parts])
-    scores = (np.stack([p["score"].to_numpy() for p in parts])
-              if all("score" in p.columns for p in parts) else None)
-    patients = (patient_units(first).to_numpy()
-                if resample == "patient" and "patient_id" in first.columns else None)
-    out = {}
-    for cols in groups:
-        keys = group_keys(first, cols, what="evaluate.groups")
-        if len(set(keys)) < 2:
-            continue
-        pvalues = permutation_pvalues(first["label"], decisions, keys, n_perm=n_perm,
-                                      seed=seed, scores=scores, patients=patients)
-        attr = SEP.join(cols)
-        out |= {f"{prefix}{attr}.{gap}_p": p for gap, p in pvalues.items()
-                if not gap.startswith("base_")}
+    batches: dict[tuple, list[tuple]] = {}
+    for key, parts in sets.items():
+        first = parts[0]
+        same = (key[2], first["row"].to_numpy().tobytes(),
+                all("score" in p.columns for p in parts))
+        batches.setdefault(same, []).append(key)
+    out: dict[tuple, dict[str, float]] = {}
+    for (name, _, with_scores), keys in batches.items():
+        first = sets[keys[0]][0]
+        decisions = [np.stack([p["decision"].to_numpy() for p in sets[k]]) for k in keys]
+        scores = ([np.stack([p["score"].to_numpy() for p in sets[k]]) for k in keys]
+                  if with_scores else None)
+        patients = (patient_units(first).to_numpy()
+                    if resample == "patient" and "patient_id" in first.columns else None)
+        attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
+        prefix = "" if name == "test" else f"{name}."
+        for cols in attrs:
+            group = group_keys(first, cols, what="evaluate.groups")
+            if len(set(group)) < 2:
+                continue
+            found = model_pvalues(first["label"], decisions, group, n_perm=n_perm, seed=seed,
+                                  scores=scores, patients=patients)
+            attr = SEP.join(cols)
+            for (scheme, method, _), pvalues in zip(keys, found, strict=True):
+                out.setdefault((scheme, method), {}).update(
+                    {f"{prefix}{attr}.{gap}_p": p for gap, p in pvalues.items()
+                     if not gap.startswith("base_")})
     return out
 
 
@@ -256,18 +269,18 @@ def evaluate_seeds(
     on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
     that adds the variance between seeds to the sampling variance
     (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). Each gap's p-value tests the
-    seed-averaged gap: one relabelling of the groups serves every seed (:func:`_pvalues`); the
-    p-values of all gaps of ``grid`` are corrected together. The Pareto front and the
-    recommended pair are chosen on the seed-averaged validation figures
+    seed-averaged gap: one relabelling of the groups serves every seed, and every pair tested on
+    the same images (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
+    together. The Pareto front and the recommended pair are chosen on the seed-averaged
+    validation figures
     (:func:`biaslab.fairness.recommend.choose`).
     """
     require_columns(attributes, groups, what="evaluate.groups")
     unit = resample_unit(attributes, resample)
     options = dict(n_boot=n_boot, level=level, seed=seed, bins=bins, resample=unit,
                    min_cell=min_cell)
-    rows, group_tables, pvalues = [], [], {}
+    rows, group_tables, tested = [], [], {}
     for scheme, by_seed in decisions.items():
-        sets_by_method: dict[tuple[str, str], list[pd.DataFrame]] = {}
         for train_seed, table in by_seed.items():
             test = table[table["split"] == "test"].merge(attributes, on="row", how="left")
             val = table[table["split"] == "val"].merge(attributes, on="row", how="left")
@@ -282,18 +295,13 @@ def evaluate_seeds(
                     row.update(flat)
                     group_tables.append(per_group.assign(scheme=scheme, method=method,
                                                          seed=train_seed, set=name))
-                    sets_by_method.setdefault((method, name), []).append(data)
+                    tested.setdefault((scheme, method, name), []).append(data)
                 row["warning"] = degenerate_reasons(part, row)
                 row["degenerate"] = bool(row["warning"])
                 row |= _val_figures(val[val["method"] == method], groups[0], pareto_gap,
                                     min_cell)
                 rows.append(row)
-        if n_perm:
-            for (method, name), parts in sets_by_method.items():
-                attrs = attribute_sets(groups, intersect) if name == "test" else [["s"]]
-                prefix = "" if name == "test" else f"{name}."
-                pvalues.setdefault((scheme, method), {}).update(
-                    _pvalues(parts, attrs, n_perm, seed, prefix, unit))
+    pvalues = _pvalues(tested, groups, intersect, n_perm, seed, unit) if n_perm else {}
     per_seed = pd.DataFrame(rows)
     grid = combine(per_seed, by=("scheme", "method"), level=level)
     grid = _with_pvalues(grid, pvalues, correction)

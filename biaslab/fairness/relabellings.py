@@ -6,12 +6,17 @@ Every statistic of the test is a function of each group's histogram of image cod
 permutation only decides how many units of each type go to each group: a random contingency
 table with fixed margins (units per group, units per type), drawn exactly as a chain of
 hypergeometric draws, vectorised over the permutations (:func:`draw_table`), or, with many
-types, by shuffling the labels of the units and counting each unit's codes directly.
+types, by shuffling the labels of the units.
 
 Units relabelled whole (a single image, or a patient whose images are all in one group) are
 sorted into strata of units that may trade places (:func:`whole_unit_strata`); each stratum is
-drawn once per chunk of permutations (:func:`draw_stratum`) and counted into each training
-seed's histograms (:func:`count_stratum`).
+drawn once per chunk of permutations (:func:`draw_stratum`). A table is counted into each
+training seed's histograms as a product with the types (:func:`count_table`); the shuffled
+units, and the images of the patients relabelled within themselves, are counted together, for
+every seed and group at once, as one sparse product per slice of permutations
+(:func:`count_columns`): each stored count of a unit's histogram costs one addition per
+permutation and int64 word (several groups packed in one word), where a scatter of every image
+under every seed cost several passes over a (permutations x images) index, for each seed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from scipy import sparse
 
 from biaslab.fairness.bootstrap import patient_types
 
+# packed labels one product reads, in int64 words (2 MiB): they stay in the processor's cache
+CACHE = 1 << 18
+
 
 class Stratum(NamedTuple):
     """Units relabelled whole among themselves, by type (units alike under every seed)."""
@@ -31,10 +39,9 @@ class Stratum(NamedTuple):
     members: np.ndarray  # units of each type, (types,)
     sizes: np.ndarray  # units of each group, (groups,)
     types: list  # per seed: each type's histogram of codes, sparse (types, codes)
-    # per seed, the units in type order as (unit, code, count) triples of their histograms
-    # (unit None: one code each, in order; count None: all 1), to count shuffled units
-    # directly; None: the relabellings are counted as a table of units per group and type
-    entries: list | None
+    # True: the units' labels are shuffled and the units counted one by one (count_columns);
+    # False: the relabellings are drawn and counted as a table of units per group and type
+    shuffled: bool
 
 
 def whole_unit_strata(units, codes, code, label, n_groups, n_codes) -> list[Stratum]:
@@ -104,41 +111,22 @@ def _stratum(types, members, sizes, n_seeds: int, n_codes: int) -> Stratum:
     # shuffled units counted directly cost their (unit, code) pairs; counted into a table
     # first, a unit each and then the table times the types
     pairs = (np.diff(types.indptr) * members).sum()
-    if _few_types(members, sizes) or pairs > members.sum() + len(sizes) * types.nnz:
-        return Stratum(members, sizes, by_seed, None)
-    type_of = np.repeat(np.arange(len(members)), members)
-    entries = []
-    for t in by_seed:
-        rows = t[type_of]  # (units, codes): each unit's histogram
-        per_unit = np.diff(rows.indptr)
-        unit = None if (per_unit == 1).all() else np.repeat(np.arange(len(type_of)), per_unit)
-        count = None if (rows.data == 1).all() else rows.data
-        entries.append((unit, rows.indices.astype(np.int64), count))
-    return Stratum(members, sizes, by_seed, entries)
+    table = _few_types(members, sizes) or pairs > members.sum() + len(sizes) * types.nnz
+    return Stratum(members, sizes, by_seed, not table)
 
 
-def draw_stratum(st: Stratum, b: int, rng, base: np.ndarray, n_codes: int) -> np.ndarray:
+def draw_stratum(st: Stratum, b: int, rng) -> np.ndarray:
     """``b`` relabellings of a stratum: a table (b, groups, types) of units per group and
-    type, or with ``st.entries`` the first histogram cell (b, units) of each unit's new group
-    (``base`` + group x ``n_codes``; computed once for all seeds)."""
-    if st.entries is None:
-        return draw_table(st.members, st.sizes, b, rng)
-    first = _shuffled_labels(st.members, st.sizes, b, rng).astype(np.int64)
-    first *= n_codes
-    first += base
-    return first
+    type, or when ``st.shuffled`` the group labels (b, units) of its units in type order."""
+    if st.shuffled:
+        return _shuffled_labels(st.members, st.sizes, b, rng)
+    return draw_table(st.members, st.sizes, b, rng)
 
 
-def count_stratum(st: Stratum, draw: np.ndarray, s: int, n_codes: int) -> np.ndarray:
-    """Seed ``s``'s histograms (b x groups, codes) of a stratum's relabelled units."""
-    n_rows = len(draw) * len(st.sizes)
-    if st.entries is None:  # (codes, types) @ (types, b x groups)
-        return (st.types[s].T @ draw.reshape(n_rows, -1).T).T
-    unit, code, count = st.entries[s]
-    flat = draw + code if unit is None else draw[:, unit] + code  # (b, pairs)
-    weights = None if count is None else np.broadcast_to(count, flat.shape).ravel()
-    return np.bincount(flat.ravel(), weights=weights,
-                       minlength=n_rows * n_codes).reshape(n_rows, n_codes)
+def count_table(st: Stratum, table: np.ndarray, s: int) -> np.ndarray:
+    """Seed ``s``'s histograms (b x groups, codes) of a stratum drawn as a table."""
+    n_rows = len(table) * len(st.sizes)  # (codes, types) @ (types, b x groups)
+    return (st.types[s].T @ table.reshape(n_rows, -1).T).T
 
 
 def _few_types(members: np.ndarray, sizes: np.ndarray) -> bool:
@@ -183,3 +171,74 @@ def _shuffled_labels(members: np.ndarray, sizes: np.ndarray, b: int, rng) -> np.
     labels = np.repeat(np.arange(len(sizes), dtype=np.min_scalar_type(len(sizes))), sizes)
     out = np.empty((b, members.sum()), dtype=labels.dtype)
     return rng.permuted(np.broadcast_to(labels, out.shape), axis=1, out=out)
+
+
+class Columns(NamedTuple):
+    """What is relabelled unit by unit, as columns: the units of the shuffled strata (in type
+    order, as :func:`draw_stratum` labels them) and the images of the blocks.
+
+    ``counts`` is the (seeds x codes, columns) matrix of each column's histogram of codes under
+    every seed (seed s's codes are the rows s * n_codes + code), compressed by column;
+    ``total`` its row sums, the histograms of all the columns together.
+    """
+
+    counts: sparse.csc_matrix
+    total: np.ndarray
+
+
+def unit_columns(whole: list[Stratum], block_code: np.ndarray, n_codes: int) -> Columns:
+    """The columns of the shuffled strata and of the block images (``block_code``: (seeds,
+    images), their codes)."""
+    n_seeds = len(block_code)
+    parts = []
+    for st in whole:
+        if st.shuffled:  # the joint histogram of each unit, in type order
+            joint = sparse.hstack(st.types, format="csr")
+            parts.append(joint[np.repeat(np.arange(len(st.members)), st.members)])
+    n_block = block_code.shape[1]
+    if n_block:  # one code per image and seed
+        rows = np.repeat(np.arange(n_block), n_seeds)
+        cols = (block_code + (np.arange(n_seeds) * n_codes)[:, None]).T.ravel()
+        parts.append(sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
+                                       shape=(n_block, n_seeds * n_codes)))
+    if not parts:
+        return Columns(sparse.csc_matrix((n_seeds * n_codes, 0), dtype=np.int64),
+                       np.zeros(n_seeds * n_codes, dtype=np.int64))
+    counts = sparse.vstack(parts, format="csr").T.tocsc().astype(np.int64)
+    return Columns(counts, np.asarray(counts.sum(1)).ravel().astype(np.int64))
+
+
+def count_columns(columns: Columns, labels: np.ndarray, n_groups: int) -> np.ndarray:
+    """The histograms (b, groups, seeds x codes) of the columns relabelled by ``labels`` (b,
+    columns): sum of the columns of each group, permutation by permutation.
+
+    One sparse product for all the permutations and groups: the histograms are integer counts
+    no larger than ``columns.total``, so several groups share one int64 word (group g of the
+    word at bit ``bits * (g % per_word)``), and each permutation costs ``ceil((groups - 1) /
+    per_word)`` products with the columns' counts instead of a scatter of every image under
+    every seed. The last group is the total minus the others.
+    """
+    b = len(labels)
+    total = columns.total
+    bits = max(1, int(total.max(initial=0)).bit_length())
+    per_word = max(1, 63 // bits)
+    words = -(-(n_groups - 1) // per_word)
+    place = np.zeros((n_groups, words), dtype=np.int64)  # what a column of group g adds
+    for g in range(n_groups - 1):
+        place[g, g // per_word] = 1 << (bits * (g % per_word))
+    # the product streams the packed labels once per stored count: a slice of permutations
+    # whose labels stay in the processor's cache costs a fraction of one that does not
+    by_column = np.ascontiguousarray(labels.T)  # (columns, b)
+    step = max(1, CACHE // max(1, len(by_column) * words))
+    packed = np.empty((len(total), b, words), dtype=np.int64)
+    for lo in range(0, b, step):
+        part = place[by_column[:, lo:lo + step]]  # (columns, permutations, words)
+        width = part.shape[1] * words
+        packed[:, lo:lo + step] = (columns.counts @ part.reshape(len(part), width)).reshape(
+            len(total), -1, words)
+    hist = np.empty((b, n_groups, len(total)), dtype=np.int64)
+    mask = (1 << bits) - 1
+    for g in range(n_groups - 1):
+        hist[:, g] = ((packed[:, :, g // per_word] >> (bits * (g % per_word))) & mask).T
+    hist[:, -1] = total - hist[:, :-1].sum(1)
+    return hist

@@ -69,12 +69,25 @@ groups): the null distribution would be too narrow (tested). A unit's type is th
 histogram of codes under every seed jointly. Without scores (DI, SPD, the label-conditional
 gaps) these types stay few; with binned scores they are about as many as the units, and the
 units' labels are shuffled rather than drawn type by type. The draws serve every seed, and
-the counting and the statistics are done seed by seed, so a chunk of permutations takes no
-more memory with m seeds (only the m x n inputs grow). Cost with 3 seeds: 1.2 to 1.5 times
-one seed's on the benchmark's 100,000 images of 30,000 patients; 5 to 6 times on 100,000
+the shuffled units of every seed are counted in one sparse product
+(:func:`biaslab.fairness.relabellings.count_columns`); a chunk of permutations holds the
+histograms of the m seeds (m x groups x codes per permutation). Cost with 3 seeds: 1.2 to 1.5
+times one seed's on the benchmark's 100,000 images of 30,000 patients; 5 to 6 times on 100,000
 single images with scores, where one seed's 256 types allowed the hypergeometric chain and
-the seeds' joint types do not. A gap undefined for any seed has p = NaN (its mean is
-undefined). One row gives the p-values of 1-D input, and m identical rows exactly those too.
+the seeds' joint types do not (measured before the product; ``benchmarks/metrics.py``).
+
+**Several models.** :func:`model_pvalues` tests several models (the (scheme, method) pairs
+of a run) on the same images with one relabelling for all: the rows of all their seeds are
+counted on the same draws and each model's statistic is the mean over its own seeds. Each
+test is the one :func:`permutation_pvalues` makes alone, on another random stream: its
+p-values differ only by Monte-Carlo error (tested).
+
+**Cost.** At NIH ChestX-ray14 test scale (``benchmarks/audit.py``: 22,000 images of 9,000
+patients, 8 models x 3 seeds, sex x age group) the random draws, a shuffle of every unit per
+permutation and stratum, were most of the cost, made again for every pair: shared across the
+pairs they are made once. The shuffled units are counted for every row and group at once
+(:func:`biaslab.fairness.relabellings.count_columns`), with exactly the draws and the
+p-values of one model counted row by row (tested against a plain sum).
 
 **Many gaps.** A run tests many gaps; :mod:`biaslab.fairness.corrections` corrects their
 p-values together.
@@ -87,7 +100,13 @@ import pandas as pd
 
 from biaslab.fairness.bootstrap import auc_from_bins, score_bins
 from biaslab.fairness.metrics import GAPS, gaps, rates
-from biaslab.fairness.relabellings import count_stratum, draw_stratum, whole_unit_strata
+from biaslab.fairness.relabellings import (
+    count_columns,
+    count_table,
+    draw_stratum,
+    unit_columns,
+    whole_unit_strata,
+)
 
 # gaps tested with the labels permuted over all units; the others within strata of y
 UNCONDITIONAL = ("disparate_impact", "statistical_parity_difference", "base_disparate_impact",
@@ -132,27 +151,66 @@ def permutation_pvalues(
         ``{gap: p}`` for each gap of :data:`biaslab.fairness.metrics.GAPS`, in that order; NaN
         where the gap is undefined (with several seeds: undefined for any seed).
     """
-    y, d, codes, n_groups, units = _check(y, decisions, groups, patients, n_perm)
-    bin_of, n_bins = _binned(scores, np.shape(decisions), bins)  # (seeds, n)
-    n_seeds = len(d)
+    return model_pvalues(y, [decisions], groups, patients=patients, n_perm=n_perm, seed=seed,
+                         scores=None if scores is None else [scores], bins=bins)[0]
+
+
+def model_pvalues(
+    y, decisions, groups, *, patients=None, n_perm: int = 1000, seed: int = 0, scores=None,
+    bins: int = 64,
+) -> list[dict[str, float]]:
+    """:func:`permutation_pvalues` of several models on the same images, one relabelling of
+    the groups serving every model.
+
+    ``decisions`` (and ``scores``, when given) is a list with one entry per model (a (scheme,
+    method) pair, ...), each ``(n,)`` or ``(m, n)`` like :func:`permutation_pvalues`'s; the
+    other parameters are its own. Each model's test is the one :func:`permutation_pvalues`
+    makes, on relabellings drawn once for all the models: the draws, most of a test's cost,
+    are shared, and each model's p-values are valid (they are dependent, as the gaps of one
+    model are). With one model the p-values are exactly :func:`permutation_pvalues`'s; with
+    several they differ from one call per model only as two random streams do (tested).
+
+    Returns
+    -------
+    list of dict
+        One ``{gap: p}`` per model, in the order of ``decisions``.
+    """
+    arrays = [np.asarray(d) for d in decisions]
+    if not arrays:
+        raise ValueError("decisions: expected the decisions of at least one model")
+    # one model: its arrays as they are, so that any error names the shapes it was given
+    stacked, stacked_scores = arrays[0], None if scores is None else scores[0]
+    if len(arrays) > 1:
+        for a in arrays:
+            if a.ndim not in (1, 2):
+                _check(y, a, groups, patients, n_perm)  # says what was expected
+        stacked = np.vstack([a.reshape(-1, a.shape[-1]) for a in arrays])
+        if scores is not None:
+            stacked_scores = np.vstack([np.asarray(sc, dtype=float).reshape(
+                -1, np.shape(sc)[-1]) for sc in scores])
+    owner = np.repeat(np.arange(len(arrays)), [len(np.atleast_2d(a)) for a in arrays])
+    y, d, codes, n_groups, units = _check(y, stacked, groups, patients, n_perm)
+    bin_of, n_bins = _binned(stacked_scores, stacked.shape, bins)  # (rows, n)
+    n_rows = len(d)
     rng = np.random.default_rng(seed)
-    pvalues = dict.fromkeys(GAPS, np.nan)
+    pvalues = [dict.fromkeys(GAPS, np.nan) for _ in arrays]
     # DI, SPD: all units exchangeable, only the (y, ŷ) cell matters; the others: within y
     for names, code, n_codes, by_label in (
         (UNCONDITIONAL, 2 * y + d, 4, False),
         ([g for g in GAPS if g not in UNCONDITIONAL], (2 * y + d) * n_bins + bin_of,
          4 * n_bins, True),
-    ):  # code: (seeds, n), one histogram (groups, n_codes) per seed
-        flat = (np.arange(n_seeds)[:, None] * n_groups + codes) * n_codes + code
-        observed = np.bincount(flat.ravel(), minlength=n_seeds * n_groups * n_codes)
-        stat = _statistics(observed.reshape(n_seeds, n_groups, n_codes),
+    ):  # code: (rows, n), one histogram (groups, n_codes) per row
+        flat = (np.arange(n_rows)[:, None] * n_groups + codes) * n_codes + code
+        observed = np.bincount(flat.ravel(), minlength=n_rows * n_groups * n_codes)
+        stat = _statistics(observed.reshape(n_rows, n_groups, n_codes),
                            n_bins if by_label else 1)
         perm = _permuted_statistics(units, codes, code, y if by_label else None, n_groups,
-                                    n_codes, n_bins if by_label else 1, n_perm, rng)
+                                    n_codes, n_bins if by_label else 1, n_perm, rng, owner)
         for name in names:
             if name in stat:
-                pvalues[name] = _pvalue(_seed_mean(stat[name]), perm[name])
-    return {name: float(p) for name, p in pvalues.items()}
+                for i, out in enumerate(pvalues):
+                    out[name] = _pvalue(_seed_mean(stat[name][owner == i]), perm[name][i])
+    return [{name: float(p) for name, p in out.items()} for out in pvalues]
 
 
 def _check(y, decisions, groups, patients, n_perm):
@@ -251,9 +309,11 @@ def _pvalue(observed: float, perm: np.ndarray) -> float:
     return (1 + at_least.sum()) / (1 + len(defined))
 
 
-def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n_perm, rng):
-    """Gap sizes of ``n_perm`` relabellings, each the mean over the seeds (the rows of
-    ``code``, (seeds, images)), {gap: (n_perm,)}; ``label`` None: no strata."""
+def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n_perm, rng,
+                         owner):
+    """Gap sizes of ``n_perm`` relabellings, for each model the mean over its seeds (the rows
+    of ``code``, (rows, images), of model ``owner``), {gap: (models, n_perm)}; ``label``
+    None: no strata."""
     # a unit with images in one group moves whole; one with several is a block of its own
     pairs = np.unique(units * n_groups + codes)
     n_in = np.bincount(pairs // n_groups, minlength=units.max() + 1)
@@ -263,32 +323,36 @@ def _permuted_statistics(units, codes, code, label, n_groups, n_codes, n_bins, n
     block = units[mixed] if label is None else units[mixed] * 2 + label[mixed]
     order = np.argsort(block, kind="stable")
     block, in_group, in_code = block[order], codes[mixed][order], code[:, mixed][:, order]
-    # per permutation: one seed's histograms, the table of a stratum (or its shuffled units)
-    # and the keys of the blocks. The strata's draws (three at most) are kept while the seeds
-    # are counted one after the other, so memory does not grow with the seeds; nor does the
-    # chunk, which fixes the random stream: m identical seeds draw exactly what one does
+    # per permutation: the histograms, the table of a stratum (or its shuffled units) and the
+    # keys of the blocks. The chunk fixes the random stream (m identical seeds draw exactly
+    # what one does), so it is sized as it always was; the histograms of every seed at once
+    # (m x groups x codes per permutation) are the only part that grows with the seeds
     widest = max([max(n_groups * len(st.members), st.members.sum()) for st in whole] + [1])
-    step = max(1, CHUNK // (n_groups * n_codes + widest + len(block)))
-    out = {name: np.empty(n_perm) for name in GAPS}
+    n_models = owner.max() + 1
+    step = max(1, CHUNK // (n_groups * n_codes * n_models + widest + len(block)))
+    # the units of the shuffled strata and the block images, counted together (see
+    # count_columns); the strata of few types are counted as tables
+    columns = unit_columns(whole, in_code, n_codes)
+    out = {name: np.empty((n_models, n_perm)) for name in GAPS}
     for lo in range(0, n_perm, step):
         b = min(step, n_perm - lo)
-        # the first cell of each permutation's histograms, (b, 1)
-        base = np.arange(b)[:, None] * (n_groups * n_codes)
-        draws = [draw_stratum(st, b, rng, base, n_codes) for st in whole]
+        # the same draws, in the same order, as when each stratum was counted on its own
+        drawn = [draw_stratum(st, b, rng) for st in whole]
+        labels = [d for st, d in zip(whole, drawn, strict=True) if st.shuffled]
         if len(block):  # each row of keys sorts within blocks only: a shuffle per block
-            shuffled = np.argsort(block + rng.random((b, len(block))), axis=1)
-            first = base + in_group[shuffled] * n_codes  # the seeds share it
-        per_seed = {}
-        for s in range(len(code)):
-            hist = np.zeros((b * n_groups, n_codes))
-            for st, draw in zip(whole, draws, strict=True):
-                hist += count_stratum(st, draw, s, n_codes)
-            if len(block):
-                hist += np.bincount((first + in_code[s]).ravel(),
-                                    minlength=b * n_groups * n_codes).reshape(hist.shape)
-            for name, value in _statistics(hist.reshape(b, n_groups, n_codes), n_bins).items():
-                per_seed.setdefault(name, []).append(value)
-        for name, values in per_seed.items():
+            labels.append(in_group[np.argsort(block + rng.random((b, len(block))), axis=1)])
+        counted = count_columns(columns, np.hstack(labels) if labels else np.zeros((b, 0), int),
+                                n_groups)
+        # (rows, b, groups, codes): every row's statistics in one call (exact integer counts,
+        # so the same values as row by row)
+        hist = np.ascontiguousarray(counted.reshape(b, n_groups, len(code), n_codes)
+                                    .transpose(2, 0, 1, 3), dtype=float)
+        for st, draw in zip(whole, drawn, strict=True):
+            if not st.shuffled:
+                for s in range(len(code)):
+                    hist[s] += count_table(st, draw, s).reshape(b, n_groups, n_codes)
+        for name, values in _statistics(hist, n_bins).items():
             if name in out:
-                out[name][lo:lo + b] = _seed_mean(np.stack(values))
+                for i in range(n_models):
+                    out[name][i, lo:lo + b] = _seed_mean(values[owner == i])
     return out
