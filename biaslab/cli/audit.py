@@ -20,10 +20,8 @@ the column and the rows. Docs: docs/audit.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import sys
-import warnings
 from pathlib import Path
 
 EXAMPLES = """\
@@ -158,23 +156,10 @@ def read_table(path: str, text_columns: list[str]):
 
 
 def run(args) -> int:
-    with _said_once():  # the library's warnings (a rate undefined for a group) as our lines
+    from biaslab.cli.warning_lines import warning_lines
+
+    with warning_lines("audit"):  # the library's warnings (a rate undefined for a group)
         return _audit(args)
-
-
-@contextlib.contextmanager
-def _said_once():
-    """Python warnings printed as ``audit: warning: MESSAGE``, each once."""
-    said: set[str] = set()
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if str(message) not in said:
-            said.add(str(message))
-            print(f"audit: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
 
 
 def _audit(args) -> int:
