@@ -89,7 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         settings.add_argument(f"--{name}", type=kind, help=key)
     settings.add_argument("--intersect", action=argparse.BooleanOptionalAction,
                           help="evaluate.intersect")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder of the results")
+    parser.add_argument("--out", metavar="DIR", help="folder of the results")
+    project = parser.add_argument_group("as a DVC project (docs/audit.md)")
+    project.add_argument("--init", metavar="DIR", help="write a DVC project in DIR (dvc.yaml, "
+                         "params.yaml) whose `dvc repro` runs this audit, instead of running it")
+    project.add_argument("--force", action="store_true",
+                         help="with --init: overwrite DIR's dvc.yaml and params.yaml")
+    project.add_argument("--step", choices=("postprocess", "evaluate", "report"),
+                         help="one stage of such a project (its dvc.yaml runs them)")
 
 
 def seeds_of(specs: list[str]) -> dict[str, list[str]]:
@@ -158,18 +165,23 @@ def read_table(path: str, text_columns: list[str]):
 def run(args) -> int:
     from biaslab.cli.warning_lines import warning_lines
 
+    if args.init or args.step:
+        from biaslab.cli.audit_project import run_project
+
+        return run_project(args)
+    if not args.out:
+        raise ValueError("give --out DIR, the folder of the results (or --init DIR: a DVC "
+                         "project that runs the audit)")
     with warning_lines("audit"):  # the library's warnings (a rate undefined for a group)
         return _audit(args)
 
 
-def _audit(args) -> int:
-    from biaslab import artifacts
-    from biaslab.audit.run import audit_predictions
+def checked_table(args, params):
+    """The checked table (:class:`biaslab.audit.table.Predictions`) and why a method that
+    needs a fit is not applicable without val rows."""
     from biaslab.audit.table import Columns, check_predictions
-    from biaslab.fairness.verdict import Criterion
 
-    params = settings(args)
-    evaluate, postprocess, report = params.evaluate, params.postprocess, params.report
+    evaluate, postprocess = params.evaluate, params.postprocess
     columns = Columns(label=args.label, score=None if args.decision else (args.score or "score"),
                       decision=args.decision, logits=args.logits, split=args.split,
                       patient=args.patient, id=args.id, model=args.model)
@@ -179,13 +191,29 @@ def _audit(args) -> int:
                                     source=args.predictions, seeds=seeds_of(args.seeds_of))
     no_val = ("no validation rows: without --split every row is a test row" if not args.split
               else f"no validation rows: no row of column {args.split!r} is val")
+    return predictions, no_val
+
+
+def data_audit(params) -> dict:
+    """The report's data audit of the table's images: the ``audit`` section's keywords."""
+    return {"min_group_size": params.audit.min_group_size, "level": params.audit.level,
+            "min_effect": params.audit.simpson_min_effect}
+
+
+def _audit(args) -> int:
+    from biaslab import artifacts
+    from biaslab.audit.run import audit_predictions
+    from biaslab.fairness.verdict import Criterion
+
+    params = settings(args)
+    evaluate, postprocess, report = params.evaluate, params.postprocess, params.report
+    predictions, no_val = checked_table(args, params)
     result = audit_predictions(
         predictions, postprocess=postprocess.model_dump(),
         evaluate_options=evaluate.model_dump(),
         criteria=[Criterion(**c.model_dump()) for c in report.criteria],
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
-        data_audit={"min_group_size": params.audit.min_group_size, "level": params.audit.level,
-                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val)
+        data_audit=data_audit(params), no_val=no_val)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")
