@@ -153,12 +153,17 @@ def read_table(path: str, text_columns: list[str]):
     if not file.is_file():
         raise FileNotFoundError(f"--predictions: {path} not found")
     suffix = file.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(file)
-    if suffix in (".csv", ".tsv", ".txt"):
-        sep = "\t" if suffix == ".tsv" else ","
-        header = pd.read_csv(file, sep=sep, nrows=0).columns
-        return pd.read_csv(file, sep=sep, dtype={c: str for c in text_columns if c in header})
+    try:  # a file that is no table: said with its name, not as the reader's own words alone
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(file)
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = "\t" if suffix == ".tsv" else ","
+            header = pd.read_csv(file, sep=sep, nrows=0).columns
+            return pd.read_csv(file, sep=sep, dtype={c: str for c in text_columns if c in header})
+    except (ValueError, OSError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"--predictions: {path}: not a readable {suffix.lstrip('.')} table "
+                         f"({why})") from None
     raise ValueError(f"--predictions: {path}: expected a .csv, .tsv or .parquet file")
 
 
