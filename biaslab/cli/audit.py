@@ -14,7 +14,8 @@ Settings: the pipeline's postprocess, evaluate, report and audit sections, from 
 (params.yaml's schema; absent keys take their defaults) and the options below, which win. OUT
 receives grid.csv, groups.csv, seeds.csv, fairness.json, verdict.json, thresholds.json and
 report.html. Every bad input stops the audit before any work, with one line naming the file,
-the column and the rows. Docs: docs/audit.md.
+the column and the rows. --init DIR writes a DVC project whose `dvc repro` runs the audit
+(biaslab.cli.audit_project). Docs: docs/audit.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ EXAMPLES = """\
   biaslab audit --predictions vendor.csv --decision flagged --groups sex --out audit/
   biaslab audit --predictions seeds.csv --groups sex --id image --model model \\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
+  biaslab audit --init my-audit --predictions preds.csv --groups sex --split split
+      # a DVC project: cd my-audit && dvc repro (docs/audit.md)
 """
 # option -> (section, key): the settings the options set, over --params FILE
 SETTINGS = {
