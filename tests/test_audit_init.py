@@ -161,10 +161,20 @@ def test_a_bad_table_or_setting_stops_init_before_any_file(tmp_path, capsys):
     assert not (tmp_path / "project").exists()
 
 
-def test_the_audit_needs_out_or_init(tmp_path, capsys):
+@pytest.mark.parametrize(("options", "said"), [
+    ([], "give --out DIR, the folder of the results"),
+    (["--out", "out", "--force"], "--force overwrites the files of --init DIR"),
+    (["--step", "evaluate"], "--step evaluate: give --out, the project's root"),
+    (["--init", "p", "--step", "report"], "--init writes a project and --step runs one"),
+])
+def test_the_audit_needs_out_or_init_and_their_options_go_together(tmp_path, capsys, options,
+                                                                   said):
     predictions().to_csv(tmp_path / "preds.csv", index=False)
-    assert main(["audit", "--predictions", str(tmp_path / "preds.csv"), "--groups", "sex"]) == 1
-    assert "give --out DIR" in capsys.readouterr().err
+    assert main(["audit", "--predictions", str(tmp_path / "preds.csv"), "--groups", "sex",
+                 *options]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"biaslab audit: error: {said}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path / "p").exists()
 
 
 # ------------------------------------------------------------------ dvc repro, end to end

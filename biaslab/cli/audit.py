@@ -173,6 +173,8 @@ def read_table(path: str, text_columns: list[str]):
 def run(args) -> int:
     from biaslab.cli.warning_lines import warning_lines
 
+    if args.force and not args.init:
+        raise ValueError("--force overwrites the files of --init DIR: give --init, or drop it")
     if args.init or args.step:
         from biaslab.cli.audit_project import run_project
 

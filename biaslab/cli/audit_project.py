@@ -26,6 +26,9 @@ def run_project(args) -> int:
         raise ValueError("--init writes a project and --step runs one of its stages: give one")
     if args.init:
         return init(args)
+    if not args.out:
+        raise ValueError(f"--step {args.step}: give --out, the project's root (its dvc.yaml "
+                         "runs the steps with --out .)")
     with warning_lines(f"audit {args.step}"):
         return STEPS[args.step](args)
 
