@@ -48,9 +48,10 @@ docs: env
 
 # `make sweep`: the headline figures against the bias strength k (p0 = 0.5 - k, p1 = 0.5 + k),
 # one DVC experiment per value x training seed, run from DVC's queue (`biaslab sweep`, whose
-# options these variables fill: `biaslab sweep --help`); writes metrics/sweep.csv and
-# reports/sweep.png. Defaults: k = 0 0.1 ... 0.5, seeds 0 1. Any params.yaml key can be swept
-# (SWEEP); SWEEP_SET holds settings of every experiment, e.g.
+# options these variables fill: `biaslab sweep --help`); writes metrics/sweep.csv,
+# reports/sweep.png and the rank test of the methods (metrics/sweep_ranks.csv,
+# reports/sweep_ranks.png). Defaults: k = 0 0.1 ... 0.5, seeds 0 1. Any params.yaml key can be
+# swept (SWEEP); SWEEP_SET holds settings of every experiment, e.g.
 #   make sweep SWEEP=split.train_size VALUES="60 120 216" SEEDS="0 1 2" SWEEP_SET="train.epochs=5"
 SWEEP ?=
 VALUES ?=

@@ -4,7 +4,10 @@ In one run, on tiny params (the tests' TINY with one weighting scheme), four exp
 strength 0.2 and 0.4 x training seeds 0 and 1):
 
 - **in a row**: ``dvc exp run -S ...`` four times, one after another, in a fresh copy of the
-  pipeline (what a sweep costs without any scheduling: DVC's queue adds to it);
+  pipeline (what a sweep costs without any scheduling: DVC's queue adds to it): the first
+  value's two seeds before the Ray sweep, the second value's after it, so that a machine whose
+  speed drifts over the minutes of the run (this one's did: the same four took 72 s to 111 s in
+  runs minutes apart) weighs on both sides of the ratio alike;
 - **on Ray**: ``biaslab sweep --ray ADDRESS`` on a local cluster of two nodes started
   here, on loopback only (``biaslab.sweep.ray_cluster.local_cluster``), each with one CPU and
   one logical GPU, a bare Git repository and a local folder as the remotes; end to end, from
@@ -18,8 +21,8 @@ hand-over from one task to the next on a worker, the setup before ``dvc exp run`
 the Git remote, clone, checkout, DVC remote) and the pushes after it; and the driver's own time
 before it submits the first task and after the last one ends. In a row, consecutive experiments
 of one value reuse the workspace's outputs of the stages before training; on Ray the second
-wave takes them from the DVC remote's run cache. The two modes run one after the other, so on a
-shared machine their loads may differ.
+wave takes them from the DVC remote's run cache. The in-a-row half before the Ray sweep and the
+half after it bracket it in time; a machine shared with other work still loads them unevenly.
 
     .venv/bin/python -m benchmarks.sweep [--keep DIR]
 """
@@ -79,12 +82,19 @@ def tiny_repo(path: Path) -> Path:
     return path
 
 
-def in_a_row(repo: Path) -> float:
-    """Seconds for the four experiments, one ``dvc exp run`` after another."""
+def row_plan() -> list:
+    """The four experiments in run order: value by value, seed by seed (what a sweep runs)."""
+    from biaslab.sweep import table as sw
+
+    return sw.plan(sw.BIAS_STRENGTH, VALUES, [int(s) for s in SEEDS], prefix="row")
+
+
+def in_a_row(repo: Path, experiments: list) -> float:
+    """Seconds for ``experiments``, one ``dvc exp run`` after another."""
     from biaslab.sweep import table as sw
 
     start = time.monotonic()
-    for exp in sw.plan(sw.BIAS_STRENGTH, VALUES, [int(s) for s in SEEDS], prefix="row"):
+    for exp in experiments:
         sh(repo, "dvc", "exp", "run", "-q", "-n", exp.name,
            *[a for s in exp.settings for a in ("-S", s)], *sw.TARGETS)  # what a sweep runs
         print(f"  in a row: {exp.name} done at {time.monotonic() - start:.0f} s", flush=True)
@@ -176,15 +186,21 @@ def main() -> None:
     cluster = None
     with workspace(__doc__, "bench-sweep-") as work:
         try:
-            row = in_a_row(tiny_repo(work / "row"))
+            plan, repo = row_plan(), tiny_repo(work / "row")
+            before = in_a_row(repo, plan[:len(SEEDS)])  # the first value's seeds before Ray ...
             cluster = rs.local_cluster(("0", "1"))  # GPU 0 on one node, GPU 1 on the other
             cold, warm = round_trips(cluster.address)
             ray_s, events, driver = on_ray(tiny_repo(work / "ray"), work, cluster.address)
+            cluster.shutdown()
+            cluster = None
+            after = in_a_row(repo, plan[len(SEEDS):])  # ... the second value's after it
         finally:
             if cluster is not None:
                 cluster.shutdown()
 
-    print(f"\nfour experiments in a row:          {row:6.1f} s")
+    row = before + after
+    print(f"\nfour experiments in a row:          {row:6.1f} s ({before:.1f} s before the Ray "
+          f"sweep, {after:.1f} s after it)")
     print(f"four experiments on 2 Ray workers:  {ray_s:6.1f} s (end to end)")
     print(f"speed-up:                           {row / ray_s:6.2f}x (target >= 1.6x)")
     print(f"load average after:                 "

@@ -179,6 +179,22 @@ def main() -> None:
         runs = sorted(tuple(v) for v in seen.values() if v[1])
         report(row, each, took, cpu, lines, worker_tasks(repo), runs, start)
         print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        stop_worker(repo)
+
+
+def stop_worker(repo: Path, timeout: float = 60.0) -> None:
+    """Stop DVC's queue worker and wait for it to end: it lingers once the queue is empty, and
+    would write its pid file into the folder after the benchmark removed it."""
+    pid_file = repo / ".dvc" / "tmp" / "exps" / "celery" / "dvc-exp-worker-1.pid"
+    pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+    sh(repo, "dvc", "queue", "stop")
+    end = time.monotonic() + timeout
+    while pid and time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

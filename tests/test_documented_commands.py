@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import ROOT, SHARED, copy_repo, repo_env, sh
@@ -330,6 +331,32 @@ def test_block_audit_black_box(tmp_path):
     # what the page says of it: the decisions miss women's positives, and the verdict fails
     verdict = json.loads((repo / "vendor/verdict.json").read_text())
     assert "failed" in json.dumps(verdict) and "equal_opportunity" in json.dumps(verdict)
+
+
+@pytest.mark.slow
+def test_block_audit_compare(tmp_path):
+    repo = fresh_copy(tmp_path)
+    result = run_block(the_block("audit-compare"), repo)
+    assert_ran(result)
+    # what the page says of it: with the fixed threshold the mitigated model is the fairer on
+    # equal opportunity, and the data can tell; after equalized_odds they do not differ
+    rows = pd.read_csv(repo / "compared/compare.csv").set_index(["method", "figure"])
+    fixed = rows.loc[("fixed", "sex.equal_opportunity_difference")]
+    assert fixed["fairer"] == "mitigated" and fixed["tells"] and fixed["difference_lo"] > 0.1
+    assert not rows.loc[("equalized_odds", "sex.equal_opportunity_difference"), "tells"]
+    assert "baseline against mitigated" in (repo / "compared/report.html").read_text()
+
+
+@pytest.mark.slow
+def test_block_audit_model_file(tmp_path):
+    repo = fresh_copy(tmp_path)
+    assert_ran(run_block(the_block("audit-model-file"), repo))
+    # what the page says of it: every scan of site A flagged, none of site B's negatives, and
+    # the maps in the report
+    groups = pd.read_csv(repo / "scan_audit/groups.csv")
+    fpr = groups[(groups["method"] == "fixed") & (groups["set"] == "test")].set_index("group")
+    assert fpr.loc["site=A", "fpr"] > 0.9 and fpr.loc["site=B", "fpr"] < 0.1
+    assert "Attribution maps" in (repo / "scan_audit/report.html").read_text()
 
 
 @pytest.mark.slow

@@ -309,3 +309,24 @@ def test_the_page_says_why_the_pair_beat_the_baseline_and_warns_of_the_raw_di():
     assert "is recommended over the baseline" not in _text(_page(grid, gap="s.disparate_impact"))
     assert model_warnings(grid, _per_group(), min_group_size=1, min_class_size=1,
                           gap="s.equalized_odds_difference").empty
+
+
+def test_the_rank_test_section_answers_whether_a_method_beats_plain_training():
+    from biaslab.fairness.ranks import rank_methods
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.7, 0.8, 8)
+    seeds = pd.DataFrame([{"scheme": scheme, "method": "fixed", "seed": seed,
+                           "balanced_accuracy": base[seed] + bump}
+                          for scheme, bump in (("none", 0.0), ("reweighing", 0.05))
+                          for seed in range(8)])
+    page = _text(_page(ranks=rank_methods(seeds, "balanced_accuracy", blocks=["seed"])))
+    assert "Does any method beat plain training?" in page
+    assert ("1 method(s) beat none/fixed: the strongest evidence is reweighing/fixed (mean "
+            "difference +0.050, Holm-adjusted Wilcoxon p = 0.00781)") in page
+    assert "Iman-Davenport p < 1e-15" in page  # every seed ranks them alike
+    assert "critical-difference diagram" in _page(ranks=rank_methods(
+        seeds, "balanced_accuracy", blocks=["seed"]))
+    one_seed = _text(_page(ranks="needs at least 2 methods and 2 blocks"))
+    assert "No rank test: needs at least 2 methods and 2 blocks." in one_seed
+    assert "Does any method beat" not in _text(_page())

@@ -344,8 +344,35 @@ def test_sweep_end_to_end(tiny_repo, tmp_path):
     assert "evaluate.min_group_size=1000" in failed["error"].iloc[0]
     assert failed["flip_rate"].isna().all()
     assert (repo / "reports" / "sweep.png").stat().st_size > 10_000
+    # one value x one seed that succeeded: one block, nothing to rank, and it says so
+    assert "sweep: ranks: none (rank test of rank_score: needs at least 2 methods and 2 " \
+        "blocks" in proc.stdout
     # the experiments stay in dvc exp show, under their names
     listed = json.loads(sh(repo, "dvc", "exp", "show", "--json").stdout)
     names = {e["name"] for b in listed for e in (b.get("experiments") or [])}
     assert set(table["experiment"]) <= names
     assert not any(n.startswith(".") for n in os.listdir(repo / "metrics"))  # no temporaries
+
+
+def test_the_committed_sweep_ranks_its_methods_over_values_and_seeds():
+    from biaslab.cli.sweep import rank_test
+
+    table = pd.read_csv(ROOT / "metrics" / "sweep.csv")
+    result, said = rank_test(table, "balanced_accuracy", 0.05)
+    blocks = table[table["status"] == "success"][["value", "seed"]].drop_duplicates()
+    # k = 0.5: S decides the label, equalized odds has no figure there: those blocks left out
+    assert result.dropped == ("value, seed 0.5 0", "value, seed 0.5 1")
+    assert result.n_blocks == len(blocks) - 2 and result.n_methods == 8
+    assert "Left out, as some method had no figure there: 2 block(s)" in said
+    assert result.control == "none/fixed" and len(result.pairwise) == 7
+    assert said.startswith(f"Ranked on balanced_accuracy over {len(blocks) - 2} blocks, the 8 ")
+    gap, _ = rank_test(table, "s.equalized_odds_difference", 0.05)
+    assert gap.figure == "|s.equalized_odds_difference|" and not gap.higher_is_better
+
+
+@pytest.mark.parametrize("figure", ["balanced_acc", "s.equalized_odds", "groups"])
+def test_a_misspelt_rank_by_stops_the_sweep_before_it_starts(figure):
+    from biaslab.cli.sweep import check_rank_by
+
+    with pytest.raises(ValueError, match=f"--rank-by '{figure}': expected a figure of the test"):
+        check_rank_by(figure)

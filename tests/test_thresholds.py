@@ -26,6 +26,7 @@ from biaslab.fairness.thresholds import (
     fit_postprocessor,
     make_postprocessor,
     not_applicable,
+    row_groups,
 )
 from tests.conftest import ROOT
 
@@ -188,6 +189,15 @@ def _grouped(n=3000, seed=0):
     return scores, y, g
 
 
+@pytest.mark.parametrize("cls", GROUP_METHODS)
+def test_empty_or_one_class_fit_data_is_not_applicable_with_the_reason(cls):
+    # no validation rows at all (an audit table without val rows), or one class overall
+    with pytest.raises(NotApplicable, match="no row"):
+        cls().fit(np.array([]), np.array([], dtype=int), np.array([], dtype=object))
+    with pytest.raises(NotApplicable, match="4 rows, all label 0"):
+        cls().fit(np.full(4, 0.3), np.zeros(4, dtype=int), np.array(["a", "a", "b", "b"]))
+
+
 def _rate(d, m):
     return d[m].mean()
 
@@ -298,7 +308,7 @@ def test_make_postprocessor_group_methods():
 
 def test_registry_names_and_order():
     assert list(METHODS) == ["fixed", "youden", "demographic_parity", "equal_opportunity",
-                             "equalized_odds"]
+                             "equalized_odds", "temperature", "isotonic"]
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -328,7 +338,8 @@ def test_make_postprocessor_passes_each_method_only_its_options():
 
 @pytest.mark.parametrize("method", ["hardt", "Fixed", "", None, 3])
 def test_unknown_method_names_key_value_and_allowed(method):
-    allowed = "fixed, youden, demographic_parity, equal_opportunity, equalized_odds"
+    allowed = ("fixed, youden, demographic_parity, equal_opportunity, equalized_odds, "
+               "temperature, isotonic")
     pattern = rf"^postprocess\.methods: unknown method {re.escape(repr(method))}; allowed: "
     with pytest.raises(ValueError, match=pattern + allowed + "$"):
         make_postprocessor(method)
@@ -428,7 +439,11 @@ def test_decide_without_counterfactual_scores_has_no_decision_s_columns(method):
     post = fit_postprocessor(method, table, ["s"])
     out = decide(post, table, ["s"], split="val", method=method)
     assert list(out.columns) == ["row", "split", "method", "threshold", "score", "decision"]
-    np.testing.assert_array_equal(out["score"], table["score"])
+    if hasattr(post, "calibrate"):  # a recalibration keeps its recalibrated probabilities
+        keys = row_groups(post, table, ["s"])
+        np.testing.assert_array_equal(out["score"], post.calibrate(table["score"], keys))
+    else:
+        np.testing.assert_array_equal(out["score"], table["score"])
 
 
 def test_decide_single_threshold_needs_no_group_columns():

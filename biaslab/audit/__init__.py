@@ -10,7 +10,10 @@ same bootstrap intervals, permutation tests and seed variance
 
 Modules: ``table`` (the checks of the table, each bad input one clear error before any work,
 and its split into the attribute table and one prediction table per model), ``run`` (the
-audit itself: postprocess, evaluate, verdict, report). The grid's ``scheme`` column holds the
-model's name: a model plays the part of a pipeline scheme, its seeds those of the training
-seeds.
+audit itself: postprocess, evaluate, verdict, report), ``compare`` (two models on the same
+test images, paired: ``--compare A B``; ``compare_words`` says it in sentences), ``model_file``
+(a TorchScript, ONNX or torchvision state-dict model loaded so that it takes biaslab's inputs,
+and scored: the table it makes) and ``looks`` (what such a model looks at, for the report).
+The grid's ``scheme`` column holds the model's name: a model plays the part of a pipeline
+scheme, its seeds those of the training seeds.
 """

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from biaslab.audit import compare as paired
+from biaslab.audit.compare_words import sentences
 from biaslab.audit.table import Predictions
 from biaslab.data.audit import run_audit
 from biaslab.data.group_keys import unit_word
@@ -56,7 +58,9 @@ class Audit:
     ``verdict``: metrics/verdict.json (:func:`biaslab.fairness.verdict.metric`);
     ``thresholds``: recipe -> model -> method -> fitted params or ``{"not_applicable":
     REASON}``; ``report``: the HTML page; ``warnings``: lines to say (methods not applicable,
-    degenerate models, missing gaps); ``summary``: the evaluation's one line.
+    degenerate models, missing gaps); ``summary``: the evaluation's one line;
+    ``comparison``: with ``compare``, :func:`biaslab.audit.compare.correct_together`'s table
+    (compare.csv), else None.
     """
 
     grid: pd.DataFrame
@@ -68,6 +72,7 @@ class Audit:
     report: str
     warnings: list[str]
     summary: str
+    comparison: pd.DataFrame | None = None
 
 
 def decide(predictions: Predictions, methods: Sequence[str], groups: Sequence[str], *,
@@ -141,6 +146,8 @@ def audit_predictions(
     predictions: Predictions, *, postprocess: Mapping, evaluate_options: Mapping,
     criteria: Sequence[Criterion], min_group_size: int = 30, min_class_size: int = 10,
     data_audit: Mapping | None = None, no_val: str = "no validation rows",
+    compare: Sequence[str] | None = None,
+    explain: Sequence = (), absent: Mapping[str, str] | None = None,
 ) -> Audit:
     """The whole audit: decisions, evaluation, verdict and report.
 
@@ -162,20 +169,43 @@ def audit_predictions(
         ``min_effect``), for the report's data audit of the table's images.
     no_val : str
         Why a method needing a fit is not applicable when there are no validation rows.
+    compare : (A, B), optional
+        Two recipes (or models) compared, paired (:mod:`biaslab.audit.compare`): their
+        p-values are corrected with the grid's, and the report says which is fairer.
+    explain : sequence of ExplainFigure and ExplainTable
+        What the model looks at (:func:`biaslab.audit.looks.look`, for a model file); empty:
+        the section says why there is none.
+    absent : mapping of str to str, optional
+        Lines that replace :data:`ABSENT`'s (a model file: the images are there).
     """
     options = dict(evaluate_options)
     groups = list(options.pop("groups"))
+    if compare:  # a bad pair stops the audit before any work
+        paired.pair_models(predictions, *compare)
     decisions, fitted = decide_section(predictions, postprocess, no_val=no_val)
     evaluation, grid = evaluate(predictions, decisions, fitted, groups, **options)
+    comparison = None
+    if compare:
+        keys = ("n_boot", "n_perm", "level", "seed", "resample", "intersect", "bins")
+        comparison = paired.compare_models(predictions, decisions, evaluation.per_seed, grid,
+                                           *compare, groups,
+                                           **{k: options[k] for k in keys if k in options})
+        grid, comparison = paired.correct_together(
+            grid, comparison, correction=options.get("correction", "holm"),
+            level=options.get("level", 0.95))
     verdict, page = judge_and_report(
         predictions, decisions, grid, evaluation.per_group, groups, criteria=criteria,
         min_group_size=min_group_size, min_class_size=min_class_size, options=options,
-        data_audit=data_audit)
+        data_audit=data_audit, explain=explain, absent=absent,
+        compare=None if comparison is None else {
+            "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
+            "methods": sentences(comparison, level=options.get("level", 0.95)),
+            "table": comparison})
     gap = gap_of(groups, options)
     return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
                  fairness=headline(grid, groups), verdict=verdict, thresholds=fitted,
                  report=page, warnings=evaluation_warnings(fitted, grid, gap),
-                 summary=summary_line(grid, gap))
+                 summary=summary_line(grid, gap), comparison=comparison)
 
 
 def gap_of(groups: Sequence[str], options: Mapping) -> str:
@@ -196,11 +226,15 @@ def judge_and_report(predictions: Predictions, decisions: dict, grid: pd.DataFra
                      per_group: pd.DataFrame, groups: Sequence[str], *,
                      criteria: Sequence[Criterion], min_group_size: int = 30,
                      min_class_size: int = 10, options: Mapping | None = None,
-                     data_audit: Mapping | None = None) -> tuple[dict, str]:
+                     data_audit: Mapping | None = None, compare: Mapping | None = None,
+                     explain: Sequence = (),
+                     absent: Mapping[str, str] | None = None) -> tuple[dict, str]:
     """The verdict of ``report.criteria`` on evaluate's grid, and the report page: what the
     pipeline's ``report`` stage does. ``options`` are the evaluate section's keys but
-    ``groups`` (``pareto_gap``, ``resample``, ``max_accuracy_loss``). Returns
-    metrics/verdict.json (:func:`biaslab.fairness.verdict.metric`) and the HTML page."""
+    ``groups`` (``pareto_gap``, ``resample``, ``max_accuracy_loss``); ``compare``, ``explain``
+    and ``absent``: the report's comparison section, maps, and lines that replace
+    :data:`ABSENT`'s (:func:`audit_predictions`). Returns metrics/verdict.json
+    (:func:`biaslab.fairness.verdict.metric`) and the HTML page."""
     options = dict(options or {})
     groups = list(groups)
     gap = gap_of(groups, options)
@@ -212,13 +246,15 @@ def judge_and_report(predictions: Predictions, decisions: dict, grid: pd.DataFra
                    warnings=model_warnings(grid, per_group, min_group_size=min_group_size,
                                            min_class_size=min_class_size, unit=unit, gap=gap),
                    max_accuracy_loss=options.get("max_accuracy_loss", 0.02),
-                   resample=options.get("resample", "auto"), data_audit=data_audit or {})
+                   resample=options.get("resample", "auto"), data_audit=data_audit or {},
+                   compare=compare, explain=list(explain),
+                   absent={**ABSENT, **(absent or {})})
     return metric(verdict, summary), page
 
 
 def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
             per_group: pd.DataFrame, groups: list[str], *, data_audit: Mapping,
-            **context) -> str:
+            explain: list, absent: dict, **context) -> str:
     """The report page: the pipeline's, with what needs images absent and why."""
     rows = predictions.attributes
     attributes = [g for g in groups if g in rows.columns]
@@ -232,5 +268,7 @@ def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
     summary, tables = run_audit(rows, attributes, **data_audit)
     return build_report(grid=grid, per_group=per_group, audit=summary,
                         prevalence=tables["prevalence"], groups=groups, scores=scores,
-                        counts=counts, bias="none", absent=ABSENT,
+                        counts=counts, bias="none", explain=explain,
+                        absent={k: v for k, v in absent.items()
+                                if not (explain and k == "explain")},
                         origin=f"Made by biaslab audit from {predictions.source}.", **context)

@@ -70,13 +70,14 @@ class Predictions:
     ``patient_id`` when known), what the pipeline's index joined with its bias table holds.
     ``recipes``: recipe -> model -> that model's rows (``row``, ``split``, ``score`` or
     ``decision``) in the table's order; a recipe of several models is one recipe trained from
-    several seeds. ``kind``: ``score`` or ``decision``.
+    several seeds. ``kind``: ``score`` or ``decision``. ``ids``: the id of each row's image.
     """
 
     attributes: pd.DataFrame
     recipes: dict[str, dict[str, pd.DataFrame]]
     kind: str
     source: str = "predictions"
+    ids: pd.Series | None = None  # row -> the image's id, to name images in errors
 
 
 def check_predictions(table: pd.DataFrame, groups: Sequence[str], columns: Columns, *,
@@ -134,7 +135,8 @@ def check_predictions(table: pd.DataFrame, groups: Sequence[str], columns: Colum
     out["row"] = out["id"].map(dict(zip(attributes["id"], attributes["row"], strict=True)))
     kind = "decision" if columns.decision is not None else "score"
     recipes = _recipes(out, kind, seeds or {}, source, columns)
-    return Predictions(attributes.drop(columns="id"), recipes, kind, source)
+    return Predictions(attributes.drop(columns="id"), recipes, kind, source,
+                       ids=attributes["id"])
 
 
 def _check_columns(table: pd.DataFrame, groups: Sequence[str], columns: Columns,

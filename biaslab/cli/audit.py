@@ -8,14 +8,23 @@ threshold methods are fitted on the val rows, the test decisions evaluated as th
 evaluate stage does (bootstrap intervals, permutation p-values, base-rate baselines, the pair
 recommended on validation), report.criteria judged, and the pipeline's report rendered. Several
 models of one recipe (--model with --seeds-of) are combined as the pipeline combines training
-seeds: their variance is in every interval.
+seeds: their variance is in every interval. --compare A B compares two of them on the same
+test images, paired (OUT/compare.csv and a report section).
 
 Settings: the pipeline's postprocess, evaluate, report and audit sections, from --params FILE
 (params.yaml's schema; absent keys take their defaults) and the options below, which win. OUT
 receives grid.csv, groups.csv, seeds.csv, fairness.json, verdict.json, thresholds.json and
 report.html. Every bad input stops the audit before any work, with one line naming the file,
-the column and the rows. --init DIR writes a DVC project whose `dvc repro` runs the audit
-(biaslab.cli.audit_project). Docs: docs/audit.md.
+the column and the rows. Docs: docs/audit.md.
+
+A model file instead (--model-file: TorchScript, ONNX, or a torchvision --arch plus state
+dict) is scored on --images TABLE (the csv source's columns, paths under --root), the images
+prepared as the pipeline prepares them; the predictions it makes are audited as above, and the
+report shows what the model looks at (occlusion maps; deconvolution and Grad-CAM for --arch)
+and how it holds up under rotation and noise.
+
+--init DIR writes a DVC project whose `dvc repro` runs the audit of a predictions table
+(biaslab.cli.audit_project).
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import re
 import sys
 from pathlib import Path
 
+from biaslab.cli import audit_model
+
 EXAMPLES = """\
   biaslab audit --predictions preds.csv --groups sex,age_group --out audit/
   biaslab audit --predictions preds.parquet --groups sex --split split --patient patient \\
@@ -32,6 +43,13 @@ EXAMPLES = """\
   biaslab audit --predictions vendor.csv --decision flagged --groups sex --out audit/
   biaslab audit --predictions seeds.csv --groups sex --id image --model model \\
       --seeds-of densenet=seed0,seed1,seed2 --params params.yaml --out audit/
+  biaslab audit --predictions two.csv --groups sex --id image --model model \\
+      --compare baseline mitigated --out audit/          # paired: B - A, intervals, p
+  biaslab audit --model-file cnn.pt --images metadata.csv --root xrays/ --input-size 64 \\
+      --groups sex --patient patient_id --out audit/      # a TorchScript model, scored here
+  biaslab audit --model-file weights.pt --arch resnet18 --output index:1 --channels 3 \\
+      --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --images test.csv --root xrays/ \\
+      --groups sex --out audit/
   biaslab audit --init my-audit --predictions preds.csv --groups sex --split split
       # a DVC project: cd my-audit && dvc repro (docs/audit.md)
 """
@@ -54,7 +72,7 @@ def _names(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     table = parser.add_argument_group("the predictions table")
-    table.add_argument("--predictions", required=True, metavar="FILE",
+    table.add_argument("--predictions", metavar="FILE",
                        help="CSV or Parquet, one row per (model, image)")
     table.add_argument("--groups", type=_names, metavar="A,B",
                        help="attribute columns compared between groups (evaluate.groups; "
@@ -72,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument("--seeds-of", action="append", default=[], metavar="NAME=M1,M2,...",
                        help="models of --model that are seeds of one recipe NAME, combined "
                             "with the seeds' variance in every interval (repeatable)")
+    table.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                       help="two models (or --seeds-of recipes) compared, paired: B - A of "
+                            "every figure and gap, to OUT/compare.csv and the report")
     settings = parser.add_argument_group("settings (over --params)")
     settings.add_argument("--params", metavar="FILE",
                           help="a params.yaml: its postprocess, evaluate, report (criteria) "
@@ -93,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     settings.add_argument("--intersect", action=argparse.BooleanOptionalAction,
                           help="evaluate.intersect")
     parser.add_argument("--out", metavar="DIR", help="folder of the results")
+    audit_model.add_arguments(parser)
     project = parser.add_argument_group("as a DVC project (docs/audit.md)")
     project.add_argument("--init", metavar="DIR", help="write a DVC project in DIR (dvc.yaml, "
                          "params.yaml) whose `dvc repro` runs this audit, instead of running it")
@@ -187,8 +209,9 @@ def run(args) -> int:
 
 
 def checked_table(args, params):
-    """The checked table (:class:`biaslab.audit.table.Predictions`) and why a method that
-    needs a fit is not applicable without val rows."""
+    """The checked table (:class:`biaslab.audit.table.Predictions`), why a method that needs
+    a fit is not applicable without val rows, and, for a model file, what it looks at
+    (:func:`biaslab.audit.run.audit_predictions`' keywords)."""
     from biaslab.audit.table import Columns, check_predictions
 
     evaluate, postprocess = params.evaluate, params.postprocess
@@ -197,11 +220,18 @@ def checked_table(args, params):
                       patient=args.patient, id=args.id, model=args.model)
     groups = list(dict.fromkeys([*evaluate.groups, *postprocess.groups]))
     text = [c for c in (args.split, args.patient, args.id, args.model, *groups) if c]
-    predictions = check_predictions(read_table(args.predictions, text), groups, columns,
-                                    source=args.predictions, seeds=seeds_of(args.seeds_of))
+    extra: dict = {}  # a model file: what it looks at, for the report
+    if args.model_file:
+        predictions, extra = audit_model.predictions(args, params, groups, seeds_of(args.seeds_of))
+    elif not args.predictions:
+        raise ValueError("give --predictions FILE (a table of a model's predictions) or "
+                         "--model-file FILE with --images TABLE --root DIR")
+    else:
+        predictions = check_predictions(read_table(args.predictions, text), groups, columns,
+                                        source=args.predictions, seeds=seeds_of(args.seeds_of))
     no_val = ("no validation rows: without --split every row is a test row" if not args.split
               else f"no validation rows: no row of column {args.split!r} is val")
-    return predictions, no_val
+    return predictions, no_val, extra
 
 
 def data_audit(params) -> dict:
@@ -217,13 +247,13 @@ def _audit(args) -> int:
 
     params = settings(args)
     evaluate, postprocess, report = params.evaluate, params.postprocess, params.report
-    predictions, no_val = checked_table(args, params)
+    predictions, no_val, extra = checked_table(args, params)
     result = audit_predictions(
         predictions, postprocess=postprocess.model_dump(),
         evaluate_options=evaluate.model_dump(),
         criteria=[Criterion(**c.model_dump()) for c in report.criteria],
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
-        data_audit=data_audit(params), no_val=no_val)
+        data_audit=data_audit(params), no_val=no_val, compare=args.compare, **extra)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")
@@ -231,6 +261,8 @@ def _audit(args) -> int:
     artifacts.write_json(result.fairness, out / "fairness.json")
     artifacts.write_json(result.verdict, out / "verdict.json")
     artifacts.write_json(result.thresholds, out / "thresholds.json")
+    if result.comparison is not None:
+        artifacts.write_csv(result.comparison, out / "compare.csv")
     artifacts.write_text(result.report, out / "report.html")
     for line in result.warnings:
         print(f"audit: warning: {line}", file=sys.stderr)

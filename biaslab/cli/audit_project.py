@@ -24,6 +24,9 @@ def run_project(args) -> int:
     """``--init`` or ``--step``: the one that was given."""
     if args.init and args.step:
         raise ValueError("--init writes a project and --step runs one of its stages: give one")
+    if getattr(args, "model_file", None) or not args.predictions:
+        raise ValueError("--init and --step audit a predictions table: give --predictions FILE "
+                         "(a model file's scores: audit it with --out, or write them to a table)")
     if args.init:
         return init(args)
     if not args.out:
@@ -50,7 +53,7 @@ def init(args) -> int:
     """Write the project in ``args.init``: every check first, then git/dvc init, the files."""
     root = Path(args.init)
     params = settings(args)
-    predictions, _ = checked_table(args, params)  # a bad table stops here, not at dvc repro
+    predictions, _, _ = checked_table(args, params)  # a bad table: here, not at dvc repro
     files = {root / "dvc.yaml": None, root / "params.yaml": None}
     there = [str(f) for f in files if f.exists()]
     if there and not args.force:
@@ -104,7 +107,7 @@ def _postprocess(args) -> int:
     from biaslab.audit.store import flatten
 
     out, params = Path(args.out), settings(args)
-    predictions, no_val = checked_table(args, params)
+    predictions, no_val, _ = checked_table(args, params)
     decisions, fitted = decide_section(predictions, params.postprocess.model_dump(),
                                        no_val=no_val)
     attributes, models, decided = (out / p for p in project.DATA)

@@ -19,7 +19,7 @@ COMMANDS = {
     "predict": ("biaslab.cli.predict", "score a table of image paths with a trained model.pt"),
     "sweep": ("biaslab.cli.sweep", "sweep a param: one DVC experiment per value x seed"),
     "recover": ("biaslab.cli.recover", "ready the repo for `dvc repro` after a killed one"),
-    "audit": ("biaslab.cli.audit", "audit your own model from a table of its predictions"),
+    "audit": ("biaslab.cli.audit", "audit your own model from its predictions or its model file"),
 }
 # what a command's own error is: one line, no traceback (a bug keeps its traceback); a
 # params.yaml error (biaslab.config.ConfigError) is a ValueError

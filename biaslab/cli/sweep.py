@@ -3,7 +3,8 @@
 Queues one experiment per (value, training seed) with `dvc exp run --queue`, runs them one at a
 time with `dvc queue start`, reads each one from its Git commit as it ends, then writes
 metrics/sweep.csv (one row per experiment x scheme x method: the figures and gaps with their
-intervals) and reports/sweep.png.
+intervals), reports/sweep.png, and the rank test of the schemes and methods over the values x
+seeds (metrics/sweep_ranks.csv, reports/sweep_ranks.png: biaslab.fairness.ranks).
 Any params.yaml key can be swept (--param), or the bias strength k (p0 = 0.5 - k,
 p1 = 0.5 + k); --set holds settings of every experiment. Run it from the repository's root.
 
@@ -117,6 +118,37 @@ def bring_back(results: list[dict], commit: str, args) -> dict[str, rs.Result]:
     return back
 
 
+def rank_test(table, figure: str, alpha: float):
+    """The rank test of the schemes and methods over the sweep's values x seeds (each a block),
+    and its sentence; None and why, when the sweep cannot support one."""
+    from biaslab.fairness.ranks import rank_methods, sentence
+
+    done = table[table["status"] == sw.SUCCESS]
+    try:
+        result = rank_methods(done, figure, blocks=["value", "seed"], level=alpha)
+    except ValueError as exc:  # one method, one block, an attribute the runs lack: said
+        return None, f"none ({exc})"
+    return result, sentence(result)
+
+
+def check_rank_by(figure: str) -> None:
+    """--rank-by names a figure of grid.csv, checked before any experiment runs."""
+    from biaslab.config.report import ReportConfig
+
+    overall, gaps = ReportConfig.figures()
+    attribute, _, gap = figure.rpartition(".")
+    if figure not in overall and not (attribute and gap in gaps):
+        raise ValueError(f"--rank-by {figure!r}: expected a figure of the test set "
+                         f"({', '.join(overall)}) or a gap ATTR.GAP, GAP one of "
+                         f"{', '.join(gaps)} (e.g. s.equalized_odds_difference)")
+
+
+def ranks_table(out: str) -> str:
+    """metrics/sweep.csv -> metrics/sweep_ranks.csv."""
+    path = Path(out)
+    return str(path.with_name(f"{path.stem}_ranks{path.suffix}"))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", default=sw.DEFAULT_PARAM,
                         help=f"params.yaml key, or {sw.BIAS_STRENGTH} (k: p0 = 0.5 - k, "
@@ -136,6 +168,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inside each experiment")
     parser.add_argument("--out", default="metrics/sweep.csv", help="the table")
     parser.add_argument("--figure", default="reports/sweep.png")
+    parser.add_argument("--rank-by", default="balanced_accuracy", metavar="FIGURE",
+                        help="rank every scheme/method within each value x seed on this "
+                             "figure of grid.csv (a gap: by its distance from its ideal) and "
+                             "test the ranks (default: %(default)s)")
+    parser.add_argument("--ranks", default="reports/sweep_ranks.png",
+                        help="the rank test's critical-difference diagram; its table is "
+                             "written beside --out (NAME_ranks.csv)")
     parser.add_argument("--ray", metavar="ADDRESS",
                         help="run on this Ray cluster (auto: the one this machine is part of; "
                              "host:port of its head) instead of DVC's queue")
@@ -177,6 +216,7 @@ def sweep(args) -> int:
         raise ValueError(f"--values: give the values of {args.param} (make sweep: SWEEP="
                          f"{args.param} VALUES=\"...\")")
     args.values = args.values or list(sw.DEFAULT_VALUES)
+    check_rank_by(args.rank_by)
     start = time.monotonic()
     params = load_params()
     experiments = sw.plan(args.param, args.values, args.seeds, params=params,
@@ -198,10 +238,18 @@ def sweep(args) -> int:
     from biaslab.sweep.figure import sweep_figure
 
     figure = sweep_figure(table, method=args.method, level=level)
+    ranked, said = rank_test(table, args.rank_by, 1 - level)
 
     artifacts.write_csv(table, args.out)
     with artifacts.atomic_path(args.figure) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
+    if ranked is not None:
+        from biaslab.fairness.ranks import table_of
+        from biaslab.report.cd_diagram import cd_diagram
+
+        artifacts.write_csv(table_of(ranked), ranks_table(args.out))
+        artifacts.write_bytes(cd_diagram(ranked), args.ranks)
+    print(f"sweep: ranks: {said}")
     failed = table.loc[table["status"] == sw.FAILED, ["experiment", "error"]]
     for row in failed.itertuples():
         print(f"sweep: failed: {row.experiment}: {row.error}", file=sys.stderr)

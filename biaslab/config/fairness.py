@@ -76,8 +76,10 @@ class PostprocessConfig(Section):
     methods: unique_list(choice(method_names), "methods") = Field(
         ["fixed", "youden", "demographic_parity", "equalized_odds"], description=(
             "threshold methods: fixed | youden | demographic_parity | equal_opportunity | "
-            "equalized_odds (per group)"))
-    fixed_threshold: Probability = Field(0.5, description="the threshold of fixed")
+            "equalized_odds (per group) | temperature | isotonic (per-group recalibration on "
+            "validation, then fixed_threshold on the recalibrated scores)"))
+    fixed_threshold: Probability = Field(0.5, description=(
+        "the threshold of fixed, and of temperature's and isotonic's recalibrated scores"))
     groups: names_columns(Attributes) = Field(["s"], description=(
         "attributes whose joint value is the group of the per-group methods"))
     tolerance: Probability = Field(0.0, description=(

@@ -21,7 +21,8 @@ class ReportConfig(Section):
                 "equal_opportunity_difference", "average_odds_difference",
                 "equalized_odds_difference", "worst_group_balanced_accuracy", "auc_gap",
                 "excess_disparate_impact", "excess_statistical_parity_difference",
-                "base_disparate_impact", "base_statistical_parity_difference")
+                "base_disparate_impact", "base_statistical_parity_difference",
+                "underdiagnosis_gap")
         return overall, gaps
 
     class Criterion(BaseModel):
@@ -32,7 +33,9 @@ class ReportConfig(Section):
         figure: choice(lambda: sum(ReportConfig.figures(), ())) = Field(description=(
             "a figure of grid.csv: accuracy, balanced_accuracy, auc, flip_rate, shifted.* (the "
             "whole test set), or a gap between groups: disparate_impact, "
-            "excess_disparate_impact, equal_opportunity_difference, ... (docs: The report)"))
+            "excess_disparate_impact, equal_opportunity_difference, ..., underdiagnosis_gap (a "
+            "multi-label run's 'any finding' rows, docs: Multi-label findings) (docs: The "
+            "report)"))
         min: float | None = Field(None, description="the lowest value that passes (null: none)")
         max: float | None = Field(None, description="the highest value that passes (null: none)")
         abs: bool = Field(False, description=(
@@ -79,6 +82,22 @@ class ReportConfig(Section):
             "recommended one first; by default the four-fifths rule on the excess disparate "
             "impact, an equal-opportunity difference of at most 0.1 and a flip rate of at most "
             "0.05"))
+    rank_by: choice(lambda: sum(ReportConfig.figures(), ())) = Field(
+        "balanced_accuracy", description=(
+            "the figure on which every (scheme, method) is ranked within each training seed, "
+            "for the rank test against plain training (none/fixed): a figure of the test set, "
+            "or a gap, ranked for the first of evaluate.groups by its distance from its ideal "
+            "(docs: The report)"))
+    findings_gap: choice(lambda: ("equal_opportunity_difference",
+                                  "statistical_parity_difference", "auc_gap",
+                                  "worst_group_balanced_accuracy")) = Field(
+        "equal_opportunity_difference", description=(
+            "a multi-label run's heatmap: the gap shown per finding x group, as the group's rate "
+            "(TPR, selection rate, AUC, balanced accuracy) minus the finding's overall rate"))
+    findings_alpha: Probability = Field(0.05, description=(
+        "a multi-label run's heatmap: a cell is marked when its attribute's gap has an "
+        "adjusted p-value (corrected over every finding together) at most this, and an "
+        "interval excluding 0"))
     min_group_size: AtLeastOne = Field(30, description=(
         "a test group behind a criterion with fewer units (patients where the index has patient "
         "ids, else images) is flagged as too small"))

@@ -87,11 +87,12 @@ def n_windows(shape: tuple[int, int, int], window: int, stride: int) -> int:
 @dataclass(frozen=True)
 class Maps:
     """Attribution maps of N inputs (N, C, H, W): ``occlusion`` and ``deconv`` per channel,
-    ``gradcam`` per pixel (N, H, W), all towards the model's decision."""
+    ``gradcam`` per pixel (N, H, W), all towards the model's decision. ``deconv`` and
+    ``gradcam`` are None for a model that cannot be hooked (an ONNX or TorchScript file)."""
 
     occlusion: np.ndarray
-    deconv: np.ndarray
-    gradcam: np.ndarray
+    deconv: np.ndarray | None = None
+    gradcam: np.ndarray | None = None
 
 
 class _Toward(nn.Module):
@@ -336,7 +337,7 @@ def maps_figure(x: np.ndarray, maps: Maps, titles: list[str], *, mask: np.ndarra
 
     Columns: the image; the noise channel (2-channel inputs); occlusion of the image; occlusion
     of the noise channel (2 channels); |deconv| of the image, on black (it draws the image's
-    own edges); Grad-CAM. Occlusion is red where
+    own edges); Grad-CAM (the last two left out when ``maps`` has none). Occlusion is red where
     hiding the pixels weakens the model's decision, blue where it strengthens it, on one scale
     per row (both channels alike). The patch of a ``patch`` bias (``mask`` on channel 0) is
     outlined in green. ``titles``: one per row, drawn at its left.
@@ -349,8 +350,10 @@ def maps_figure(x: np.ndarray, maps: Maps, titles: list[str], *, mask: np.ndarra
     if len(titles) != n:
         raise ValueError(f"titles: expected {n}, one per input, got {len(titles)}")
     two = channels > 1
+    hooked = [maps.deconv is not None, maps.gradcam is not None]  # their columns, when drawn
     names = ["image"] + (["noise channel"] if two else []) + ["occlusion"] + (
-        ["occlusion (noise ch.)"] if two else []) + [deconv_name.replace("_", " "), "Grad-CAM"]
+        ["occlusion (noise ch.)"] if two else []) + [deconv_name.replace("_", " ")] * hooked[0] \
+        + ["Grad-CAM"] * hooked[1]
     fig = Figure(figsize=(1.25 * len(names) + 1.3, 1.3 * max(n, 1) + 0.3))
     axes = fig.subplots(max(n, 1), len(names), squeeze=False)
     fig.subplots_adjust(left=1.3 / fig.get_figwidth(), right=0.99,
@@ -360,14 +363,17 @@ def maps_figure(x: np.ndarray, maps: Maps, titles: list[str], *, mask: np.ndarra
         image = x[i, 0]
         occ = maps.occlusion[i]
         scale = float(np.abs(occ).max()) or 1.0
-        dec = np.abs(maps.deconv[i, 0])
-        cam = maps.gradcam[i]
         # (background, its range, overlay): the noise channel is N(0, 1) where S=1
         panels = [(image, 1, None)] + ([(x[i, 1], 3, None)] if two else []) + [
             (image, 1, ("bwr", occ[0], -scale, scale))] + (
-            [(x[i, 1], 3, ("bwr", occ[1], -scale, scale))] if two else []) + [
-            (np.full_like(image, -1.0), 1, ("hot", dec, 0, float(dec.max()) or 1.0)),  # alone
-            (image, 1, ("jet", cam, 0, float(cam.max()) or 1.0))]
+            [(x[i, 1], 3, ("bwr", occ[1], -scale, scale))] if two else [])
+        if hooked[0]:
+            dec = np.abs(maps.deconv[i, 0])
+            panels.append((np.full_like(image, -1.0), 1,  # alone: it draws the image's edges
+                           ("hot", dec, 0, float(dec.max()) or 1.0)))
+        if hooked[1]:
+            cam = maps.gradcam[i]
+            panels.append((image, 1, ("jet", cam, 0, float(cam.max()) or 1.0)))
         for j, (ax, (base, span, over)) in enumerate(zip(axes[i], panels, strict=True)):
             ax.imshow(base, cmap="gray", vmin=-span, vmax=span)
             if over is not None:

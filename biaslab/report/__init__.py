@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from biaslab.data.group_keys import IMAGES, PATIENTS, UNITS
+from biaslab.fairness.ranks import RankTest, sentence, table_of
 from biaslab.fairness.recommend import why_recommended
 from biaslab.fairness.verdict import flag, top_pair
 from biaslab.report import figures, tables
+from biaslab.report.cd_diagram import cd_diagram
 from biaslab.report.figures import curves_figure, examples_figure
 
 __all__ = ["ExplainFigure", "ExplainTable", "build_report", "curves_figure", "examples_figure",
@@ -77,6 +79,9 @@ def build_report(
     sweep: str | None = None, unit: str = UNITS, resample: str = "auto",
     max_accuracy_loss: float | None = None,
     absent: Mapping[str, str] | None = None, origin: str | None = None,
+    ranks: RankTest | str | None = None,
+    compare: Mapping | None = None,
+    findings: Sequence[ExplainFigure | ExplainTable] = (),
 ) -> str:
     """The report page, from evaluate's, train's and the audit's outputs and the verdict.
 
@@ -126,6 +131,15 @@ def build_report(
         (``flip`` replaces the sentence on the injected bias).
     origin : str, optional
         The page's last line, what it was made from (None: the pipeline's artifacts).
+    ranks : RankTest or str, optional
+        :func:`biaslab.fairness.ranks.rank_methods` over the training seeds: the section "Does
+        any method beat plain training?"; a str: why there is no test (one seed); None: no
+        section.
+    compare : mapping, optional
+        The section "A against B" (``biaslab audit --compare``): ``a``, ``b``, ``level``,
+        ``methods`` (:func:`biaslab.audit.compare_words.sentences`) and ``table`` (compare.csv).
+    findings : sequence of ExplainFigure and ExplainTable
+        A multi-label run's "Findings" section (:mod:`biaslab.report.findings`); empty: none.
     """
     absent = dict(absent or {})
     unknown = sorted(set(absent) - set(ABSENT_SECTIONS))
@@ -150,10 +164,15 @@ def build_report(
             ["accuracy", "balanced_accuracy", "tpr", "fpr", "selection_rate", "auc",
              "calibration_error", "flip_rate"]),
         "explain": [_explain_item(item) for item in explain],
+        "findings": [_explain_item(item) for item in findings],
         "curves": data_uri(curves_figure(curves)) if curves is not None else None,
         "audit": _audit(audit, prevalence),
         "examples": data_uri(examples), "sweep": sweep, "long": LONG,
         "absent": {k: absent.get(k) for k in ABSENT_SECTIONS}, "origin": origin,
+        "ranks": _ranks(ranks),
+        "compare": None if compare is None else {**compare, "table": tables.frame(
+            compare["table"], ["method", "figure", "fairer"],
+            ["A", "B", "difference", "p", "p_adj", "tells"])},
     }
     return render("report.html.j2", **context)
 
@@ -166,6 +185,17 @@ def render(template: str, **context) -> str:
         loader=jinja2.PackageLoader("biaslab.report", "templates"), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template(template).render(**context)
+
+
+def _ranks(ranks: RankTest | str | None) -> dict | None:
+    if ranks is None or isinstance(ranks, str):
+        return ranks and {"why_not": ranks}
+    rows = table_of(ranks).rename(columns={"difference": "difference from " + str(ranks.control),
+                                           "p_holm": "p (Holm)"})
+    return {"sentence": sentence(ranks), "diagram": data_uri(cd_diagram(ranks)),
+            "table": tables.frame(rows, ["method", "outcome"],
+                                  [c for c in rows.columns if c not in ("method", "outcome")]),
+            "figure": ranks.figure, "why_not": None}
 
 
 def _resampled(unit: str, resample: str) -> str:

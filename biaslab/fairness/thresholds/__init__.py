@@ -8,10 +8,12 @@ groups) alone; and the class attribute ``needs_groups``, true when ``fit`` and `
 the group key of every row (:func:`biaslab.data.group_keys.group_keys`).
 
 Modules: ``single`` (fixed, youden: one threshold for everybody), ``parity`` (demographic
-parity, equal opportunity), ``odds`` (equalized odds), ``registry`` (:data:`METHODS`,
-:func:`make_postprocessor`), ``decide`` (fit on a table, decide every row, counterfactuals
-included; every method of a run, skipping those the data cannot support), ``_scores`` (input
-checks, :class:`NotApplicable` and the cut table they all share).
+parity, equal opportunity), ``odds`` (equalized odds), ``calibrate`` (temperature, isotonic:
+per-group recalibration, then a threshold; they also have ``calibrate(scores, groups)``, the
+recalibrated probabilities that the decisions file keeps as the score), ``registry``
+(:data:`METHODS`, :func:`make_postprocessor`), ``decide`` (fit on a table, decide every row,
+counterfactuals included; every method of a run, skipping those the data cannot support),
+``_scores`` (input checks, :class:`NotApplicable` and the cut table they all share).
 
 A method whose fit data cannot support it (a group with one class, a group absent from the fit
 data, ...) raises :class:`NotApplicable`, a ValueError: the run reports it as not applicable and
@@ -19,6 +21,7 @@ goes on with the others. Every other error is a bad input or param and stops the
 """
 
 from biaslab.fairness.thresholds._scores import NotApplicable, cut_table
+from biaslab.fairness.thresholds.calibrate import GroupIsotonic, GroupTemperatureScaling
 from biaslab.fairness.thresholds.decide import (
     decide,
     decide_methods,
@@ -40,6 +43,8 @@ __all__ = [
     "EqualOpportunityThresholds",
     "EqualizedOddsThresholds",
     "FixedThreshold",
+    "GroupIsotonic",
+    "GroupTemperatureScaling",
     "NotApplicable",
     "YoudenThreshold",
     "cut_table",

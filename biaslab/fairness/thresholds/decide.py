@@ -72,15 +72,17 @@ def decide(post, table: pd.DataFrame, group_columns: list[str], *, split: str,
     -------
     DataFrame
         One row per table row, in its order: ``row``, ``split``, ``method``, ``threshold`` (the
-        one the row's score is compared with; ``t_high`` for equalized odds), ``score``,
-        ``decision`` (0/1), and ``decision_s0``/``decision_s1`` when the table has
+        one the row's score is compared with; ``t_high`` for equalized odds), ``score`` (the
+        recalibrated probability for a recalibration method, which has ``calibrate``; else the
+        model's), ``decision`` (0/1), and ``decision_s0``/``decision_s1`` when the table has
         ``score_s0``/``score_s1``.
     """
     require_columns(table, ("row", "score"), what="predictions")
     keys = row_groups(post, table, group_columns)
     scores = table["score"].to_numpy()
+    calibrated = post.calibrate(scores, keys) if hasattr(post, "calibrate") else scores
     out = pd.DataFrame({"row": table["row"].to_numpy(), "split": split, "method": method,
-                        "threshold": post.threshold_of(scores, keys), "score": scores,
+                        "threshold": post.threshold_of(scores, keys), "score": calibrated,
                         "decision": post.predict(scores, keys)})
     for value in (0, 1):
         column = f"score_s{value}"

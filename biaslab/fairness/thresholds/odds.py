@@ -59,6 +59,9 @@ class EqualizedOddsThresholds:
         self.seed = seed
 
     def _hulls(self, scores, labels, groups):
+        if why := one_class(labels):  # no row at all, or one class overall: as the others say
+            raise NotApplicable(f"the fit data need both classes ({why}): TPR and FPR are "
+                                "undefined", type(self).__name__)
         hulls = {}
         for key in sorted(set(groups)):
             m = groups == key

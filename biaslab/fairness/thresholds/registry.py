@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from biaslab.fairness.thresholds.calibrate import GroupIsotonic, GroupTemperatureScaling
 from biaslab.fairness.thresholds.odds import EqualizedOddsThresholds
 from biaslab.fairness.thresholds.parity import (
     DemographicParityThresholds,
@@ -17,6 +18,8 @@ METHODS: dict[str, type] = {
     "demographic_parity": DemographicParityThresholds,
     "equal_opportunity": EqualOpportunityThresholds,
     "equalized_odds": EqualizedOddsThresholds,
+    "temperature": GroupTemperatureScaling,  # per-group recalibration, then the threshold
+    "isotonic": GroupIsotonic,
 }
 
 
@@ -30,7 +33,8 @@ def make_postprocessor(
     method : str
         A key of :data:`METHODS`.
     fixed_threshold : float
-        The threshold of ``fixed`` (its ``threshold``).
+        The threshold of ``fixed`` (its ``threshold``), and of the recalibrated scores of
+        ``temperature`` and ``isotonic``.
     tolerance : float
         The allowed gap of the constrained rate between groups, for the per-group methods.
     seed : int
