@@ -166,6 +166,7 @@ def test_a_bad_table_or_setting_stops_init_before_any_file(tmp_path, capsys):
     (["--out", "out", "--force"], "--force overwrites the files of --init DIR"),
     (["--step", "evaluate"], "--step evaluate: give --out, the project's root"),
     (["--init", "p", "--step", "report"], "--init writes a project and --step runs one"),
+    (["--init", "p", "--model-file", "m.pt"], "--init and --step audit a predictions table"),
 ])
 def test_the_audit_needs_out_or_init_and_their_options_go_together(tmp_path, capsys, options,
                                                                    said):
