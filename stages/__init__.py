@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from stages._warnings import stage_warnings
+from biaslab.cli.warning_lines import warning_lines
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RESTART = "start again with dvc repro"
@@ -33,7 +33,8 @@ class Interrupted(KeyboardInterrupt):
 def run(main: Callable[[], None], name: str) -> None:
     """Run a stage's ``main``; a bad input or param ends it with one clear line, not a traceback.
 
-    Python warnings are printed as ``NAME: warning: MESSAGE`` (see :mod:`stages._warnings`).
+    Python warnings are printed as ``NAME: warning: MESSAGE``
+    (:mod:`biaslab.cli.warning_lines`).
     A stopping signal ends it with ``NAME: interrupted (SIGINT); start again with dvc repro``
     and exit status 128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for
     SIGHUP). Unexpected errors (bugs) keep their traceback.
@@ -41,7 +42,7 @@ def run(main: Callable[[], None], name: str) -> None:
     try:
         # inside the try: a DVC already gone when the stage gets here stops it at once
         _raise_on_signals()
-        with stage_warnings(name):  # the library's warnings as NAME: warning: lines
+        with warning_lines(name):  # the library's warnings as NAME: warning: lines
             main()
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)

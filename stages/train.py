@@ -7,13 +7,13 @@ from pathlib import Path
 
 from biaslab import artifacts
 from biaslab.cli.runtime import Progress, distributed
+from biaslab.cli.warning_lines import warning_lines
 from biaslab.config import as_dict, load_section
 from biaslab.data.bias import BiasSpec
 from biaslab.model.batches import TrainData
 from biaslab.model.checkpoint import digest, save_checkpoint
 from biaslab.model.train import fit
 from stages import run
-from stages._warnings import stage_warnings
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
                   if n.split(".")[0] == "biaslab" and getattr(m, "__file__", None))
     inputs = [args.pixels, args.index, args.bias, args.split, args.weights, __file__, *code]
     key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict()})
-    with stage_warnings(name):  # e.g. torch's, of a nondeterministic op
+    with warning_lines(name):  # e.g. torch's, of a nondeterministic op
         fitted = fit(pixels, train, val, cfg, bias=bias, seed=args.seed,
                      device=device, ddp=ddp,
                      checkpoint=resume, fingerprint=key, log=progress.log,

@@ -17,7 +17,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 UNLISTED = ("biaslab/config", "biaslab/artifacts.py", "biaslab/__init__.py")
-STAGE_HELPERS = ("stages/__init__.py", "stages/_warnings.py")  # error and warning lines
+# error and warning lines, shared by every stage
+STAGE_HELPERS = ("stages/__init__.py", "biaslab/cli/warning_lines.py")
 
 
 def _module_file(name: str) -> Path | None:

@@ -360,6 +360,19 @@ def test_block_audit_model_file(tmp_path):
 
 
 @pytest.mark.slow
+def test_block_audit_init(tmp_path):
+    result = run_block(the_block("audit-init"), fresh_copy(tmp_path))
+    assert_ran(result)
+    # what the page says: repro runs the three stages, the first experiment evaluate and
+    # report, the second the report alone
+    ran = re.findall(r"Running stage '(\w+)'", result["stdout"] + result["stderr"])
+    assert ran == ["postprocess", "evaluate", "report", "evaluate", "report", "report"]
+    project = tmp_path / "scores-audit"
+    assert (project / "report.html").is_file() and (project / "metrics/verdict.json").is_file()
+    assert "report.min_class_size" in result["stdout"]  # exp show's table
+
+
+@pytest.mark.slow
 def test_block_recover(tmp_path):
     assert_ran(run_block(the_block("recover"), fresh_copy(tmp_path)))
 

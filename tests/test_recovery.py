@@ -135,11 +135,9 @@ if __name__ == "__main__":
 
 @pytest.fixture
 def busy(tmp_path):
-    """A folder with stages/ (this repo's __init__ and _warnings, and a stage `busy` that
-    writes slowly)."""
+    """A folder with stages/ (this repo's __init__, and a stage `busy` that writes slowly)."""
     (tmp_path / "stages").mkdir()
-    for helper in ("__init__.py", "_warnings.py"):
-        shutil.copy(ROOT / "stages" / helper, tmp_path / "stages" / helper)
+    shutil.copy(ROOT / "stages" / "__init__.py", tmp_path / "stages" / "__init__.py")
     (tmp_path / "stages/busy.py").write_text(BUSY_STAGE)
     return tmp_path
 

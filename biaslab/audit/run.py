@@ -110,6 +110,16 @@ def decide(predictions: Predictions, methods: Sequence[str], groups: Sequence[st
     return decisions, fitted
 
 
+def decide_section(predictions: Predictions, postprocess: Mapping, *,
+                   no_val: str = "no validation rows") -> tuple[dict, dict]:
+    """:func:`decide` with the ``postprocess`` section's keys (``methods``, ``groups``,
+    ``fixed_threshold``, ``tolerance``, ``seed``)."""
+    return decide(predictions, postprocess["methods"], postprocess["groups"],
+                  fixed_threshold=postprocess.get("fixed_threshold", 0.5),
+                  tolerance=postprocess.get("tolerance", 0.0),
+                  seed=postprocess.get("seed", 0), no_val=no_val)
+
+
 def _given(part: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, dict]:
     """A model's own hard decisions, as postprocess's table of one method, ``given``."""
     table = pd.DataFrame({"row": part["row"].to_numpy(), "split": part["split"].to_numpy(),
@@ -172,10 +182,7 @@ def audit_predictions(
     groups = list(options.pop("groups"))
     if compare:  # a bad pair stops the audit before any work
         paired.pair_models(predictions, *compare)
-    decisions, fitted = decide(predictions, postprocess["methods"], postprocess["groups"],
-                               fixed_threshold=postprocess.get("fixed_threshold", 0.5),
-                               tolerance=postprocess.get("tolerance", 0.0),
-                               seed=postprocess.get("seed", 0), no_val=no_val)
+    decisions, fitted = decide_section(predictions, postprocess, no_val=no_val)
     evaluation, grid = evaluate(predictions, decisions, fitted, groups, **options)
     comparison = None
     if compare:
@@ -186,31 +193,63 @@ def audit_predictions(
         grid, comparison = paired.correct_together(
             grid, comparison, correction=options.get("correction", "holm"),
             level=options.get("level", 0.95))
-    gap = f"{groups[0]}.{options.get('pareto_gap', DEFAULT_GAP)}"
+    verdict, page = judge_and_report(
+        predictions, decisions, grid, evaluation.per_group, groups, criteria=criteria,
+        min_group_size=min_group_size, min_class_size=min_class_size, options=options,
+        data_audit=data_audit, explain=explain, absent=absent,
+        compare=None if comparison is None else {
+            "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
+            "methods": sentences(comparison, level=options.get("level", 0.95)),
+            "table": comparison})
+    gap = gap_of(groups, options)
+    return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
+                 fairness=headline(grid, groups), verdict=verdict, thresholds=fitted,
+                 report=page, warnings=evaluation_warnings(fitted, grid, gap),
+                 summary=summary_line(grid, gap), comparison=comparison)
+
+
+def gap_of(groups: Sequence[str], options: Mapping) -> str:
+    """The traded gap, ``ATTRIBUTE.GAP``: ``evaluate.pareto_gap`` of the first attribute."""
+    return f"{groups[0]}.{options.get('pareto_gap', DEFAULT_GAP)}"
+
+
+def evaluation_warnings(fitted: dict, grid: pd.DataFrame, gap: str) -> list[str]:
+    """The lines an evaluation says: each method not applicable to a model, and why, then
+    :func:`biaslab.fairness.headline.grid_warnings`."""
     lines = [f"{recipe}/{model}: {method} not applicable: {why}"
              for recipe, models in fitted.items() for model, params in models.items()
              for method, why in not_applicable(params).items()]
+    return lines + grid_warnings(grid, gap)
+
+
+def judge_and_report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,
+                     per_group: pd.DataFrame, groups: Sequence[str], *,
+                     criteria: Sequence[Criterion], min_group_size: int = 30,
+                     min_class_size: int = 10, options: Mapping | None = None,
+                     data_audit: Mapping | None = None, compare: Mapping | None = None,
+                     explain: Sequence = (),
+                     absent: Mapping[str, str] | None = None) -> tuple[dict, str]:
+    """The verdict of ``report.criteria`` on evaluate's grid, and the report page: what the
+    pipeline's ``report`` stage does. ``options`` are the evaluate section's keys but
+    ``groups`` (``pareto_gap``, ``resample``, ``max_accuracy_loss``); ``compare``, ``explain``
+    and ``absent``: the report's comparison section, maps, and lines that replace
+    :data:`ABSENT`'s (:func:`audit_predictions`). Returns metrics/verdict.json
+    (:func:`biaslab.fairness.verdict.metric`) and the HTML page."""
+    options = dict(options or {})
+    groups = list(groups)
+    gap = gap_of(groups, options)
     unit = unit_word(predictions.attributes)
-    verdict = judge(grid, evaluation.per_group, criteria, unit=unit)
+    verdict = judge(grid, per_group, criteria, unit=unit)
     summary = summarise(verdict, grid)
-    page = _report(predictions, decisions, grid, evaluation.per_group, groups, gap=gap,
+    page = _report(predictions, decisions, grid, per_group, groups, gap=gap,
                    unit=unit, verdict=verdict, summary=summary,
-                   warnings=model_warnings(grid, evaluation.per_group,
-                                           min_group_size=min_group_size,
+                   warnings=model_warnings(grid, per_group, min_group_size=min_group_size,
                                            min_class_size=min_class_size, unit=unit, gap=gap),
                    max_accuracy_loss=options.get("max_accuracy_loss", 0.02),
                    resample=options.get("resample", "auto"), data_audit=data_audit or {},
-                   compare=None if comparison is None else {
-                       "a": compare[0], "b": compare[1], "level": options.get("level", 0.95),
-                       "methods": sentences(comparison,
-                                                   level=options.get("level", 0.95)),
-                       "table": comparison},
-                   explain=list(explain), absent={**ABSENT, **(absent or {})})
-    return Audit(grid=grid, per_group=evaluation.per_group, per_seed=evaluation.per_seed,
-                 fairness=headline(grid, groups), verdict=metric(verdict, summary),
-                 thresholds=fitted, report=page,
-                 warnings=lines + grid_warnings(grid, gap),
-                 summary=summary_line(grid, gap), comparison=comparison)
+                   compare=compare, explain=list(explain),
+                   absent={**ABSENT, **(absent or {})})
+    return metric(verdict, summary), page
 
 
 def _report(predictions: Predictions, decisions: dict, grid: pd.DataFrame,

@@ -3,11 +3,13 @@
 One row per (model, image). :func:`check_predictions` reads the columns the user named
 (:class:`Columns`) and refuses a bad table with one line naming the table, the column, the
 row(s) and what was expected: a missing column (with the columns there are), a label other
-than 0/1, a score that is missing or outside [0, 1] (it says when the values look like
-logits), a decision other than 0/1, a split other than val/test, a missing group or id, an
-image listed twice for one model, a patient in both val and test, an image whose label,
-groups, split or patient differ between models, and seeds of one recipe that were not run on
-the same images. Row numbers count the table's data rows from 1 (a CSV's header is not a row).
+than 0/1, a score that is missing or outside [0, 1] (it says when the values look like logits
+or percentages), logits (``--logits``) that look like probabilities, a decision other than
+0/1, a split other than val/test, a missing group or id, an image listed twice for one model,
+a patient in both val and test, test images of one class only, a model without test rows, an
+image whose label, groups, split or patient differ between models, and seeds of one recipe
+that were not run on the same images. Row numbers count the table's data rows from 1 (a CSV's
+header is not a row).
 
 It returns :class:`Predictions`: the attribute table of the images (``row``, ``label``,
 ``split``, the groups, ``patient_id``), the shape the pipeline's index has, and each model's
@@ -103,6 +105,9 @@ def check_predictions(table: pd.DataFrame, groups: Sequence[str], columns: Colum
         On the first bad input, naming ``source``, the column and the rows.
     """
     _check_columns(table, groups, columns, source)
+    if seeds and columns.model is None:
+        raise ValueError(f"--seeds-of {', '.join(seeds)}=...: no --model, the column naming "
+                         "the model of each row; the seeds are values of that column")
     if table.empty:
         raise ValueError(f"{source}: the table has no rows; expected one row per (model, image)")
     table = table.reset_index(drop=True)
@@ -138,6 +143,9 @@ def _check_columns(table: pd.DataFrame, groups: Sequence[str], columns: Columns,
                    source: str) -> None:
     if columns.score is None and columns.decision is None:
         raise ValueError("give the score column (--score) or the decision column (--decision)")
+    if columns.logits and columns.score is None:
+        raise ValueError("--logits says the score column holds logits, but --decision gives "
+                         "hard 0/1 decisions and no score: drop --logits")
     named = [(f"--{k}", v) for k, v in columns.named().items()]
     named += [("--groups", g) for g in groups]
     there = [str(c) for c in table.columns]
@@ -214,14 +222,27 @@ def _scores(values: pd.Series, source: str, column: str, logits: bool) -> np.nda
                          "image must be audited without it: drop the row, and say so)")
     number = number.to_numpy(dtype=float)
     if logits:
+        if ((number >= 0) & (number <= 1)).all():
+            raise ValueError(f"{source}: column {column!r} (--score, --logits): every value lies "
+                             f"in [0, 1] ({number.min():.4g} to {number.max():.4g}): they look "
+                             "like probabilities, which the logistic function would squeeze "
+                             "into [0.5, 0.73]; drop --logits")
         return expit(number)
     outside = (number < 0) | (number > 1)
     if outside.any():
         raise ValueError(f"{source}: column {column!r} (--score): {_rows(outside, values)} "
                          f"outside [0, 1]; expected a probability (the values run from "
-                         f"{number.min():.4g} to {number.max():.4g}: if they are logits, add "
-                         "--logits)")
+                         f"{number.min():.4g} to {number.max():.4g}: {_looks_like(number)})")
     return number
+
+
+def _looks_like(number: np.ndarray) -> str:
+    """What scores outside [0, 1] look like, and what to do."""
+    if number.min() < 0:
+        return "negative values, they look like logits: add --logits"
+    if number.max() <= 100:
+        return "they look like percentages: divide them by 100"
+    return "if they are logits, add --logits"
 
 
 def _splits(table: pd.DataFrame, column: str | None, source: str) -> np.ndarray:
@@ -261,6 +282,11 @@ def _attributes(rows: pd.DataFrame, groups: Sequence[str], columns: Columns,
     if not (attributes["split"] == "test").any():
         raise ValueError(f"{source}: column {columns.split!r} (--split): no test row; the "
                          "figures are computed on the test rows")
+    classes = attributes.loc[attributes["split"] == "test", "label"].unique()
+    if len(classes) < 2:
+        raise ValueError(f"{source}: column {columns.label!r} (--label): every test image is "
+                         f"{classes[0]}; the figures (rates, balanced accuracy, gaps) need test "
+                         "images of both classes")
     return attributes
 
 
@@ -283,6 +309,11 @@ def _recipes(rows: pd.DataFrame, kind: str, seeds: Mapping[str, Sequence[str]], 
         part = rows.loc[rows["model"] == model, ["row", "split", kind]].reset_index(drop=True)
         out.setdefault(recipe_of[model], {})[model] = part
     for recipe, by_model in out.items():
+        for model, part in by_model.items():
+            if not (part["split"] == "test").any():
+                raise ValueError(f"{source}: column {columns.model!r} (--model): model "
+                                 f"{model!r} has no test row (its {len(part)} rows are val); "
+                                 "every figure is computed on a model's test rows")
         (first, reference), *others = by_model.items()
         for model, part in others:
             _same_images(reference, part, first, model, recipe, rows, source)

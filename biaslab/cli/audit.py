@@ -22,15 +22,16 @@ dict) is scored on --images TABLE (the csv source's columns, paths under --root)
 prepared as the pipeline prepares them; the predictions it makes are audited as above, and the
 report shows what the model looks at (occlusion maps; deconvolution and Grad-CAM for --arch)
 and how it holds up under rotation and noise.
+
+--init DIR writes a DVC project whose `dvc repro` runs the audit of a predictions table
+(biaslab.cli.audit_project).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from biaslab.cli import audit_model
@@ -49,6 +50,8 @@ EXAMPLES = """\
   biaslab audit --model-file weights.pt --arch resnet18 --output index:1 --channels 3 \\
       --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --images test.csv --root xrays/ \\
       --groups sex --out audit/
+  biaslab audit --init my-audit --predictions preds.csv --groups sex --split split
+      # a DVC project: cd my-audit && dvc repro (docs/audit.md)
 """
 # option -> (section, key): the settings the options set, over --params FILE
 SETTINGS = {
@@ -110,8 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         settings.add_argument(f"--{name}", type=kind, help=key)
     settings.add_argument("--intersect", action=argparse.BooleanOptionalAction,
                           help="evaluate.intersect")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder of the results")
+    parser.add_argument("--out", metavar="DIR", help="folder of the results")
     audit_model.add_arguments(parser)
+    project = parser.add_argument_group("as a DVC project (docs/audit.md)")
+    project.add_argument("--init", metavar="DIR", help="write a DVC project in DIR (dvc.yaml, "
+                         "params.yaml) whose `dvc repro` runs this audit, instead of running it")
+    project.add_argument("--force", action="store_true",
+                         help="with --init: overwrite DIR's dvc.yaml and params.yaml")
+    project.add_argument("--step", choices=("postprocess", "evaluate", "report"),
+                         help="one stage of such a project (its dvc.yaml runs them)")
 
 
 def seeds_of(specs: list[str]) -> dict[str, list[str]]:
@@ -168,43 +178,43 @@ def read_table(path: str, text_columns: list[str]):
     if not file.is_file():
         raise FileNotFoundError(f"--predictions: {path} not found")
     suffix = file.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(file)
-    if suffix in (".csv", ".tsv", ".txt"):
-        sep = "\t" if suffix == ".tsv" else ","
-        header = pd.read_csv(file, sep=sep, nrows=0).columns
-        return pd.read_csv(file, sep=sep, dtype={c: str for c in text_columns if c in header})
+    try:  # a file that is no table: said with its name, not as the reader's own words alone
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(file)
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = "\t" if suffix == ".tsv" else ","
+            header = pd.read_csv(file, sep=sep, nrows=0).columns
+            return pd.read_csv(file, sep=sep, dtype={c: str for c in text_columns if c in header})
+    except (ValueError, OSError) as exc:  # pandas' and pyarrow's parse errors are ValueErrors
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"--predictions: {path}: not a readable {suffix.lstrip('.')} table "
+                         f"({why})") from None
     raise ValueError(f"--predictions: {path}: expected a .csv, .tsv or .parquet file")
 
 
 def run(args) -> int:
-    with _said_once():  # the library's warnings (a rate undefined for a group) as our lines
+    from biaslab.cli.warning_lines import warning_lines
+
+    if args.force and not args.init:
+        raise ValueError("--force overwrites the files of --init DIR: give --init, or drop it")
+    if args.init or args.step:
+        from biaslab.cli.audit_project import run_project
+
+        return run_project(args)
+    if not args.out:
+        raise ValueError("give --out DIR, the folder of the results (or --init DIR: a DVC "
+                         "project that runs the audit)")
+    with warning_lines("audit"):  # the library's warnings (a rate undefined for a group)
         return _audit(args)
 
 
-@contextlib.contextmanager
-def _said_once():
-    """Python warnings printed as ``audit: warning: MESSAGE``, each once."""
-    said: set[str] = set()
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if str(message) not in said:
-            said.add(str(message))
-            print(f"audit: warning: {message}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
-
-
-def _audit(args) -> int:
-    from biaslab import artifacts
-    from biaslab.audit.run import audit_predictions
+def checked_table(args, params):
+    """The checked table (:class:`biaslab.audit.table.Predictions`), why a method that needs
+    a fit is not applicable without val rows, and, for a model file, what it looks at
+    (:func:`biaslab.audit.run.audit_predictions`' keywords)."""
     from biaslab.audit.table import Columns, check_predictions
-    from biaslab.fairness.verdict import Criterion
 
-    params = settings(args)
-    evaluate, postprocess, report = params.evaluate, params.postprocess, params.report
+    evaluate, postprocess = params.evaluate, params.postprocess
     columns = Columns(label=args.label, score=None if args.decision else (args.score or "score"),
                       decision=args.decision, logits=args.logits, split=args.split,
                       patient=args.patient, id=args.id, model=args.model)
@@ -221,14 +231,29 @@ def _audit(args) -> int:
                                         source=args.predictions, seeds=seeds_of(args.seeds_of))
     no_val = ("no validation rows: without --split every row is a test row" if not args.split
               else f"no validation rows: no row of column {args.split!r} is val")
+    return predictions, no_val, extra
+
+
+def data_audit(params) -> dict:
+    """The report's data audit of the table's images: the ``audit`` section's keywords."""
+    return {"min_group_size": params.audit.min_group_size, "level": params.audit.level,
+            "min_effect": params.audit.simpson_min_effect}
+
+
+def _audit(args) -> int:
+    from biaslab import artifacts
+    from biaslab.audit.run import audit_predictions
+    from biaslab.fairness.verdict import Criterion
+
+    params = settings(args)
+    evaluate, postprocess, report = params.evaluate, params.postprocess, params.report
+    predictions, no_val, extra = checked_table(args, params)
     result = audit_predictions(
         predictions, postprocess=postprocess.model_dump(),
         evaluate_options=evaluate.model_dump(),
         criteria=[Criterion(**c.model_dump()) for c in report.criteria],
         min_group_size=report.min_group_size, min_class_size=report.min_class_size,
-        data_audit={"min_group_size": params.audit.min_group_size, "level": params.audit.level,
-                    "min_effect": params.audit.simpson_min_effect}, no_val=no_val,
-        compare=args.compare, **extra)
+        data_audit=data_audit(params), no_val=no_val, compare=args.compare, **extra)
     out = Path(args.out)
     artifacts.write_csv(result.grid, out / "grid.csv")
     artifacts.write_csv(result.per_group, out / "groups.csv")

@@ -1,4 +1,8 @@
-"""Python warnings said as a stage's own lines: ``STAGE: warning: MESSAGE``."""
+"""Python warnings said as a command's own lines: ``NAME: warning: MESSAGE``.
+
+Shared by the DVC stages (:func:`stages.run`, the train stage) and the ``biaslab`` commands
+(``audit``, the audit project's steps): one place says how a warning reads on the terminal.
+"""
 
 import contextlib
 import sys
@@ -7,8 +11,8 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def stage_warnings(stage: str) -> Iterator[None]:
-    """In the block, each warning is printed on stderr as ``STAGE: warning: MESSAGE``, once.
+def warning_lines(name: str) -> Iterator[None]:
+    """In the block, each warning is printed on stderr as ``NAME: warning: MESSAGE``, once.
 
     Python's own form, ``FILE:LINE: UserWarning: MESSAGE`` and the source line under it, is
     about the library's code, not the user's data, and repeats a message raised from several
@@ -21,7 +25,7 @@ def stage_warnings(stage: str) -> Iterator[None]:
     def show(message, category, filename, lineno, file=None, line=None):
         if str(message) not in said:
             said.add(str(message))
-            print(f"{stage}: warning: {message}", file=sys.stderr)
+            print(f"{name}: warning: {message}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
