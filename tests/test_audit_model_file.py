@@ -100,6 +100,7 @@ def test_a_torchscript_model_is_scored_and_audited_with_its_maps(data, tmp_path,
     looks = section((out / "report.html").read_text())
     assert "Attribution maps" in looks and "Robustness: rotation and noise" in looks
     assert "a TorchScript module cannot be hooked" in looks
+    assert "occlusion needs forward passes only; activation signatures need one too" in looks
     assert "No maps" not in looks
     said = capsys.readouterr().err
     assert f"{N} images scored with {path} (torchscript, 1x32x32)" in said
@@ -159,11 +160,18 @@ def test_an_architecture_and_state_dict_get_gradcam_and_deconvolution(data, tmp_
     pixels = np.random.default_rng(2).integers(0, 256, (8, SIZE, SIZE), dtype=np.uint8)
     test = pd.DataFrame({"row": range(8), "label": [0, 1] * 4, "sex": ["F"] * 4 + ["M"] * 4,
                          "score": [0.2, 0.8, 0.8, 0.2] * 2})  # TN TP FP FN per sex
-    looks = look(model, pixels, test, attributes=["sex"], threshold=0.5,
+    looks = look(model, pixels, test, attributes=["sex"], threshold=0.5, arch="resnet18",
                  config=ExplainConfig(per_cell=1, rotations=[0], noise=[0]))
     assert looks.note == ""
-    assert [i.title for i in looks.items][0] == "Attribution maps"
+    titles = [i.title for i in looks.items]
+    assert titles[0] == "Attribution maps"
+    # a hookable model's activation signatures, on the resnet's four stages
+    assert "Activation signatures: clusters across layers" in titles
     assert len(looks.selection) == 8  # one per sex x outcome (TP, FP, TN, FN)
+    # without --arch's defaults or explain.layers: said, not silently left out
+    bare = look(model, pixels, test, attributes=["sex"], threshold=0.5,
+                config=ExplainConfig(per_cell=1, rotations=[0], noise=[0]))
+    assert "no default layers for --arch None; name its modules in explain.layers" in bare.note
 
 
 def test_maps_without_hooks_draw_image_and_occlusion_only():

@@ -12,8 +12,13 @@ user's test images, with the same tools (:mod:`biaslab.explain`):
 - **robustness**: accuracy and the gaps per group under rotation and noise
   (:mod:`biaslab.explain.robustness`).
 
+- **activation signatures** (:mod:`biaslab.explain.signatures`) of a model that can be hooked:
+  the test images clustered on named layers' activations (``explain.layers``, or the
+  architecture's defaults: a resnet's four stages), each cluster's share of each group, the
+  flows between layers and the anomalous clusters.
+
 No injected bias here (a model trained elsewhere was shown no S): no bias share and no flip
-rate. Activation signatures (clusters of named layers) are left to the pipeline.
+rate.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ import torch
 from biaslab.audit.model_file import ModelFile, gradcam_layer
 from biaslab.data.bias import BiasSpec, model_inputs
 from biaslab.data.group_keys import group_keys
+from biaslab.explain import activations as act
 from biaslab.explain import attribution as attr
 from biaslab.explain import robustness as rob
+from biaslab.explain import signature_figures as sig_figures
+from biaslab.explain import signatures as sig
 from biaslab.explain.select import outcomes, row_groups, select_cells
 from biaslab.report import ExplainFigure, ExplainTable
 from biaslab.report.figures import png
@@ -52,7 +60,7 @@ class Looks:
 
 def look(model: ModelFile, pixels: np.ndarray, test: pd.DataFrame, *, attributes: Sequence[str],
          config, threshold: float = 0.5, min_cell: int = 5, layer: str | None = None,
-         device: str | torch.device = "cpu") -> Looks:
+         arch: str | None = None, device: str | torch.device = "cpu") -> Looks:
     """Maps and robustness of ``model`` on the ``test`` rows.
 
     Parameters
@@ -69,15 +77,19 @@ def look(model: ModelFile, pixels: np.ndarray, test: pd.DataFrame, *, attributes
     threshold : the decision is score >= threshold (``postprocess.fixed_threshold``).
     min_cell : ``evaluate.min_cell``, for the robustness metrics.
     layer : Grad-CAM's module name (None: :func:`~biaslab.audit.model_file.gradcam_layer`'s).
+    arch : the torchvision architecture of a state dict (``--arch``): its default layers for
+        the activation signatures when ``config.layers`` is empty.
     """
     frame = test.reset_index(drop=True).copy()
     frame["group"] = row_groups(frame, list(attributes))
     frame["decision"] = (frame["score"] >= threshold).astype(int)
     frame["outcome"] = outcomes(frame["label"], frame["decision"])
     selected, _ = select_cells(frame, config.per_cell, config.seed)
+    layers, why = _signature_layers(model, config, arch)
     items, note = [], "" if model.hookable else (
         f"Grad-CAM and {config.deconv.replace('_', ' ')} need a model that can be hooked: "
         f"{model.why_not}; occlusion needs forward passes only")
+    note = "; ".join(n for n in (note, why) if n)
     if len(selected):
         items.append(ExplainFigure("Attribution maps", png(_maps(
             model, pixels, frame, selected, config, layer, device)), _MAPS + (
@@ -88,6 +100,8 @@ def look(model: ModelFile, pixels: np.ndarray, test: pd.DataFrame, *, attributes
     items.append(ExplainTable("Robustness, per condition and group", _shown(table),
                               "The figure's values: accuracy per group, the gaps on the row "
                               "of all images."))
+    if layers:
+        items += _signatures(model, pixels, frame, list(attributes), layers, config, device)
     keep = ["row", "group", "outcome", "label", "score", "decision"]
     return Looks(items=items, selection=selected[keep], robustness=table, note=note)
 
@@ -130,6 +144,48 @@ def _robustness(model, pixels, frame, attributes, config, threshold, min_cell, d
     table = rob.robustness_table(logits, probes, frame["label"].to_numpy(), groups,
                                  threshold=threshold, min_cell=min_cell)
     return table, rob.robustness_figure(table, title=f"{model.source}")
+
+
+def _signature_layers(model: ModelFile, config, arch: str | None) -> tuple[list[str], str]:
+    """The layers to cluster, or why there are none."""
+    if not model.hookable:
+        return [], "activation signatures need one too"
+    if config.layers:
+        return list(config.layers), ""
+    if arch in act.DEFAULT_LAYERS:  # a resnet's stages: net.layer1 ... in the wrapped model
+        return act.default_layers(arch), ""
+    return [], (f"activation signatures: no default layers for --arch {arch}; name its modules "
+                "in explain.layers (--params), e.g. net.features")
+
+
+def _signatures(model, pixels, frame, attributes, layers, config, device) -> list:
+    """The activation signatures' figures of the test images on ``layers``."""
+    rows = frame["row"].to_numpy()
+    batches = (torch.from_numpy(model_inputs(pixels, rows[i:i + config.batch_size], None,
+                                             NO_BIAS))
+               for i in range(0, len(rows), config.batch_size))
+    acts = act.layer_activations(model, batches, layers, device=device)
+    result = sig.signatures(
+        acts, frame[["row", "label", *attributes]], attributes,
+        pca_components=config.pca_components, pca_variance=config.pca_variance,
+        k_range=config.k_range, seed=config.seed, anomaly_purity=config.anomaly_purity,
+        anomaly_z=config.anomaly_z)
+    items = [ExplainFigure("Activation signatures: clusters across layers",
+                           png(sig_figures.sankey_figure(result, "label")), _SIGNATURES)]
+    anomalies = sig_figures.anomaly_figure(result.anomalies, pixels[rows],
+                                           n=config.anomaly_images)
+    if anomalies is not None:
+        items.append(ExplainFigure("Activation signatures: anomalous images", png(anomalies),
+                                   "Images far from their cluster, or in a cluster of the other "
+                                   "class (explain.anomaly_purity, anomaly_z), those flagged in "
+                                   "most layers first."))
+    return items
+
+
+_SIGNATURES = ("The test images clustered on each named layer's activations (k-means after "
+               "PCA, k chosen by silhouette; explain.layers), and how they flow from layer to "
+               "layer, coloured by the label: a cluster that gathers one group whatever the "
+               "label is a representation of the group (Wang et al.'s activation signatures).")
 
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:

@@ -98,7 +98,8 @@ def predictions(args, params, groups: list[str], seeds: dict):
     test = index[index[args.split] == "test"] if args.split else index
     looks = look(model, pixels, test, attributes=params.evaluate.groups, config=params.explain,
                  threshold=params.postprocess.fixed_threshold,
-                 min_cell=params.evaluate.min_cell, layer=args.gradcam_layer, device=device)
+                 min_cell=params.evaluate.min_cell, layer=args.gradcam_layer, arch=args.arch,
+                 device=device)
     print(f"audit: {len(index)} images scored with {args.model_file} ({model.kind}, "
           f"{spec.channels}x{spec.size}x{spec.size}); {len(looks.selection)} mapped"
           + (f" ({looks.note})" if looks.note else ""), file=sys.stderr)
