@@ -21,7 +21,8 @@ class TrainConfig(Section):
         "local torchvision state-dict file for the resnets and alexnet (never downloaded)"))
     epochs: AtLeastOne = Field(10, description="training epochs")
     batch_size: AtLeastOne = Field(32, description="images per batch")
-    lr: bounded(float, "a finite number > 0", gt=0) = Field(0.002, description="learning rate")
+    lr: bounded(float, "a finite number > 0", gt=0) = Field(0.004, description=(
+        "learning rate (the peak of the cosine schedule)"))
     optimizer: choice(OPTIMIZERS) = Field("adam", description=(
         "adam | sgd (the seed recipe: lr 0.01, momentum 0.9, weight_decay 5e-4)"))
     momentum: bounded(float, "a finite number >= 0", ge=0) = Field(0.9, description="sgd only")
