@@ -12,6 +12,7 @@ from biaslab.config import as_dict, load_section
 from biaslab.data.bias import BiasSpec
 from biaslab.model.batches import TrainData
 from biaslab.model.checkpoint import digest, save_checkpoint
+from biaslab.model.recipe import swing, unstable
 from biaslab.model.train import fit
 from stages import run
 
@@ -59,13 +60,19 @@ def main() -> None:
     # speed goes to the summary line, not the artifact: same params and seed, same file
     curves = fitted.curves
     artifacts.write_csv(curves.drop(columns="img_per_s"), args.curves)
-    # the degenerate-model flag, for evaluate: null when the model learnt something
+    # the degenerate-model flag, for evaluate: null when the model learnt something; the
+    # stability figure (std of val_bacc over the second half of the epochs) and its warning
     health = args.health or Path(args.model).with_name("health.json")
+    figure = swing(curves)
+    warning = unstable(figure)
     artifacts.write_json(
-        {"scheme": args.scheme, "seed": args.seed, "degenerate": fitted.degenerate}, health)
+        {"scheme": args.scheme, "seed": args.seed, "degenerate": fitted.degenerate,
+         "val_bacc_swing": None if figure is None else round(figure, 6), "unstable": warning},
+        health)
     resume.unlink(missing_ok=True)
-    if fitted.degenerate:
-        print(f"{name}: warning: {fitted.degenerate}", file=sys.stderr)
+    for flag in (fitted.degenerate, warning):
+        if flag:
+            print(f"{name}: warning: {flag}", file=sys.stderr)
     best = curves.loc[curves["val_loss"].idxmin()]
     print(f"{name}: best epoch {int(best['epoch'])}/{cfg.epochs}, val_loss "
           f"{best['val_loss']:.4f}, val_acc {best['val_acc']:.3f}, "

@@ -57,6 +57,7 @@ def run(args) -> int:
     from biaslab.data.split import stratified_split
     from biaslab.model.batches import TrainData
     from biaslab.model.checkpoint import save_checkpoint
+    from biaslab.model.recipe import swing, unstable
     from biaslab.model.train import fit
 
     try:
@@ -94,8 +95,9 @@ def run(args) -> int:
                     bias=bias)
     fitted.curves.to_csv(logdir / "curves.csv", index=False)
     table[["row", "source", "label", "split"]].to_csv(logdir / "split.csv", index=False)
-    if fitted.degenerate:
-        print(f"train: warning: {fitted.degenerate}", file=sys.stderr)
+    for flag in (fitted.degenerate, unstable(swing(fitted.curves))):
+        if flag:
+            print(f"train: warning: {flag}", file=sys.stderr)
     print(f"train: {len(table)} images, best val_loss {fitted.curves['val_loss'].min():.4f} -> "
           f"{logdir / 'model.pt'}")
     return 0

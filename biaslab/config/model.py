@@ -7,7 +7,7 @@ from biaslab.config.section import Section
 
 MODELS = ("small_cnn", "alexnet", "resnet18", "resnet34", "resnet50")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULERS = ("none", "step")
+SCHEDULERS = ("none", "step", "cosine")
 LOSSES = ("bce", "focal")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -21,14 +21,18 @@ class TrainConfig(Section):
         "local torchvision state-dict file for the resnets and alexnet (never downloaded)"))
     epochs: AtLeastOne = Field(10, description="training epochs")
     batch_size: AtLeastOne = Field(32, description="images per batch")
-    lr: bounded(float, "a finite number > 0", gt=0) = Field(0.002, description="learning rate")
+    lr: bounded(float, "a finite number > 0", gt=0) = Field(0.004, description=(
+        "learning rate (the peak of the cosine schedule)"))
     optimizer: choice(OPTIMIZERS) = Field("adam", description=(
         "adam | sgd (the seed recipe: lr 0.01, momentum 0.9, weight_decay 5e-4)"))
     momentum: bounded(float, "a finite number >= 0", ge=0) = Field(0.9, description="sgd only")
     weight_decay: bounded(float, "a finite number >= 0", ge=0) = Field(0.0, description=(
         "L2 penalty of the optimizer"))
-    scheduler: choice(SCHEDULERS) = Field("none", description=(
-        "none | step (StepLR: lr x step_gamma every step_size epochs)"))
+    scheduler: choice(SCHEDULERS) = Field("cosine", description=(
+        "none | step (StepLR: lr x step_gamma every step_size epochs) | cosine (linear warm-up "
+        "over warmup_epochs, then cosine decay to 0 by the last batch, stepped every batch)"))
+    warmup_epochs: bounded(float, "a finite number >= 0", ge=0) = Field(1.0, description=(
+        "cosine: epochs of linear warm-up from lr / steps to lr (fractions allowed)"))
     step_size: AtLeastOne = Field(7, description="step: epochs between learning-rate steps")
     step_gamma: bounded(float, "a finite number > 0", gt=0) = Field(0.1, description=(
         "step: factor of the learning rate at each step"))
@@ -38,6 +42,13 @@ class TrainConfig(Section):
         "focal: gamma"))
     focal_alpha: Probability | None = Field(None, description=(
         "focal: weight of the positive class (null: none)"))
+    ema: bounded(float, "a number in [0, 1) (0: off)", ge=0, lt=1) = Field(0.9, description=(
+        "decay d of the exponential moving average of the weights, updated every batch "
+        "(avg = d avg + (1 - d) weights); the average is evaluated each epoch and kept (0: off, "
+        "the weights themselves)"))
+    bn_recompute: bool = Field(True, description=(
+        "recompute BatchNorm's statistics of the evaluated model over the training set after "
+        "each epoch (precise BN) instead of the running averages of the last batches"))
     patience: bounded(int, "an integer >= 0 (0: off)", ge=0) = Field(0, description=(
         "early stopping after this many epochs without a better val loss (0: off)"))
     augment: bool = Field(False, description=(

@@ -49,6 +49,7 @@ class RunState:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     rng: np.random.Generator  # epoch shuffles and the sampler's draws
     gen: torch.Generator  # augmentation
+    average: nn.Module | None = None  # the weights' moving average (train.ema), if any
     epoch: int = 0  # epochs done
     bad_epochs: int = 0  # epochs since the best validation loss
     best: dict | None = None  # the best epoch's state dict, on the CPU
@@ -61,6 +62,7 @@ class RunState:
                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(),
                "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "best": self.best,
+               "average": self.average.state_dict() if self.average is not None else None,
                "best_loss": self.best_loss, "bad_epochs": self.bad_epochs,
                "history": self.history, "config": as_dict(config),
                "fingerprint": fingerprint}, path)
@@ -80,6 +82,8 @@ class RunState:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])

@@ -32,6 +32,7 @@ from biaslab.model.batches import TrainData, batches, cached_inputs
 from biaslab.model.checkpoint import RunState
 from biaslab.model.devices import pick_device
 from biaslab.model.predict import predict_logits
+from biaslab.model.recipe import averaged_model, cosine_schedule, recompute_batchnorm
 
 EVAL_BATCH = 256  # batch size of the evaluation passes (no gradients: larger is fine)
 MIN_SPREAD = 1e-3  # validation scores with a smaller standard deviation count as constant
@@ -92,10 +93,10 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
     return focal
 
 
-def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0
-          ) -> RunState:
-    """A fresh run: the model seeded by ``seed`` on ``device``, its optimizer, scheduler and
-    RNGs."""
+def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0,
+          steps_per_epoch: int = 1) -> RunState:
+    """A fresh run: the model seeded by ``seed`` on ``device``, its optimizer, scheduler (the
+    cosine one counts ``steps_per_epoch`` batches an epoch), weight average and RNGs."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
@@ -110,8 +111,12 @@ def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int
     scheduler = None
     if config.scheduler == "step":
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.step_gamma)
+    elif config.scheduler == "cosine":
+        scheduler = cosine_schedule(optimizer, config.epochs, steps_per_epoch,
+                                    config.warmup_epochs)
+    average = averaged_model(model, config.ema) if config.ema > 0 else None
     return RunState(model, optimizer, scheduler, rng=np.random.default_rng(seed),
-                    gen=torch.Generator().manual_seed(seed))
+                    gen=torch.Generator().manual_seed(seed), average=average)
 
 
 def epoch_order(data: TrainData, rng: np.random.Generator, ddp: Distributed) -> np.ndarray:
@@ -132,8 +137,10 @@ def epoch_order(data: TrainData, rng: np.random.Generator, ddp: Distributed) -> 
 def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
                     loader: Iterator[tuple[torch.Tensor, ...]], config: TrainConfig,
                     gen: torch.Generator, device: torch.device,
-                    on_batch: Callable[[int], None]) -> tuple[float, int]:
-    """One pass of ``net`` over the (x, y, w) batches of ``loader``; ``on_batch(n_images)``.
+                    on_batch: Callable[[int], None],
+                    after_step: Callable[[], None] | None = None) -> tuple[float, int]:
+    """One pass of ``net`` over the (x, y, w) batches of ``loader``; ``on_batch(n_images)``;
+    ``after_step()`` after each optimizer step (a per-batch schedule, the weight average).
 
     Returns the sum over images of the weighted loss, and the number of images.
     """
@@ -151,6 +158,8 @@ def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total += loss.item() * len(y)  # a CPU-GPU sync point, once per batch
         n_seen += len(y)
         on_batch(len(y))
@@ -259,7 +268,10 @@ def fit(
     if ddp.world_size > 1 and not dist.is_initialized():
         raise ValueError(f"ddp.world_size = {ddp.world_size} but torch.distributed is not "
                          "initialised; call torch.distributed.init_process_group first")
-    run = setup(config, train.in_channels(bias), device, seed)
+    # batches per epoch on this process (its shard of each epoch): the cosine schedule's unit
+    shard = -(-len(train.rows) // ddp.world_size)  # ceil: epoch_order pads the shuffle
+    steps = -(-shard // config.batch_size)
+    run = setup(config, train.in_channels(bias), device, seed, steps)
     if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
         log(message)
     net = _wrap(run.model, config, device, ddp)
@@ -272,24 +284,34 @@ def fit(
     def stalled() -> bool:
         return bool(config.patience) and run.bad_epochs >= config.patience
 
+    per_batch = config.scheduler == "cosine"  # stepped after every batch, the others per epoch
+
+    def after_step() -> None:
+        if per_batch:
+            run.scheduler.step()
+        if run.average is not None:
+            run.average.update_parameters(run.model)
+
     while run.epoch < config.epochs and not stalled():
         # train on this process's shard of the epoch's shuffle, then sync processes
         order = epoch_order(train, run.rng, ddp)
+        lr = run.optimizer.param_groups[0]["lr"]  # the epoch's first batch's
         t0 = time.perf_counter()
         loader = _loader(pixels, train, order, weights, bias, config.batch_size, device,
                          cache)
         total, n_seen = train_one_epoch(net, loss_fn, run.optimizer, loader, config, run.gen,
-                                        device, lambda n: on_batch(run.epoch + 1, n))
+                                        device, lambda n: on_batch(run.epoch + 1, n),
+                                        after_step)
         speed = n_seen * ddp.world_size / (time.perf_counter() - t0)
-        lr = run.optimizer.param_groups[0]["lr"]
-        if run.scheduler:
+        if run.scheduler and not per_batch:
             run.scheduler.step()
         total, n_seen = _sync(run.model, total, n_seen, device, ddp)
 
         # evaluate on train and val; keep the best model on validation loss
         run.epoch += 1
-        tr, _ = evaluate(run.model, pixels, train, bias, device, amp, cache)
-        va, _ = evaluate(run.model, pixels, val, bias, device, amp, val_cache)
+        model = evaluated_model(run, pixels, train, bias, config, device, cache)
+        tr, _ = evaluate(model, pixels, train, bias, device, amp, cache)
+        va, _ = evaluate(model, pixels, val, bias, device, amp, val_cache)
         row = {"epoch": run.epoch, "lr": lr, "train_loss": total / n_seen, "train_acc": tr["acc"],
                "val_loss": va["loss"], "val_acc": va["acc"], "val_bacc": va["bacc"],
                **{f"val_{k}": v for k, v in va.items() if k.startswith("acc_g")},
@@ -297,7 +319,7 @@ def fit(
         run.history.append(row)
         if va["loss"] < run.best_loss:
             run.best_loss, run.bad_epochs = va["loss"], 0
-            run.best = copy.deepcopy({k: v.cpu() for k, v in run.model.state_dict().items()})
+            run.best = copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()})
         else:
             run.bad_epochs += 1
 
@@ -316,6 +338,21 @@ def fit(
     curves = pd.DataFrame(run.history)
     flag = degenerate(val_logits, val.labels, curves["val_acc"].tolist())
     return Fitted(run.model.cpu().eval(), curves, flag)
+
+
+def evaluated_model(run: RunState, pixels: np.ndarray, train: TrainData, bias: BiasSpec,
+                    config: TrainConfig, device: torch.device,
+                    cache: torch.Tensor | None) -> nn.Module:
+    """The model an epoch is judged by and kept as: the weight average (``train.ema`` > 0) or
+    the weights themselves, with its BatchNorm statistics recomputed over the whole training
+    split in row order (``train.bn_recompute``; see :mod:`biaslab.model.recipe` for why)."""
+    model = run.model if run.average is None else run.average.module
+    if config.bn_recompute:
+        order = np.arange(len(train.rows))
+        inputs = (x for _, x in batches(pixels, train, bias, config.batch_size, order, device,
+                                        cache))
+        recompute_batchnorm(model, inputs, amp=config.amp and device.type == "cuda")
+    return model
 
 
 def _ignore(*_) -> None:
