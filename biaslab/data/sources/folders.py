@@ -90,9 +90,9 @@ def load_folder_source(
         index["patient_id"] = pd.Series(pd.NA, index=index.index, dtype="string")
     else:
         index = pd.concat([index, meta.loc[files.index]], axis=1)
+        table_rows = [None if pd.isna(r) else int(r) for r in table_rows[files.index]]
     if findings:
         index = _finding_labels(index, list(findings), root / table)
-        table_rows = [None if pd.isna(r) else int(r) for r in table_rows[files.index]]
     return Source(index=finish_index(index), paths=paths, rejected=rejected, issues=issues,
                   table_rows=table_rows)
 
