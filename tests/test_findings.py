@@ -38,6 +38,9 @@ def test_findings_all_is_the_14_nih_findings_in_the_nih_order():
      r"\[\] with data.source: imagefolder"),
     ({"source": "csv", "findings": ["a"], "attributes": ["label_site"]},
      r"data.attributes = \['label_site'\]"),
+    ({"source": "csv", "attributes": ["view", "label_covid"]},
+     r"data.attributes = \['label_covid'\] is not allowed; expected attributes not named "
+     r"label_\.\.\."),
 ])
 def test_bad_findings_are_one_line_naming_the_key(data, said):
     with pytest.raises(ConfigError, match=said) as err:

@@ -97,6 +97,19 @@ def test_fit_learns_each_finding_and_the_checkpoint_records_them(tmp_path):
             mine & (truth == 0)].mean() + 0.2
 
 
+def test_one_finding_is_one_output_with_its_own_column(tmp_path):
+    pixels, labels = _data(48)
+    table = _split_table(labels)
+    train = TrainData.from_table(table, "train", findings=FINDINGS[:1])
+    val = TrainData.from_table(table, "val", findings=FINDINGS[:1])
+    assert train.labels.shape == (36, 1)
+    fitted = fit(pixels, train, val, TrainConfig(epochs=2, width=4, device="cpu"), bias=NONE)
+    assert fitted.model.outputs == 1 and np.isfinite(fitted.curves["val_loss"]).all()
+    scores = predict_scores(fitted.model, pixels, table[table["split"] == "val"], NONE,
+                            findings=list(FINDINGS[:1]))
+    assert scores["finding"].unique().tolist() == ["Edema"] and len(scores) == 12
+
+
 def test_a_single_label_checkpoint_records_no_findings_and_no_default_pos_weight(tmp_path):
     cfg = TrainConfig(width=4)
     save_checkpoint(build_model("small_cnn", 1, 4), cfg, 1, tmp_path / "m.pt", bias=NONE)

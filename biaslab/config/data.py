@@ -113,6 +113,12 @@ class DataConfig(Section):
 
     def _findings(self):
         """``all`` resolved to the 14 NIH findings; a list checked against the source."""
+        # an index column label_X is a finding's label (train reads the findings from them)
+        reserved = [a for a in self.attributes if a.startswith(LABEL_PREFIX)]
+        if reserved:
+            raise invalid(f"attributes not named {LABEL_PREFIX}... (the index names the label "
+                          "column of each finding of data.findings so; list them there)",
+                          key="attributes", value=reserved)
         findings = self.findings
         if findings == "all" and self.source == "nih":
             findings = list(NIH_FINDINGS)
@@ -134,11 +140,6 @@ class DataConfig(Section):
         if self.finding != "any":
             raise invalid("data.finding: any (its default) when data.findings is set: one "
                           "label, or several, not both", key="finding", value=self.finding)
-        reserved = [a for a in self.attributes if a.startswith(LABEL_PREFIX)]
-        if reserved:
-            raise invalid(f"attributes not named {LABEL_PREFIX}... with data.findings (the "
-                          "findings' label columns are named so)", key="attributes",
-                          value=reserved)
         object.__setattr__(self, "findings", list(findings))  # frozen: set once, validated
         return self
 

@@ -64,6 +64,7 @@ def per_finding_loss(loss_fn: LossFn, pos_weight: np.ndarray) -> LossFn:
 
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         w = weight.to(logits.device)
+        logits = logits.reshape(y.shape)  # (B,) from a model of one output (one finding)
         return ((w * y + (1 - y)) * loss_fn(logits, y)).mean(dim=1)
 
     return loss

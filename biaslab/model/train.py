@@ -170,8 +170,10 @@ def evaluate(model: nn.Module, pixels: np.ndarray, data: TrainData, bias: BiasSp
     """Unweighted loss, accuracy, balanced accuracy and per-group accuracy (``acc_gG``) at
     threshold 0.5 of ``model`` on ``data``, and its logits; with several findings, each figure
     is the mean over findings (:func:`~biaslab.model.multilabel.multilabel_figures`)."""
-    logits = predict_logits(model, pixels, data, bias, EVAL_BATCH, device, amp, cache)
     labels = data.labels
+    # (N,) with one output: data.findings: [Edema] has one finding, and (N, 1) labels
+    logits = predict_logits(model, pixels, data, bias, EVAL_BATCH, device, amp,
+                            cache).reshape(labels.shape)
     correct = (logits > 0) == labels
     if data.findings:
         out = multilabel_figures(logits, labels)
@@ -325,7 +327,7 @@ def fit(
     # the best model, and whether it learnt anything
     run.model.load_state_dict(run.best)
     val_logits = predict_logits(run.model, pixels, val, bias, EVAL_BATCH, device, amp,
-                                val_cache)
+                                val_cache).reshape(val.labels.shape)
     curves = pd.DataFrame(run.history)
     flag = (degenerate_findings(val_logits, val.labels, val.findings, degenerate)
             if val.findings else degenerate(val_logits, val.labels, curves["val_acc"].tolist()))
