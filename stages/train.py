@@ -10,6 +10,7 @@ from biaslab.cli.runtime import Progress, distributed
 from biaslab.cli.warning_lines import warning_lines
 from biaslab.config import as_dict, load_section
 from biaslab.data.bias import BiasSpec
+from biaslab.data.findings import findings_of
 from biaslab.model.batches import TrainData
 from biaslab.model.checkpoint import digest, save_checkpoint
 from biaslab.model.recipe import swing, unstable
@@ -37,8 +38,11 @@ def main() -> None:
     # weights.mode travels in the weights file (a dep of this stage), so changing it retrains;
     # a weighted sampler redraws the training rows in proportion to weight at every epoch
     sampler = "mode" in table and bool((table["mode"] == "sampler").any())
-    train = TrainData.from_table(table, "train", weights="weight", sampler=sampler)
-    val = TrainData.from_table(table, "val", weights="weight")
+    # several findings (data.findings): the index's label_F columns, one output each
+    findings = tuple(findings_of(table))
+    train = TrainData.from_table(table, "train", weights="weight", sampler=sampler,
+                                 findings=findings)
+    val = TrainData.from_table(table, "val", weights="weight", findings=findings)
     progress = Progress(cfg.epochs, -(-len(train.rows) // ddp.world_size), quiet=ddp.rank != 0)
     progress.log(f"{name}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
@@ -56,7 +60,8 @@ def main() -> None:
                      on_epoch=progress.epoch, on_batch=progress.batch)
     if ddp.rank != 0:  # under torchrun only the first process writes
         return
-    save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias)  # atomic
+    save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias,
+                    findings=findings)  # atomic
     # speed goes to the summary line, not the artifact: same params and seed, same file
     curves = fitted.curves
     artifacts.write_csv(curves.drop(columns="img_per_s"), args.curves)

@@ -30,6 +30,8 @@ CONTEXT = {
         "train_size": 10, "train_composition": {"attribute": BAD, "value": "F", "share": 0.5}}},
     "report.criteria[].attributes": {"report": {"criteria": [
         {"figure": "disparate_impact", "min": 0.8, "attributes": [BAD]}]}},
+    # several findings need a source with findings; the index names each label_FINDING
+    "data.findings": {"data": {"source": "csv", "root": "x", "findings": [BAD]}},
 }
 KEYS = [key for key, _ in column_keys(Params)]
 
@@ -44,20 +46,22 @@ def bad_params(key: str):
 
 
 def test_the_keys_found_include_every_key_known_to_name_columns():
-    assert {"data.attributes", "split.stratify", "split.train_composition.attribute",
-            "audit.attributes", "weights.groups", "weights.column", "postprocess.groups",
-            "evaluate.groups", "report.criteria[].attributes"} <= set(KEYS)
+    assert {"data.attributes", "data.findings", "split.stratify",
+            "split.train_composition.attribute", "audit.attributes", "weights.groups",
+            "weights.column", "postprocess.groups", "evaluate.groups",
+            "report.criteria[].attributes"} <= set(KEYS)
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_a_bad_column_stops_the_run(key):
     params = bad_params(key)
     shown = key.replace("[]", "[0]")
+    column = dict(column_keys(Params))[key].prefix + BAD  # data.findings: label_BAD
     with pytest.raises(ValueError) as err:
         check_columns(params, DIGITS, where=WHERE)
     message = str(err.value)
     assert "\n" not in message
-    assert f"{shown}: " in message and f"'{BAD}'" in message
+    assert f"{shown}: " in message and f"'{column}'" in message
     # the columns there are, or the attributes evaluate compares
     assert str(DIGITS) in message or "evaluate compares ['s']" in message
 

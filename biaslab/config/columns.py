@@ -51,7 +51,7 @@ def named_columns(params: BaseModel) -> Iterator[tuple[str, NamesColumns, list[s
     for name, info in type(params).model_fields.items():
         value, mark = getattr(params, name), _mark(info)
         if mark is not None:
-            names = _names(value, mark.entry)
+            names = [mark.prefix + n for n in _names(value, mark.entry)]
             if names:
                 yield name + (f".{mark.entry}" if mark.entry else ""), mark, names
         elif isinstance(value, BaseModel):

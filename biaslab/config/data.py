@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, WrapValidator, field_validator, mod
 from biaslab.config.errors import invalid
 from biaslab.config.fields import AtLeastOne, Probability, Seed, bounded, choice, names_columns
 from biaslab.config.section import Section
+from biaslab.data.finding_names import LABEL_PREFIX, NIH_FINDINGS
 from biaslab.data.split_names import SPLITS
 
 SOURCES = ("digits", "nih", "folder", "imagefolder", "csv")
@@ -52,6 +53,11 @@ class DataConfig(Section):
     finding: str = Field("any", description=(
         "nih: any (any finding vs \"No Finding\"), or one finding vs the rest, e.g. "
         "Cardiomegaly"))
+    findings: names_columns(list[str] | str, prefix=LABEL_PREFIX) = Field([], description=(
+        "several findings, one model with one output each (docs: Data sources, Several "
+        "findings): nih: a list of findings, or all (the 14, in the NIH order); csv and the "
+        "folder source's table: a list of 0/1 label columns; []: one label (data.finding, "
+        "data.label_column)"))
     views: list[str] = Field([], description=(
         "nih and csv: keep these views only, e.g. [PA] ([]: all)"))
     positive_folder: str = Field("malade", description=(
@@ -103,6 +109,38 @@ class DataConfig(Section):
         if self.source == "imagefolder" and self.negative_class == self.positive_class:
             raise invalid("a class other than data.positive_class, or rest",
                           key="negative_class", value=self.negative_class)
+        return self._findings()
+
+    def _findings(self):
+        """``all`` resolved to the 14 NIH findings; a list checked against the source."""
+        # an index column label_X is a finding's label (train reads the findings from them)
+        reserved = [a for a in self.attributes if a.startswith(LABEL_PREFIX)]
+        if reserved:
+            raise invalid(f"attributes not named {LABEL_PREFIX}... (the index names the label "
+                          "column of each finding of data.findings so; list them there)",
+                          key="attributes", value=reserved)
+        findings = self.findings
+        if findings == "all" and self.source == "nih":
+            findings = list(NIH_FINDINGS)
+        elif isinstance(findings, str):
+            raise invalid("a list of findings (or all, with data.source: nih)", key="findings",
+                          value=findings)
+        if not findings:
+            return self
+        if self.source not in ("nih", "csv", "folder"):
+            raise invalid("[] with data.source: " + self.source + " (several findings: nih, "
+                          "csv or folder)", key="findings", value=findings)
+        if len(set(findings)) != len(findings) or not all(f.strip() for f in findings):
+            raise invalid("a list of distinct, non-empty findings", key="findings",
+                          value=findings)
+        unknown = [f for f in findings if f not in NIH_FINDINGS]
+        if self.source == "nih" and unknown:
+            raise invalid("findings among " + ", ".join(NIH_FINDINGS) + " (or all)",
+                          key="findings", value=unknown)
+        if self.finding != "any":
+            raise invalid("data.finding: any (its default) when data.findings is set: one "
+                          "label, or several, not both", key="finding", value=self.finding)
+        object.__setattr__(self, "findings", list(findings))  # frozen: set once, validated
         return self
 
 

@@ -87,15 +87,21 @@ class NamesColumns:
     drops_s : bool
         The stage reading the key leaves ``s`` out, with a note, when there is none
         (``bias.kind: none``); other keys need every column they name.
+    prefix : str
+        The index names the column ``prefix + name`` (``data.findings: [Edema]`` is the
+        column ``label_Edema``).
     """
 
     entry: str | None = None
     scope: Literal["index", "evaluated"] = "index"
     drops_s: bool = False
+    prefix: str = ""
 
 
 def names_columns(kind, *, entry: str | None = None,
-                  scope: Literal["index", "evaluated"] = "index", drops_s: bool = False):
+                  scope: Literal["index", "evaluated"] = "index", drops_s: bool = False,
+                  prefix: str = ""):
     """``kind`` marked as naming columns (:class:`NamesColumns`): ``groups:
     names_columns(Attributes) = Field(...)`` is all a new key needs to be checked."""
-    return Annotated[kind, NamesColumns(entry=entry, scope=scope, drops_s=drops_s)]
+    return Annotated[kind, NamesColumns(entry=entry, scope=scope, drops_s=drops_s,
+                                        prefix=prefix)]

@@ -1,7 +1,10 @@
 """The ``train`` section: the CNN and its training recipe (read by biaslab.model's stages)."""
 
-from pydantic import Field
+from typing import Annotated
 
+from pydantic import Field, ValidationError, WrapValidator
+
+from biaslab.config.errors import invalid
 from biaslab.config.fields import AtLeastOne, Probability, Seed, bounded, choice, unique_list
 from biaslab.config.section import Section
 
@@ -10,6 +13,21 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("none", "step", "cosine")
 LOSSES = ("bce", "focal")
 DEVICES = ("auto", "cpu", "cuda")
+POS_WEIGHTS = "none, balanced, or a mapping of findings to numbers > 0, e.g. {Hernia: 50}"
+
+
+def _pos_weight(value, handler):
+    """One message for both kinds of value (pydantic would list the union's errors)."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise invalid(POS_WEIGHTS) from None
+
+
+# none | balanced | {finding: weight}; a finding not in the mapping weighs 1
+PosWeight = Annotated[choice(("none", "balanced"))
+                      | Annotated[dict[str, Annotated[float, Field(gt=0)]], Field(min_length=1)],
+                      WrapValidator(_pos_weight)]
 
 
 class TrainConfig(Section):
@@ -49,6 +67,10 @@ class TrainConfig(Section):
     bn_recompute: bool = Field(True, description=(
         "recompute BatchNorm's statistics of the evaluated model over the training set after "
         "each epoch (precise BN) instead of the running averages of the last batches"))
+    pos_weight: PosWeight = Field("none", description=(
+        "several findings (data.findings): the weight of each finding's positive images in "
+        "its binary cross-entropy: none (1) | balanced (negatives / positives of the finding "
+        "in the training split) | a mapping, e.g. {Hernia: 50} (findings not named: 1)"))
     patience: bounded(int, "an integer >= 0 (0: off)", ge=0) = Field(0, description=(
         "early stopping after this many epochs without a better val loss (0: off)"))
     augment: bool = Field(False, description=(

@@ -9,7 +9,9 @@
 - :mod:`~biaslab.data.split` and :mod:`~biaslab.data.split_names`: the patient-grouped split;
 - :mod:`~biaslab.data.audit`: who is in the data, with which labels, where;
 - :mod:`~biaslab.data.group_keys` and :mod:`~biaslab.data.columns`: how a group is named, and
-  the one check for missing columns.
+  the one check for missing columns;
+- :mod:`~biaslab.data.finding_names` and :mod:`~biaslab.data.findings`: several findings, one
+  label column each.
 
 Kept free of imports, so that importing one module does not import the others (the DVC stages
 depend on exactly the modules they import).

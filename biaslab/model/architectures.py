@@ -1,8 +1,10 @@
-"""Model architectures. Every model maps (B, C, H, W) float inputs to (B,) logits of P(y=1).
+"""Model architectures. Every model maps (B, C, H, W) float inputs to (B,) logits of P(y=1),
+or with K > 1 outputs (several findings) to (B, K) logits, one per finding.
 
 ``small_cnn`` is the CPU default. The torchvision models (``alexnet``, ``resnet18/34/50``) are
 for GPUs: their first convolution is rebuilt for 1 input channel (grayscale) or 2 (grayscale +
-bias channel) and their head for a single logit.
+bias channel) and their head for the K logits (K sigmoid outputs: each finding is a binary
+task of its own, an image can have several).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ class SmallCNN(nn.Module):
     Global average pooling keeps it size-agnostic, so one model serves any ``prepare.size``.
     """
 
-    def __init__(self, in_channels: int = 1, width: int = 16):
+    def __init__(self, in_channels: int = 1, width: int = 16, outputs: int = 1):
         super().__init__()
         self.in_channels = in_channels
+        self.outputs = outputs
 
         def block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
             layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
@@ -37,22 +40,26 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(1),  # (B, 4w, 1, 1)
             nn.Flatten(),
         )
-        self.head = nn.Linear(4 * width, 1)
+        self.head = nn.Linear(4 * width, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).squeeze(1)
+        logits = self.head(self.features(x))
+        return logits.squeeze(1) if self.outputs == 1 else logits
 
 
 class _SingleLogit(nn.Module):
-    """Wrap a torchvision classifier whose head was replaced by a 1-output layer."""
+    """Wrap a torchvision classifier whose head was replaced by a K-output layer: (B,) logits
+    for K = 1, (B, K) otherwise."""
 
-    def __init__(self, net: nn.Module, in_channels: int):
+    def __init__(self, net: nn.Module, in_channels: int, outputs: int = 1):
         super().__init__()
         self.net = net
         self.in_channels = in_channels
+        self.outputs = outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        logits = self.net(x)
+        return logits.squeeze(1) if self.outputs == 1 else logits
 
 
 def _first_conv(net: nn.Module, name: str) -> tuple[nn.Module, str, nn.Conv2d]:
@@ -99,7 +106,8 @@ def load_torch_dict(path: str | Path, *, holds: str, expected: str, key: str = "
     return state
 
 
-def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Module:
+def _torchvision(name: str, in_channels: int, pretrained: str | None, outputs: int = 1
+                 ) -> nn.Module:
     import torchvision
 
     net = getattr(torchvision.models, name)(weights=None)
@@ -124,24 +132,26 @@ def _torchvision(name: str, in_channels: int, pretrained: str | None) -> nn.Modu
     parent, attr, conv = _first_conv(net, name)
     setattr(parent, attr, _rebuild_conv(conv, in_channels))
     if name == "alexnet":
-        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, 1)
+        net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, outputs)
     else:
-        net.fc = nn.Linear(net.fc.in_features, 1)
-    return _SingleLogit(net, in_channels)
+        net.fc = nn.Linear(net.fc.in_features, outputs)
+    return _SingleLogit(net, in_channels, outputs)
 
 
 def build_model(name: str, in_channels: int, width: int = 16,
-                pretrained: str | None = None) -> nn.Module:
+                pretrained: str | None = None, outputs: int = 1) -> nn.Module:
     """Build model ``name`` for ``in_channels`` input channels (1 gray, 2 with the bias channel).
 
     ``width`` applies to ``small_cnn``; ``pretrained`` (a local state-dict file) to torchvision
-    models only. The model keeps ``in_channels`` as an attribute: a caller holding only the
-    model (a loaded checkpoint) knows whether its inputs need the bias channel.
+    models only; ``outputs``: the logits per image, one per finding (1: (B,) logits, the
+    single-label model; K > 1: (B, K)). The model keeps ``in_channels`` and ``outputs`` as
+    attributes: a caller holding only the model (a loaded checkpoint) knows whether its inputs
+    need the bias channel and how many findings it scores.
     """
     if name == "small_cnn":
         if pretrained:
             raise ValueError("train.pretrained: small_cnn has no pretrained weights; use null")
-        return SmallCNN(in_channels=in_channels, width=width)
+        return SmallCNN(in_channels=in_channels, width=width, outputs=outputs)
     if name in MODELS:
-        return _torchvision(name, in_channels, pretrained)
+        return _torchvision(name, in_channels, pretrained, outputs)
     raise ValueError(f"train.model: unknown model {name!r}; allowed: {', '.join(MODELS)}")

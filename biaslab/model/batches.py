@@ -15,6 +15,7 @@ import torch
 
 from biaslab.data.bias import BiasSpec, model_inputs
 from biaslab.data.columns import require_columns
+from biaslab.data.finding_names import LABEL_PREFIX
 
 CACHE_BYTES = 1 << 30  # build a split's model inputs once when they fit in this many bytes
 
@@ -25,7 +26,8 @@ class TrainData:
     sample weights (None: all 1), a group per row for per-group validation accuracy (None: S
     when there is one), and ``sampler``: use the weights through a weighted sampler (each epoch
     draws len(rows) rows with replacement, P(i) ∝ w_i, trained with unit weights) instead of
-    as loss weights."""
+    as loss weights. With several ``findings``, ``labels`` is (N, K): one 0/1 column per
+    finding, in their order; else (N,)."""
 
     rows: np.ndarray
     labels: np.ndarray
@@ -33,21 +35,26 @@ class TrainData:
     weights: np.ndarray | None = None
     groups: np.ndarray | None = None
     sampler: bool = False
+    findings: tuple[str, ...] = ()
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, split: str, weights: str | None = None,
-                   sampler: bool = False) -> TrainData:
+                   sampler: bool = False, findings: tuple[str, ...] = ()) -> TrainData:
         """The rows of ``table`` whose ``split`` column is ``split``.
 
         ``table`` has ``row``, ``label``, ``split`` and, when the bias was injected, ``s``;
-        ``weights`` names its sample-weight column (None: all 1).
+        ``weights`` names its sample-weight column (None: all 1). ``findings``: several
+        findings, whose labels are the columns ``label_F`` (``label`` is then not learnt).
         """
-        require_columns(table, ["row", "label", "split", *([weights] if weights else [])],
+        labels = [LABEL_PREFIX + f for f in findings] or ["label"]
+        require_columns(table, ["row", *labels, "split", *([weights] if weights else [])],
                         what=f"the {split} split's table")
         part = table[table["split"] == split]
-        return cls(rows=part["row"].to_numpy(), labels=part["label"].to_numpy(),
+        return cls(rows=part["row"].to_numpy(),
+                   labels=part[labels].to_numpy() if findings else part["label"].to_numpy(),
                    s=part["s"].to_numpy() if "s" in part else None,
-                   weights=part[weights].to_numpy() if weights else None, sampler=sampler)
+                   weights=part[weights].to_numpy() if weights else None, sampler=sampler,
+                   findings=tuple(findings))
 
     def in_channels(self, bias: BiasSpec) -> int:
         """Model input channels: the image, and the bias channel when S was injected and

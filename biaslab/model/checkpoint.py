@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,10 +93,14 @@ class RunState:
 
 
 def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, path,
-                    bias: BiasSpec | None = None) -> None:
+                    bias: BiasSpec | None = None, findings: Sequence[str] = ()) -> None:
     """Save the final model with the config that built it and ``bias``, how S was shown to it
     (its :meth:`~biaslab.data.bias.BiasSpec.as_dict`; None: not recorded), so predict needs nothing
     else.
+
+    ``findings``: the findings of its outputs, in order (several findings; recorded as
+    ``findings``, absent for a single-label model, whose file stays as it was byte for byte:
+    so does the config's ``pos_weight`` while it is ``none``).
 
     Raises
     ------
@@ -108,8 +112,12 @@ def save_checkpoint(model: nn.Module, config: TrainConfig, in_channels: int, pat
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     # the pretrained file is only needed to initialise training, not to rebuild the model
     config_dict = {**as_dict(config), "pretrained": None}
+    for key, default in UNRECORDED_DEFAULTS.items():
+        if config_dict.get(key) == default:
+            del config_dict[key]
+    extra = {"findings": list(findings)} if findings else {}
     _save({"model": state, "config": config_dict, "in_channels": in_channels,
-           "bias": None if bias is None else bias.as_dict()}, path)
+           "bias": None if bias is None else bias.as_dict(), **extra}, path)
 
 
 # how to get a model.pt back, said by every error about one
@@ -117,6 +125,9 @@ RERUN = ("expected a model.pt written by the train stage: rerun it "
          "(dvc repro train@SCHEME-SEED, "
          "or biaslab train) or fetch it (dvc pull)")
 CHECKPOINT_KEYS = ("model", "config", "in_channels")  # what save_checkpoint writes
+# train keys a checkpoint leaves out at their default (the model's config takes it back):
+# keys added since, so that a model trained as before is the same file as before
+UNRECORDED_DEFAULTS = {"pos_weight": "none"}
 
 
 def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
@@ -130,7 +141,8 @@ def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
     # an older train's config, or weights that do not fit it: as unreadable as a corrupt file
     try:
         config = TrainConfig(**ckpt["config"])
-        model = build_model(config.model, ckpt["in_channels"], config.width)
+        model = build_model(config.model, ckpt["in_channels"], config.width,
+                            outputs=len(load_findings(path, ckpt)) or 1)
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError, RuntimeError) as exc:
         said = " ".join(str(exc).split())  # load_state_dict lists the keys over many lines
@@ -138,6 +150,15 @@ def load_checkpoint(path) -> tuple[nn.Module, TrainConfig]:
         raise ValueError(f"{path}: not a model this version can rebuild "
                          f"({type(exc).__name__}: {said}); {RERUN}") from None
     return model.eval(), config
+
+
+def load_findings(path, ckpt: dict | None = None) -> list[str]:
+    """The findings of the outputs of the model saved at ``path`` (``ckpt``: its dict, when
+    read already), in order; [] for a single-label model."""
+    findings = (_read(path) if ckpt is None else ckpt).get("findings") or []
+    if not (isinstance(findings, list) and all(isinstance(f, str) for f in findings)):
+        raise ValueError(f"{path}: findings {findings!r} is not a list of names; {RERUN}")
+    return findings
 
 
 def load_bias(path) -> BiasSpec:

@@ -40,12 +40,17 @@ def predict_scores(
     bias: BiasSpec,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
+    findings: list[str] | tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Score the rows of ``table`` (``row``, ``split``, ``label`` and ``s`` when injected).
 
     Returns ``row``, ``split``, ``score`` = P(y=1) and, when ``s`` is present, ``score_s0`` and
     ``score_s1``: the same image scored with S forced to 0 and to 1. ``bias``: how S is shown
     (as in training).
+
+    With several ``findings`` (the model's K outputs, in order) the table is long: one row per
+    (row, finding), rows in the order of ``table`` and, within one, the findings in theirs;
+    the str column ``finding`` comes after ``row`` and each score is P(finding | image).
 
     Raises
     ------
@@ -64,12 +69,23 @@ def predict_scores(
                          "(dvc repro train@SCHEME-SEED)")
     model = model.to(device)
 
+    outputs = getattr(model, "outputs", 1)
+    if outputs != (len(findings) or 1):
+        raise ValueError(f"the model has {outputs} output(s) but {len(findings) or 1} "
+                         f"finding(s) are scored ({list(findings)}): pass the findings the "
+                         "checkpoint records")
+    k = len(findings) or 1
+
     def score(s):
         data = TrainData(rows=rows, labels=labels, s=s)
         logits = predict_logits(model, pixels, data, bias, batch_size, device)
-        return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(np.float64)
+        # (N, K) row-major: the K findings of the first row, then the next row's
+        return torch.sigmoid(torch.from_numpy(logits)).numpy().astype(np.float64).reshape(-1)
 
-    out = pd.DataFrame({"row": rows, "split": table["split"].to_numpy()})
+    out = pd.DataFrame({"row": np.repeat(rows, k), "split": np.repeat(table["split"].to_numpy(),
+                                                                     k)})
+    if findings:
+        out.insert(1, "finding", np.tile(np.asarray(findings, dtype=object), len(rows)))
     out["score"] = score(table["s"].to_numpy() if has_s else None)
     if has_s:
         out["score_s0"] = score(np.zeros(len(rows), dtype=np.int8))

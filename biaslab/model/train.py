@@ -31,6 +31,12 @@ from biaslab.model.architectures import build_model
 from biaslab.model.batches import TrainData, batches, cached_inputs
 from biaslab.model.checkpoint import RunState
 from biaslab.model.devices import pick_device
+from biaslab.model.multilabel import (
+    degenerate_findings,
+    multilabel_figures,
+    per_finding_loss,
+    positive_weights,
+)
 from biaslab.model.predict import predict_logits
 from biaslab.model.recipe import averaged_model, cosine_schedule, recompute_batchnorm
 
@@ -94,12 +100,14 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
 
 
 def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0,
-          steps_per_epoch: int = 1) -> RunState:
-    """A fresh run: the model seeded by ``seed`` on ``device``, its optimizer, scheduler (the
-    cosine one counts ``steps_per_epoch`` batches an epoch), weight average and RNGs."""
+          steps_per_epoch: int = 1, outputs: int = 1) -> RunState:
+    """A fresh run: the model (``outputs`` logits, one per finding) seeded by ``seed`` on
+    ``device``, its optimizer, scheduler (the cosine one counts ``steps_per_epoch`` batches an
+    epoch), weight average and RNGs."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
+    model = build_model(config.model, in_channels, config.width, config.pretrained,
+                        outputs).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.optimizer == "sgd":
@@ -170,14 +178,21 @@ def evaluate(model: nn.Module, pixels: np.ndarray, data: TrainData, bias: BiasSp
              device: torch.device, amp: bool = False, cache: torch.Tensor | None = None,
              ) -> tuple[dict[str, float], np.ndarray]:
     """Unweighted loss, accuracy, balanced accuracy and per-group accuracy (``acc_gG``) at
-    threshold 0.5 of ``model`` on ``data``, and its logits."""
-    logits = predict_logits(model, pixels, data, bias, EVAL_BATCH, device, amp, cache)
+    threshold 0.5 of ``model`` on ``data``, and its logits; with several findings, each figure
+    is the mean over findings (:func:`~biaslab.model.multilabel.multilabel_figures`)."""
     labels = data.labels
-    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels.astype(np.float32))
-    loss = nn.functional.binary_cross_entropy_with_logits(t_logits, t_labels).item()
+    # (N,) with one output: data.findings: [Edema] has one finding, and (N, 1) labels
+    logits = predict_logits(model, pixels, data, bias, EVAL_BATCH, device, amp,
+                            cache).reshape(labels.shape)
     correct = (logits > 0) == labels
-    recalls = [correct[labels == c].mean() for c in (0, 1) if np.any(labels == c)]
-    out = {"loss": loss, "acc": float(correct.mean()), "bacc": float(np.mean(recalls))}
+    if data.findings:
+        out = multilabel_figures(logits, labels)
+    else:
+        t_logits = torch.from_numpy(logits)
+        t_labels = torch.from_numpy(labels.astype(np.float32))
+        loss = nn.functional.binary_cross_entropy_with_logits(t_logits, t_labels).item()
+        recalls = [correct[labels == c].mean() for c in (0, 1) if np.any(labels == c)]
+        out = {"loss": loss, "acc": float(correct.mean()), "bacc": float(np.mean(recalls))}
     groups = data.groups if data.groups is not None else data.s
     if groups is not None:
         for g in np.unique(groups):
@@ -271,11 +286,13 @@ def fit(
     # batches per epoch on this process (its shard of each epoch): the cosine schedule's unit
     shard = -(-len(train.rows) // ddp.world_size)  # ceil: epoch_order pads the shuffle
     steps = -(-shard // config.batch_size)
-    run = setup(config, train.in_channels(bias), device, seed, steps)
+    run = setup(config, train.in_channels(bias), device, seed, steps,
+                outputs=len(train.findings) or 1)
     if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
         log(message)
     net = _wrap(run.model, config, device, ddp)
     loss_fn, amp = per_sample_loss(config), config.amp and device.type == "cuda"
+    loss_fn = _findings_loss(loss_fn, config, train)
     weights = _loss_weights(train)
     # inputs built once per run, for training and for every epoch's evaluation passes
     cache = cached_inputs(pixels, train, bias)
@@ -334,9 +351,10 @@ def fit(
     # the best model, and whether it learnt anything
     run.model.load_state_dict(run.best)
     val_logits = predict_logits(run.model, pixels, val, bias, EVAL_BATCH, device, amp,
-                                val_cache)
+                                val_cache).reshape(val.labels.shape)
     curves = pd.DataFrame(run.history)
-    flag = degenerate(val_logits, val.labels, curves["val_acc"].tolist())
+    flag = (degenerate_findings(val_logits, val.labels, val.findings, degenerate)
+            if val.findings else degenerate(val_logits, val.labels, curves["val_acc"].tolist()))
     return Fitted(run.model.cpu().eval(), curves, flag)
 
 
@@ -357,6 +375,19 @@ def evaluated_model(run: RunState, pixels: np.ndarray, train: TrainData, bias: B
 
 def _ignore(*_) -> None:
     """The default callback: the library never prints."""
+
+
+def _findings_loss(loss_fn, config: TrainConfig, train: TrainData):
+    """With several findings, the per-image loss over K outputs (positives weighted by
+    ``train.pos_weight``); ``loss_fn`` as it is with one label."""
+    if train.findings:
+        weights = positive_weights(config.pos_weight, train.findings, train.labels)
+        return per_finding_loss(loss_fn, weights)
+    if config.pos_weight != "none":
+        raise ValueError(f"train.pos_weight = {config.pos_weight!r} weighs the findings of "
+                         "data.findings, and this run has one label; use none (one label: "
+                         "weights.schemes or train.focal_alpha)")
+    return loss_fn
 
 
 def _wrap(model: nn.Module, config: TrainConfig, device: torch.device,

@@ -39,17 +39,19 @@ def load_source(cfg, root: Path | None) -> Source:
         raise FileNotFoundError(f"data.root: {root} is not a folder (source {cfg.source})")
     bins = list(cfg.age_bins)
     if cfg.source == "nih":
-        return load_nih_source(root, finding=cfg.finding, views=cfg.views, age_bins=bins)
+        return load_nih_source(root, finding=cfg.finding, views=cfg.views, age_bins=bins,
+                               findings=cfg.findings)
     if cfg.source == "folder":
         return load_folder_source(
             root, positive_folder=cfg.positive_folder, table=cfg.table,
-            path_column=cfg.path_column, columns=_columns(cfg), age_bins=bins)
+            path_column=cfg.path_column, columns=_columns(cfg), age_bins=bins,
+            findings=cfg.findings)
     if cfg.source == "imagefolder":
         return load_imagefolder_source(
             root, positive_class=cfg.positive_class, negative_class=cfg.negative_class)
     return load_csv_source(
         root, table=cfg.table, path_column=cfg.path_column, label_column=cfg.label_column,
-        columns=_columns(cfg), views=cfg.views, age_bins=bins)
+        columns=_columns(cfg), views=cfg.views, age_bins=bins, findings=cfg.findings)
 
 
 def _columns(cfg) -> dict:

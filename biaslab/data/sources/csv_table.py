@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from biaslab.data.columns import require_columns
+from biaslab.data.findings import any_finding, finding_labels
 from biaslab.data.metadata import normalise_metadata
 from biaslab.data.sources._files import (
     Source,
@@ -46,7 +47,7 @@ def metadata_columns(table: pd.DataFrame, columns: dict, age_bins: list[float]):
 
 def load_csv_source(
     root: Path, *, table: str, path_column: str, label_column: str, columns: dict,
-    views: list[str], age_bins: list[float],
+    views: list[str], age_bins: list[float], findings: list[str] = (),
 ) -> Source:
     """Index + image paths from the table ``root/table``, each with its table row.
 
@@ -65,15 +66,27 @@ def load_csv_source(
         Keep rows whose ``view`` column is one of these (empty: all).
     age_bins : list of float
         Cut points of ``age_group``.
+    findings : list of str
+        Several findings (``data.findings``): the table's 0/1 columns of each, which become
+        the index's ``label_F`` columns, and ``label`` = any of them
+        (:func:`~biaslab.data.findings.finding_labels`: a value that is not 0/1 is an error
+        naming the row and column; ``label_column`` is not read). Empty: one label, from
+        ``label_column`` (a row whose label is not 0/1 is rejected).
     """
     path = root / table
     frame = read_csv_table(path)
     require_columns(frame, [path_column], what=f"{path} (data.path_column)", hint=PATH_HINT)
-    require_columns(frame, [label_column], what=f"{path} (data.label_column)", hint=LABEL_HINT)
+    if not findings:
+        require_columns(frame, [label_column], what=f"{path} (data.label_column)",
+                        hint=LABEL_HINT)
     require_columns(frame, columns["attributes"], what=f"{path} (data.attributes)")
     if views:
         require_columns(frame, ["view"], what=f"{path} (data.views)")
         frame = frame[frame["view"].isin(views)]
+    several = pd.DataFrame(index=frame.index)
+    if findings:  # the rows of other views are not read
+        several = finding_labels(frame, list(findings), where=str(path))
+        frame = frame.assign(**{label_column: any_finding(several).astype(str)})
     labels, bad_label = parse_labels(frame[label_column])
     paths, reasons = resolve_under(root, frame[path_column])
     reasons = reasons.mask(reasons.isna() & bad_label,
@@ -87,7 +100,7 @@ def load_csv_source(
         "image_id": frame["image_id"] if "image_id" in frame else
         stems.str.replace(r"\.[^.]+$", "", regex=True),
         "label": labels[~bad], "source": frame[path_column],
-    }), meta], axis=1)
+    }), meta, several.loc[frame.index]], axis=1)
     return Source(index=finish_index(index), paths=paths[~bad].tolist(), rejected=rejected,
                   issues=issues, table_rows=frame.index.tolist())
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.data.columns import require_columns
+from biaslab.data.findings import any_finding, finding_labels, label_columns
 from biaslab.data.metadata import empty_issues
 from biaslab.data.sources._files import (
     Source,
@@ -44,7 +45,7 @@ def _checked(root: Path, files: pd.DataFrame, table_rows: pd.Series | None = Non
 
 def load_folder_source(
     root: Path, *, positive_folder: str, table: str, path_column: str, columns: dict,
-    age_bins: list[float],
+    age_bins: list[float], findings: list[str] = (),
 ) -> Source:
     """Index + paths of ``root/[split/]class/*``; the class folder ``positive_folder`` is 1.
 
@@ -54,6 +55,10 @@ def load_folder_source(
     ``root`` (``train/malade/x0.png``) or, when no other image has it, its base name
     (``x0.png``); see :func:`_metadata`. With a table, ``table_rows`` holds the row describing
     each image (None for an image it does not describe).
+
+    ``findings`` (``data.findings``): several findings, 0/1 columns of the table
+    (:func:`~biaslab.data.findings.finding_labels`), which must then exist and describe every
+    image; ``label`` is then any of them (the class folders only list the images).
     """
     if (root / positive_folder).is_dir():
         files, splits = _class_files(root, root), None
@@ -70,7 +75,8 @@ def load_folder_source(
     if not (files["class_name"] == positive_folder).any():
         raise ValueError(f"data.positive_folder = {positive_folder!r}: no image in such a "
                          f"folder under {root}; class folders: {sorted(set(files['class_name']))}")
-    meta, issues = _metadata(root / table, path_column, columns, age_bins, files["source"])
+    meta, issues = _metadata(root / table, path_column, columns, age_bins, files["source"],
+                             list(findings))
     table_rows = None if meta is None else meta.pop("table_row")
     files, paths, rejected = _checked(root, files, table_rows)
     index = pd.DataFrame({
@@ -85,8 +91,26 @@ def load_folder_source(
     else:
         index = pd.concat([index, meta.loc[files.index]], axis=1)
         table_rows = [None if pd.isna(r) else int(r) for r in table_rows[files.index]]
+    if findings:
+        index = _finding_labels(index, list(findings), root / table)
     return Source(index=finish_index(index), paths=paths, rejected=rejected, issues=issues,
                   table_rows=table_rows)
+
+
+def _finding_labels(index: pd.DataFrame, findings: list[str], path: Path) -> pd.DataFrame:
+    """``index`` with ``label`` = any finding; an image the table does not describe is an
+    error (its findings are unknown, and 0 would be a guess)."""
+    columns = label_columns(findings)
+    if not set(columns) <= set(index.columns):
+        raise ValueError(f"data.findings: the folder source reads the findings from its table "
+                         f"data.table, and there is none at {path}")
+    unknown = index[index[columns].isna().any(axis=1)]
+    if len(unknown):
+        raise ValueError(f"{path}: no row describes image {unknown['source'].iloc[0]} "
+                         f"({len(unknown)} image(s) without findings); with data.findings "
+                         "every image needs its row")
+    labels = index[columns].astype(np.int8)
+    return index.assign(label=any_finding(labels), **labels)
 
 
 def _posix(paths: pd.Series) -> pd.Series:
@@ -117,7 +141,8 @@ def _image_of_row(keys: pd.Series, sources: pd.Series, path: Path) -> pd.Series:
     return keys.where(keys.isin(set(sources)), np.nan).where(~is_name, keys.map(by_name))
 
 
-def _metadata(path: Path, path_column: str, columns: dict, age_bins, listed: pd.Series):
+def _metadata(path: Path, path_column: str, columns: dict, age_bins, listed: pd.Series,
+              findings: list[str] = ()):
     """Normalised metadata of each ``listed`` image from the table at ``path``, if any.
 
     Returns
@@ -126,7 +151,8 @@ def _metadata(path: Path, path_column: str, columns: dict, age_bins, listed: pd.
         ``table_row`` describing each image (Int64); None when there is no table.
     issues : DataFrame of unparseable values
 
-    Table rows that name no image are ignored, unless none does (an error: the paths are
+    With ``findings``, ``meta`` also holds their ``label_F`` columns. Table rows that name no
+    image are ignored, unless none does (an error: the paths are
     likely relative to another folder); an image described by two rows is an error too.
     """
     if not path.is_file():
@@ -136,6 +162,8 @@ def _metadata(path: Path, path_column: str, columns: dict, age_bins, listed: pd.
                     hint=PATH_HINT)
     require_columns(table, columns["attributes"], what=f"{path} (data.attributes)")
     meta, issues = metadata_columns(table, columns, age_bins)
+    if findings:  # label_F of each row (an error naming the row when one is not 0/1)
+        meta = pd.concat([meta, finding_labels(table, list(findings), where=str(path))], axis=1)
     sources = _posix(listed)
     image = _image_of_row(_posix(table[path_column]), sources, path)
     if len(table) and image.isna().all():  # e.g. paths relative to another folder

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from biaslab.data.columns import require_columns
+from biaslab.data.finding_names import LABEL_PREFIX
 from biaslab.data.metadata import normalise_metadata
 from biaslab.data.sources._files import (
     Source,
@@ -49,7 +50,8 @@ def read_nih_table(path: Path) -> pd.DataFrame:
 
 
 def nih_index(
-    table: pd.DataFrame, *, finding: str, views: list[str], age_bins: list[float]
+    table: pd.DataFrame, *, finding: str, views: list[str], age_bins: list[float],
+    findings: list[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The index of the NIH table alone (no images needed): label, metadata, ``source`` = file.
 
@@ -64,26 +66,37 @@ def nih_index(
         Keep these ``View Position`` values only (empty: all).
     age_bins : list of float
         Cut points of ``age_group``.
+    findings : list of str
+        Several findings (``data.findings``, validated among the 14; ``finding`` is then
+        ``any``): one int8 column ``label_F`` per finding, 1 when F is among the image's
+        findings, and ``label`` = 1 when any of them is (not any of the 14: an image with
+        another finding only is 0). Empty: one label, as ``finding`` says.
 
     Returns
     -------
     index : DataFrame
         ``image_id``, ``label``, ``patient_id``, ``source``, ``sex``, ``age``, ``age_group``,
-        ``view``, ``follow_up``; the DataFrame index is the table row.
+        ``view``, ``follow_up`` (then ``label_F`` per finding); the DataFrame index is the
+        table row.
     issues : DataFrame of unparseable metadata values
     """
-    findings = table["findings"].str.split("|")
-    if finding == "any":
+    findings_of_image = table["findings"].str.split("|").map(lambda names: {
+        n.strip() for n in names})
+    several = pd.DataFrame({LABEL_PREFIX + f: findings_of_image.map(lambda names, f=f: f in names)
+                            .astype(np.int8) for f in findings}, index=table.index)
+    if len(findings):
+        label = several.max(axis=1).astype(bool)
+    elif finding == "any":
         label = table["findings"].str.strip() != NO_FINDING
     else:
-        known = sorted(set(findings.explode().str.strip()))
+        known = sorted(set(findings_of_image.explode()))
         if finding not in known:
             raise ValueError(f"data.finding = {finding!r} is not allowed; expected any or one "
                              f"of the findings of the table: {', '.join(known)}")
-        label = findings.map(lambda names: finding in names)
+        label = findings_of_image.map(lambda names: finding in names)
     if views:
         keep = table["view"].isin(views)
-        table, label = table[keep], label[keep]
+        table, label, several = table[keep], label[keep], several[keep]
     meta, issues = normalise_metadata(table, sex="sex", age="age", patient="patient",
                                       age_bins=age_bins)
     index = pd.DataFrame({
@@ -93,16 +106,18 @@ def nih_index(
         "age_group": meta["age_group"], "view": table["view"].astype("string"),
         "follow_up": pd.to_numeric(table["follow_up"], errors="coerce").astype("Int64"),
     }, index=table.index)
-    return index, issues
+    return pd.concat([index, several], axis=1), issues
 
 
 def load_nih_source(
-    root: Path, *, finding: str, views: list[str], age_bins: list[float]
+    root: Path, *, finding: str, views: list[str], age_bins: list[float],
+    findings: list[str] = (),
 ) -> Source:
     """Index + image paths of NIH ChestX-ray14 under ``root``.
 
-    Images are found by file name in every ``images*/`` folder (recursively, as in the
-    official archives ``images_001/images/...``); a table row without its image is rejected.
+    ``findings``: several findings, as in :func:`nih_index`. Images are found by file name in
+    every ``images*/`` folder (recursively, as in the official archives
+    ``images_001/images/...``); a table row without its image is rejected.
 
     Returns
     -------
@@ -110,7 +125,7 @@ def load_nih_source(
         With ``table_rows``: the row of the table of each image.
     """
     index, issues = nih_index(read_nih_table(find_table(root)), finding=finding, views=views,
-                              age_bins=age_bins)
+                              age_bins=age_bins, findings=list(findings))
     located = {}
     for folder in sorted(p for p in root.glob("images*") if p.is_dir()):
         for rel in list_images(folder, root):
