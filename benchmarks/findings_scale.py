@@ -21,37 +21,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from benchmarks.sweep import pipeline_repo
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO_FILES = ["dvc.yaml", "params.yaml", "stages", "biaslab", ".dvc/config", ".dvcignore",
-              ".gitignore"]
 STAGES = ["params", "prepare", "bias", "split", "audit", "weights@none", "train@none-0",
           "predict@none-0"]
 
 
 def repo(path: Path, root: Path, epochs: int) -> Path:
     """The pipeline in a fresh git repo, set for the 14 findings of the NIH layout at ``root``."""
-    for item in REPO_FILES:
-        src, dst = ROOT / item, path / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    for section, values in {
+    return pipeline_repo(path, {
         "data": {"source": "nih", "root": str(root), "findings": "all"},
         "prepare": {"size": 32},
         "split": {"train_size": 0, "stratify": ["label", "sex"]},
         "weights": {"schemes": ["none"]},
         "train": {"epochs": epochs, "seeds": [0], "batch_size": 128, "pos_weight": "balanced"},
-    }.items():
-        params[section].update(values)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "nih 14"]):
-        subprocess.run(["git", *args], cwd=path, check=True, env=_env())
-    return path
+    }, "nih 14")
 
 
 def _env() -> dict:

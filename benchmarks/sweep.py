@@ -65,6 +65,12 @@ def sh(cwd: Path, *args: str) -> str:
 
 def tiny_repo(path: Path) -> Path:
     """The pipeline in a fresh git repo with tiny params, committed."""
+    return pipeline_repo(path, PARAMS, "tiny")
+
+
+def pipeline_repo(path: Path, settings: dict, message: str) -> Path:
+    """The pipeline (:data:`REPO_FILES`) in a fresh git repo at ``path``, params.yaml's
+    sections updated with ``settings`` (section -> keys), committed."""
     for item in REPO_FILES:
         src, dst = ROOT / item, path / item
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -73,12 +79,12 @@ def tiny_repo(path: Path) -> Path:
         else:
             shutil.copy(src, dst)
     params = yaml.safe_load((path / "params.yaml").read_text())
-    for section, values in PARAMS.items():
+    for section, values in settings.items():
         params[section].update(values)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(path, "git", "init", "-q", "-b", "main")
     sh(path, "git", "add", "-A")
-    sh(path, "git", "commit", "-qm", "tiny")
+    sh(path, "git", "commit", "-qm", message)
     return path
 
 

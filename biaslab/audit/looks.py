@@ -37,7 +37,7 @@ from biaslab.explain import activations as act
 from biaslab.explain import attribution as attr
 from biaslab.explain import robustness as rob
 from biaslab.explain import signature_figures as sig_figures
-from biaslab.explain import signatures as sig
+from biaslab.explain.pipeline import activation_signatures
 from biaslab.explain.select import outcomes, row_groups, select_cells
 from biaslab.report import ExplainFigure, ExplainTable
 from biaslab.report.figures import png
@@ -164,12 +164,8 @@ def _signatures(model, pixels, frame, attributes, layers, config, device) -> lis
     batches = (torch.from_numpy(model_inputs(pixels, rows[i:i + config.batch_size], None,
                                              NO_BIAS))
                for i in range(0, len(rows), config.batch_size))
-    acts = act.layer_activations(model, batches, layers, device=device)
-    result = sig.signatures(
-        acts, frame[["row", "label", *attributes]], attributes,
-        pca_components=config.pca_components, pca_variance=config.pca_variance,
-        k_range=config.k_range, seed=config.seed, anomaly_purity=config.anomaly_purity,
-        anomaly_z=config.anomaly_z)
+    result = activation_signatures(model, batches, frame[["row", "label", *attributes]],
+                                   attributes, layers, config, device)
     items = [ExplainFigure("Activation signatures: clusters across layers",
                            png(sig_figures.sankey_figure(result, "label")), _SIGNATURES)]
     anomalies = sig_figures.anomaly_figure(result.anomalies, pixels[rows],

@@ -171,17 +171,25 @@ def robustness_part(model, pixels, frame, bias, attributes, threshold, min_cell,
     return table, rob.robustness_figure(table)
 
 
+def activation_signatures(model, batches, meta: pd.DataFrame, group_columns: list[str],
+                          layers: list[str], config: ExplainConfig, device) -> sig.Signatures:
+    """The signatures (:func:`biaslab.explain.signatures.signatures`, with the ``explain``
+    section's settings) of the images of ``batches`` (model inputs), ``meta`` their rows, on the
+    activations of ``layers``."""
+    acts = act.layer_activations(model, batches, layers, device=device)
+    return sig.signatures(
+        acts, meta, group_columns, pca_components=config.pca_components,
+        pca_variance=config.pca_variance, k_range=config.k_range, seed=config.seed,
+        anomaly_purity=config.anomaly_purity, anomaly_z=config.anomaly_z)
+
+
 def signatures_part(model, model_name, pixels, frame, bias, group_columns, config, device):
     """Activation signatures of the test images, and their figures."""
     layers = list(config.layers) or act.default_layers(model_name)
     batches = (torch.from_numpy(_inputs(pixels, frame.iloc[i:i + config.batch_size], bias))
                for i in range(0, len(frame), config.batch_size))
-    acts = act.layer_activations(model, batches, layers, device=device)
-    result = sig.signatures(
-        acts, frame[["row", "label", *group_columns]], group_columns,
-        pca_components=config.pca_components, pca_variance=config.pca_variance,
-        k_range=config.k_range, seed=config.seed, anomaly_purity=config.anomaly_purity,
-        anomaly_z=config.anomaly_z)
+    result = activation_signatures(model, batches, frame[["row", "label", *group_columns]],
+                                   group_columns, layers, config, device)
     figures = {"sankey_label": sig_figures.sankey_figure(result, "label")}
     if "s" in group_columns:
         figures["sankey_s"] = sig_figures.sankey_figure(result, "s")
