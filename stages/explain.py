@@ -11,8 +11,9 @@ from biaslab.config import load_section
 from biaslab.data.bias import BiasSpec
 from biaslab.explain.pipeline import explain_model
 from biaslab.explain.select import empty_note
-from biaslab.model.checkpoint import load_checkpoint
+from biaslab.model.checkpoint import load_checkpoint, load_findings
 from biaslab.model.devices import pick_device
+from biaslab.model.multilabel import any_finding
 from stages import present_columns, run
 
 
@@ -31,6 +32,8 @@ def main() -> None:
     bias = BiasSpec.from_config(load_section("bias"))
 
     model, train_cfg = load_checkpoint(args.model)
+    if load_findings(args.model):  # several findings: the "any finding" decision is explained
+        model = any_finding(model)
     table = artifacts.read_rows(args.index, args.bias, args.split)
     pixels = artifacts.read_pixels(args.pixels, n_rows=len(table))
     groups = present_columns(evaluate.groups, table, "explain", "groups without it")

@@ -187,3 +187,11 @@ def test_dvc_repro_predict_multi_label_writes_long_predictions(tiny_repo, tmp_pa
         merged = pred.merge(split, on="row", suffixes=("", "_split"))
         assert (merged["split"] == merged["split_split"]).all()
         assert pred[["score", "score_s0", "score_s1"]].stack().between(0, 1).all()
+    # the whole pipeline on: per-finding thresholds and figures, the explain stage on the "any
+    # finding" decision, and the report's Findings section
+    sh(repo, "dvc", "repro")
+    grid = pd.read_csv(repo / "metrics/grid.csv")
+    assert grid.columns[0] == "finding" and set(FINDINGS) <= set(grid["finding"])
+    assert (repo / "metrics/explain/none/robustness.csv").is_file()
+    page = (repo / "reports/index.html").read_text()
+    assert 'id="findings"' in page and "underdiagnosis" in page.lower()

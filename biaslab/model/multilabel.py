@@ -99,3 +99,18 @@ def degenerate_findings(val_logits: np.ndarray, val_labels: np.ndarray, findings
     if all(why):
         return f"every finding looks unlearnt ({findings[0]}: {why[0]})"
     return None
+
+
+def any_finding(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (K outputs) made the one "any finding" classifier, in place: its output is the
+    largest of its K logits.
+
+    A finding is called when its score passes the threshold, so "any finding" is called exactly
+    when the highest score does (one threshold for all, ``postprocess.fixed_threshold``): the
+    explain stage's maps, robustness and signatures of a multi-label run explain that decision,
+    the one whose misses are underdiagnosis. A forward hook, not a wrapper, so that the module
+    names the signatures' layers are given stay the model's own.
+    """
+    model.register_forward_hook(lambda _module, _inputs, out: out.max(dim=1).values)
+    model.outputs = 1
+    return model
