@@ -1,4 +1,5 @@
-"""train@SCHEME-SEED: train the model on the training split with the scheme's sample weights, from
+"""train@SCHEME-SEED: train the model on the training split with the scheme's sample weights, or
+under its in-training method (groupdro, jtt, adversarial, domain_independent: mitigation), from
 one of the training seeds (train.seeds)."""
 
 import argparse
@@ -9,9 +10,10 @@ from biaslab import artifacts
 from biaslab.cli.runtime import Progress, distributed
 from biaslab.config import as_dict, load_section
 from biaslab.data.bias import BiasSpec
+from biaslab.fairness.weights import group_codes
 from biaslab.model.batches import TrainData
 from biaslab.model.checkpoint import digest, save_checkpoint
-from biaslab.model.train import fit
+from biaslab.model.mitigation.methods import GROUPED, fit_scheme
 from stages import run
 from stages._warnings import stage_warnings
 
@@ -26,6 +28,7 @@ def main() -> None:
                         "health.json beside --model)")
     args = parser.parse_args()
     cfg, bias = load_section("train"), BiasSpec.from_config(load_section("bias"))
+    mitigation = load_section("mitigation")
     # this run's own seed: the checkpoint records it, and not the other seeds of the list
     cfg = cfg.model_copy(update={"seeds": [args.seed]})
     name = f"train@{args.scheme}-{args.seed}"
@@ -38,6 +41,9 @@ def main() -> None:
     sampler = "mode" in table and bool((table["mode"] == "sampler").any())
     train = TrainData.from_table(table, "train", weights="weight", sampler=sampler)
     val = TrainData.from_table(table, "val", weights="weight")
+    if args.scheme in GROUPED:  # the method's group of each row: weights.groups' joint value
+        train.groups = group_codes(table[table["split"] == "train"],
+                                   load_section("weights").groups)
     progress = Progress(cfg.epochs, -(-len(train.rows) // ddp.world_size), quiet=ddp.rank != 0)
     progress.log(f"{name}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
@@ -47,12 +53,13 @@ def main() -> None:
     code = sorted(m.__file__ for n, m in sys.modules.items()
                   if n.split(".")[0] == "biaslab" and getattr(m, "__file__", None))
     inputs = [args.pixels, args.index, args.bias, args.split, args.weights, __file__, *code]
-    key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict()})
+    key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict(),
+                          "mitigation": as_dict(mitigation), "scheme": args.scheme})
     with stage_warnings(name):  # e.g. torch's, of a nondeterministic op
-        fitted = fit(pixels, train, val, cfg, bias=bias, seed=args.seed,
-                     device=device, ddp=ddp,
-                     checkpoint=resume, fingerprint=key, log=progress.log,
-                     on_epoch=progress.epoch, on_batch=progress.batch)
+        fitted = fit_scheme(args.scheme, pixels, train, val, cfg, bias, mitigation=mitigation,
+                            seed=args.seed, device=device, ddp=ddp,
+                            checkpoint=resume, fingerprint=key, log=progress.log,
+                            on_epoch=progress.epoch, on_batch=progress.batch)
     if ddp.rank != 0:  # under torchrun only the first process writes
         return
     save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias)  # atomic

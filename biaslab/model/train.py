@@ -92,13 +92,14 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
     return focal
 
 
-def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0
-          ) -> RunState:
+def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0,
+          method=None) -> RunState:
     """A fresh run: the model seeded by ``seed`` on ``device``, its optimizer, scheduler and
-    RNGs."""
+    RNGs; with an in-training ``method``, the module it trains (``method.wrap``)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    model = build_model(config.model, in_channels, config.width, config.pretrained).to(device)
+    model = build_model(config.model, in_channels, config.width, config.pretrained)
+    model = (model if method is None else method.wrap(model)).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.optimizer == "sgd":
@@ -132,22 +133,27 @@ def epoch_order(data: TrainData, rng: np.random.Generator, ddp: Distributed) -> 
 def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
                     loader: Iterator[tuple[torch.Tensor, ...]], config: TrainConfig,
                     gen: torch.Generator, device: torch.device,
-                    on_batch: Callable[[int], None]) -> tuple[float, int]:
-    """One pass of ``net`` over the (x, y, w) batches of ``loader``; ``on_batch(n_images)``.
+                    on_batch: Callable[[int], None], method=None) -> tuple[float, int]:
+    """One pass of ``net`` over the (x, y, w, g) batches of ``loader``; ``on_batch(n_images)``.
 
-    Returns the sum over images of the weighted loss, and the number of images.
+    The loss: the weighted per-sample loss, or an in-training ``method``'s objective
+    (``method.loss``, given each row's group g). Returns the sum over images of the loss, and
+    the number of images.
     """
     net.train()
     use_amp = config.amp and device.type == "cuda"
     total, n_seen = 0.0, 0
-    for x, y, w in loader:
+    for x, y, w, g in loader:
         if config.augment:
             x = augment(x, gen)
         if device.type == "cuda" and config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # forward / backward: bf16 autocast on CUDA, full precision on the CPU
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = (loss_fn(net(x).float(), y) * w).mean()
+            if method is None:
+                loss = (loss_fn(net(x).float(), y) * w).mean()
+            else:  # biaslab.model.mitigation
+                loss = method.loss(net, x, y, w, g, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -219,6 +225,7 @@ def fit(
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    method=None,
 ) -> Fitted:
     """Train ``config.model`` on ``train``; keep the epoch with the lowest validation loss.
 
@@ -237,6 +244,9 @@ def fit(
     log, on_epoch, on_batch : callbacks, called on every process: ``log(message)`` (resuming,
         early stop), ``on_epoch(row)`` with each epoch's curves row, ``on_batch(epoch,
         n_images)`` after each training batch of the epoch under way (1-based).
+    method : an in-training method's hooks (:mod:`biaslab.model.mitigation`): the module it
+        trains, its loss given ``train.groups``, the plain model it exports; None: plain
+        training.
 
     Returns
     -------
@@ -259,7 +269,7 @@ def fit(
     if ddp.world_size > 1 and not dist.is_initialized():
         raise ValueError(f"ddp.world_size = {ddp.world_size} but torch.distributed is not "
                          "initialised; call torch.distributed.init_process_group first")
-    run = setup(config, train.in_channels(bias), device, seed)
+    run = setup(config, train.in_channels(bias), device, seed, method)
     if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
         log(message)
     net = _wrap(run.model, config, device, ddp)
@@ -279,7 +289,7 @@ def fit(
         loader = _loader(pixels, train, order, weights, bias, config.batch_size, device,
                          cache)
         total, n_seen = train_one_epoch(net, loss_fn, run.optimizer, loader, config, run.gen,
-                                        device, lambda n: on_batch(run.epoch + 1, n))
+                                        device, lambda n: on_batch(run.epoch + 1, n), method)
         speed = n_seen * ddp.world_size / (time.perf_counter() - t0)
         lr = run.optimizer.param_groups[0]["lr"]
         if run.scheduler:
@@ -315,7 +325,8 @@ def fit(
                                 val_cache)
     curves = pd.DataFrame(run.history)
     flag = degenerate(val_logits, val.labels, curves["val_acc"].tolist())
-    return Fitted(run.model.cpu().eval(), curves, flag)
+    model = run.model if method is None else method.export(run.model)
+    return Fitted(model.cpu().eval(), curves, flag)
 
 
 def _ignore(*_) -> None:
@@ -341,11 +352,14 @@ def _loss_weights(data: TrainData) -> np.ndarray:
 
 def _loader(pixels, data: TrainData, order: np.ndarray, weights: np.ndarray, bias: BiasSpec,
             size: int, device: torch.device, cache: torch.Tensor | None):
-    """The (x, y, w) batches of ``order``: inputs, 0/1 labels as floats, loss weights."""
+    """The (x, y, w, g) batches of ``order``: inputs, 0/1 labels as floats, loss weights, and
+    group codes (None without ``data.groups``)."""
     for idx, x in batches(pixels, data, bias, size, order, device, cache):
         y = torch.from_numpy(data.labels[idx].astype(np.float32)).to(device)
         w = torch.from_numpy(weights[idx].astype(np.float32)).to(device)
-        yield x, y, w
+        g = None if data.groups is None else torch.from_numpy(
+            data.groups[idx].astype(np.int64)).to(device)
+        yield x, y, w, g
 
 
 def _sync(model: nn.Module, total: float, n_seen: int, device: torch.device,
