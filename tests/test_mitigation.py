@@ -261,3 +261,62 @@ def test_a_grouped_method_needs_every_group_in_training():
 def test_group_codes_are_the_sorted_joint_values():
     table = pd.DataFrame({"s": [1, 0, 1, 0], "sex": ["M", "F", "F", "F"]})
     assert group_codes(table, ["s", "sex"]).tolist() == [2, 0, 1, 0]
+
+
+# ---- on a shortcut that plain training learns ----------------------------------------------
+
+SHORTCUT_SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def shortcut_task():
+    """Digits, even vs odd at 16 x 16, 500 training images, S shown as a 2 x 2 patch with
+    p0/p1 = 0.05/0.95: plain training leans on the patch (docs/training.md)."""
+    from biaslab.data.bias import draw_s
+    from biaslab.data.images import prepare_arrays
+    from biaslab.data.sources import load_digits_source
+    from biaslab.data.split import stratified_split
+
+    index, images = load_digits_source([0, 2, 4, 6, 8], [1, 3, 5, 7, 9])
+    index.insert(0, "row", np.arange(len(index)))
+    table = index.assign(s=draw_s(index["label"].to_numpy(), 0.05, 0.95, seed=0))
+    split = stratified_split(table, {"train": 0.6, "val": 0.2, "test": 0.2}, ["label", "s"], 0)
+    table = table.merge(split, on="row")
+    train = table[table["split"] == "train"].sample(n=500, random_state=0)
+    val = table[table["split"] == "val"]
+    return {"pixels": prepare_arrays(images, 16), "test": table[table["split"] == "test"],
+            "bias": BiasSpec(kind="patch", patch_size=2),
+            "train": TrainData(train["row"].to_numpy(), train["label"].to_numpy(),
+                               train["s"].to_numpy(), groups=train["s"].to_numpy()),
+            "val": TrainData(val["row"].to_numpy(), val["label"].to_numpy(),
+                             val["s"].to_numpy())}
+
+
+def _worst_group_balanced_accuracy(task, scheme: str, seed: int) -> float:
+    """Of the model trained under ``scheme``, on the shifted test set (S independent of y)."""
+    from biaslab.fairness.evaluate import shifted_view
+    from biaslab.model.predict import predict_scores
+
+    fitted = fit_scheme(scheme, task["pixels"], task["train"], task["val"],
+                        TrainConfig(epochs=10, width=16), task["bias"], seed=seed)
+    test = task["test"]
+    scores = predict_scores(fitted.model, task["pixels"], test, task["bias"])
+    shifted = shifted_view(test.assign(
+        decision_s0=(scores["score_s0"].to_numpy() >= 0.5).astype(int),
+        decision_s1=(scores["score_s1"].to_numpy() >= 0.5).astype(int)), 0.5, seed=0)
+    right = shifted["decision"] == shifted["label"]
+    return min(np.mean([right[(shifted["s"] == g) & (shifted["label"] == c)].mean()
+                        for c in (0, 1)]) for g in (0, 1))
+
+
+@pytest.fixture(scope="module")
+def erm(shortcut_task):
+    return [_worst_group_balanced_accuracy(shortcut_task, "none", s) for s in SHORTCUT_SEEDS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", IN_TRAINING)
+def test_each_method_beats_plain_training_on_the_patch_shortcut(shortcut_task, erm, scheme):
+    ours = [_worst_group_balanced_accuracy(shortcut_task, scheme, s) for s in SHORTCUT_SEEDS]
+    assert np.mean(erm) < 0.9  # plain training learnt the shortcut
+    assert np.mean(ours) > np.mean(erm), f"{scheme}: {ours} against plain training's {erm}"

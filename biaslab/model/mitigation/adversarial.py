@@ -54,7 +54,7 @@ class Adversarial:
         Hidden units of the adversary (0: a linear adversary).
     """
 
-    def __init__(self, n_groups: int, *, weight: float = 1.0, hidden: int = 32):
+    def __init__(self, n_groups: int, *, weight: float = 0.1, hidden: int = 32):
         if n_groups < 2:
             raise ValueError(f"adversarial: needs at least 2 groups in the training split, got "
                              f"{n_groups} (weights.groups)")
