@@ -320,3 +320,23 @@ def test_each_method_beats_plain_training_on_the_patch_shortcut(shortcut_task, e
     ours = [_worst_group_balanced_accuracy(shortcut_task, scheme, s) for s in SHORTCUT_SEEDS]
     assert np.mean(erm) < 0.9  # plain training learnt the shortcut
     assert np.mean(ours) > np.mean(erm), f"{scheme}: {ours} against plain training's {erm}"
+
+
+@pytest.mark.slow
+def test_every_method_runs_in_the_pipeline_through_predict(tiny_repo, tmp_path):
+    """The train stage reads the method from the scheme's name and the groups from
+    weights.groups; predict loads the exported model like any other."""
+    import json
+
+    from tests.conftest import copy_repo, edit_params, sh
+
+    repo = copy_repo(tiny_repo, tmp_path / "repo")
+    edit_params(repo, weights={"schemes": list(IN_TRAINING)})
+    sh(repo, "dvc", "repro", "--glob", "predict@*")
+    for scheme in IN_TRAINING:
+        health = json.loads((repo / f"metrics/health/{scheme}/seed0.json").read_text())
+        assert health["scheme"] == scheme
+        scores = pd.read_parquet(repo / f"data/predictions/{scheme}/seed0.parquet")
+        assert len(scores) > 0 and scores["score"].between(0, 1).all()
+    curves = pd.read_csv(repo / "metrics/train/groupdro/seed0/curves.csv")
+    assert len(curves) == 2  # TINY's train.epochs
