@@ -1,4 +1,5 @@
-"""train@SCHEME-SEED: train the model on the training split with the scheme's sample weights, from
+"""train@SCHEME-SEED: train the model on the training split with the scheme's sample weights, or
+under its in-training method (groupdro, jtt, adversarial, domain_independent: mitigation), from
 one of the training seeds (train.seeds)."""
 
 import argparse
@@ -8,13 +9,14 @@ from pathlib import Path
 from biaslab import artifacts
 from biaslab.cli.runtime import Progress, distributed
 from biaslab.cli.warning_lines import warning_lines
-from biaslab.config import as_dict, load_section
+from biaslab.config import IN_TRAINING, as_dict, load_section
 from biaslab.data.bias import BiasSpec
 from biaslab.data.findings import findings_of
+from biaslab.fairness.weights import group_codes
 from biaslab.model.batches import TrainData
 from biaslab.model.checkpoint import digest, save_checkpoint
+from biaslab.model.mitigation.methods import GROUPED, fit_scheme
 from biaslab.model.recipe import swing, unstable
-from biaslab.model.train import fit
 from stages import run
 
 
@@ -28,6 +30,7 @@ def main() -> None:
                         "health.json beside --model)")
     args = parser.parse_args()
     cfg, bias = load_section("train"), BiasSpec.from_config(load_section("bias"))
+    mitigation = load_section("mitigation")
     # this run's own seed: the checkpoint records it, and not the other seeds of the list
     cfg = cfg.model_copy(update={"seeds": [args.seed]})
     name = f"train@{args.scheme}-{args.seed}"
@@ -40,9 +43,16 @@ def main() -> None:
     sampler = "mode" in table and bool((table["mode"] == "sampler").any())
     # several findings (data.findings): the index's label_F columns, one output each
     findings = tuple(findings_of(table))
+    if findings and args.scheme in IN_TRAINING:
+        raise ValueError(f"weights.schemes: {args.scheme} trains one output; a run with "
+                         f"data.findings ({len(findings)} findings) takes the weighting "
+                         "schemes only (none, reweighing, ...)")
     train = TrainData.from_table(table, "train", weights="weight", sampler=sampler,
                                  findings=findings)
     val = TrainData.from_table(table, "val", weights="weight", findings=findings)
+    if args.scheme in GROUPED:  # the method's group of each row: weights.groups' joint value
+        train.groups = group_codes(table[table["split"] == "train"],
+                                   load_section("weights").groups)
     progress = Progress(cfg.epochs, -(-len(train.rows) // ddp.world_size), quiet=ddp.rank != 0)
     progress.log(f"{name}: {len(train.rows)} train / {len(val.rows)} val images")
     # a per-epoch checkpoint beside the model (not a DVC output, so DVC keeps it when a killed
@@ -52,12 +62,13 @@ def main() -> None:
     code = sorted(m.__file__ for n, m in sys.modules.items()
                   if n.split(".")[0] == "biaslab" and getattr(m, "__file__", None))
     inputs = [args.pixels, args.index, args.bias, args.split, args.weights, __file__, *code]
-    key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict()})
+    key = digest(inputs, {"train": as_dict(cfg), "bias": bias.as_dict(),
+                          "mitigation": as_dict(mitigation), "scheme": args.scheme})
     with warning_lines(name):  # e.g. torch's, of a nondeterministic op
-        fitted = fit(pixels, train, val, cfg, bias=bias, seed=args.seed,
-                     device=device, ddp=ddp,
-                     checkpoint=resume, fingerprint=key, log=progress.log,
-                     on_epoch=progress.epoch, on_batch=progress.batch)
+        fitted = fit_scheme(args.scheme, pixels, train, val, cfg, bias, mitigation=mitigation,
+                            seed=args.seed, device=device, ddp=ddp,
+                            checkpoint=resume, fingerprint=key, log=progress.log,
+                            on_epoch=progress.epoch, on_batch=progress.batch)
     if ddp.rank != 0:  # under torchrun only the first process writes
         return
     save_checkpoint(fitted.model, cfg, train.in_channels(bias), args.model, bias=bias,

@@ -11,6 +11,7 @@ of its choices (``MODELS``, ``SCHEMES``, ...):
 
 - :mod:`~biaslab.config.data`: ``data``, ``prepare``, ``bias``, ``split``, ``audit``;
 - :mod:`~biaslab.config.model`: ``train``;
+- :mod:`~biaslab.config.mitigation`: ``mitigation`` (the in-training methods' params);
 - :mod:`~biaslab.config.fairness`: ``weights``, ``postprocess``, ``evaluate``;
 - :mod:`~biaslab.config.explain`: ``explain``;
 - :mod:`~biaslab.config.report`: ``report``;
@@ -58,6 +59,7 @@ from biaslab.config.fairness import (
     WeightsConfig,
     method_names,
 )
+from biaslab.config.mitigation import DRO_CELLS, IN_TRAINING, MitigationConfig
 from biaslab.config.model import DEVICES, LOSSES, MODELS, OPTIMIZERS, SCHEDULERS, TrainConfig
 from biaslab.config.params import Params
 from biaslab.config.report import ReportConfig
@@ -68,6 +70,7 @@ __all__ = [
     "WEIGHT_MODES", "AuditConfig", "BiasConfig", "ConfigError", "DataConfig", "EvaluateConfig",
     "ExplainConfig", "Params", "PostprocessConfig", "PrepareConfig", "ReportConfig",
     "SplitConfig", "TrainConfig",
+    "DRO_CELLS", "IN_TRAINING", "MitigationConfig",  # the in-training methods (mitigation)
     "WeightsConfig", "as_dict", "check_columns", "column_keys", "load_config", "load_params",
     "load_section", "params_schema", "parse_params", "parse_section", "schema_text",
 ]

@@ -14,11 +14,12 @@ from biaslab.config.fields import (
     names_columns,
     unique_list,
 )
+from biaslab.config.mitigation import IN_TRAINING
 from biaslab.config.section import Section
 
 SCHEMES = (
     "none", "class_balanced", "group_balanced", "group_class_balanced", "reweighing",
-    "undersample", "oversample", "column",
+    "undersample", "oversample", "column", *IN_TRAINING,
 )
 WEIGHT_MODES = ("loss", "sampler")
 SAMPLE_CELLS = ("group", "group_class")
@@ -50,9 +51,12 @@ class WeightsConfig(Section):
 
     schemes: unique_list(choice(SCHEMES), "schemes") = Field(["none", "reweighing"], description=(
         "one model per scheme: none | class_balanced | group_balanced | group_class_balanced | "
-        "reweighing | undersample | oversample | column"))
+        "reweighing | undersample | oversample | column (weights), or an in-training method "
+        "(uniform weights, params in mitigation): groupdro | jtt | adversarial | "
+        "domain_independent"))
     groups: names_columns(Attributes) = Field(["s"], description=(
-        "attributes whose joint value (intersection) is the group of the group schemes"))
+        "attributes whose joint value (intersection) is the group of the group schemes and "
+        "of the in-training methods groupdro, adversarial and domain_independent"))
     mode: choice(WEIGHT_MODES) = Field("loss", description=(
         "loss (weights multiply the loss) | sampler (each epoch draws the training rows with "
         "replacement, P proportional to weight)"))

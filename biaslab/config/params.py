@@ -7,6 +7,7 @@ from biaslab.config.data import AuditConfig, BiasConfig, DataConfig, PrepareConf
 from biaslab.config.errors import invalid
 from biaslab.config.explain import ExplainConfig
 from biaslab.config.fairness import EvaluateConfig, PostprocessConfig, WeightsConfig
+from biaslab.config.mitigation import MitigationConfig
 from biaslab.config.model import TrainConfig
 from biaslab.config.report import ReportConfig
 from biaslab.config.sweep import SweepConfig
@@ -26,6 +27,9 @@ class Params(BaseModel):
     weights: WeightsConfig = Field(default_factory=WeightsConfig, description=(
         "sample weights, one model per scheme"))
     train: TrainConfig = Field(default_factory=TrainConfig, description="training the CNN")
+    mitigation: MitigationConfig = Field(default_factory=MitigationConfig, description=(
+        "the in-training methods of weights.schemes (groupdro, jtt, adversarial, "
+        "domain_independent)"))
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig, description=(
         "decision thresholds fitted on validation"))
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description=(

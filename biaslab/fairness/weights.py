@@ -16,13 +16,16 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from biaslab.config import IN_TRAINING
 from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import MISSING, group_keys
 
 # schemes that balance (group, class) cells: an empty cell cannot be made up for
 CELL_SCHEMES = ("group_class_balanced", "reweighing")
+# schemes that need every group in the training split: the group schemes, and the in-training
+# methods that use each row's group (all but jtt; biaslab.model.mitigation)
 GROUP_SCHEMES = ("group_balanced", "group_class_balanced", "reweighing", "undersample",
-                 "oversample")
+                 "oversample", "groupdro", "adversarial", "domain_independent")
 
 
 def _keys(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -34,6 +37,12 @@ def _cells(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """Cell code (0..K-1, in the keys' sorted order) of each row: the joint value of
     ``columns``."""
     return pd.factorize(_keys(table, columns), sort=True)[0]
+
+
+def group_codes(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Group code (0..G-1, in the sorted order of the keys ``s=1&sex=F``) of each row of
+    ``table``: the joint value of ``columns``; an unknown value is a group of its own."""
+    return _cells(table, columns)
 
 
 def _inverse_frequency(table: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -131,6 +140,8 @@ def compute_weights(
         random subset of min_c n_c rows: w = 1 kept, 0 dropped (before normalising).
     oversample : every cell is drawn up to max_c n_c rows: w = number of copies of the row.
     column : w = the metadata column ``column`` (finite, >= 0).
+    groupdro, jtt, adversarial, domain_independent : w = 1: in-training methods, which change
+        the objective rather than the weights (:mod:`biaslab.model.mitigation`).
 
     Parameters
     ----------
@@ -146,7 +157,7 @@ def compute_weights(
     _warn_empty_cells(train, scheme, groups, sample_by)
     y = train["label"].to_numpy().astype(int)
     cell_cols = groups + ["label"] if sample_by == "group_class" else groups
-    if scheme == "none":
+    if scheme == "none" or scheme in IN_TRAINING:
         w = np.ones(len(train))
     elif scheme == "class_balanced":
         w = _inverse_frequency(train, ["label"])

@@ -100,14 +100,15 @@ def per_sample_loss(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor
 
 
 def setup(config: TrainConfig, in_channels: int, device: torch.device, seed: int = 0,
-          steps_per_epoch: int = 1, outputs: int = 1) -> RunState:
+          steps_per_epoch: int = 1, outputs: int = 1, method=None) -> RunState:
     """A fresh run: the model (``outputs`` logits, one per finding) seeded by ``seed`` on
     ``device``, its optimizer, scheduler (the cosine one counts ``steps_per_epoch`` batches an
-    epoch), weight average and RNGs."""
+    epoch), weight average and RNGs; with an in-training ``method``, the module it trains
+    (``method.wrap``)."""
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    model = build_model(config.model, in_channels, config.width, config.pretrained,
-                        outputs).to(device)
+    model = build_model(config.model, in_channels, config.width, config.pretrained, outputs)
+    model = (model if method is None else method.wrap(model)).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.optimizer == "sgd":
@@ -146,23 +147,29 @@ def train_one_epoch(net: nn.Module, loss_fn, optimizer: torch.optim.Optimizer,
                     loader: Iterator[tuple[torch.Tensor, ...]], config: TrainConfig,
                     gen: torch.Generator, device: torch.device,
                     on_batch: Callable[[int], None],
-                    after_step: Callable[[], None] | None = None) -> tuple[float, int]:
-    """One pass of ``net`` over the (x, y, w) batches of ``loader``; ``on_batch(n_images)``;
+                    after_step: Callable[[], None] | None = None,
+                    method=None) -> tuple[float, int]:
+    """One pass of ``net`` over the (x, y, w, g) batches of ``loader``; ``on_batch(n_images)``;
     ``after_step()`` after each optimizer step (a per-batch schedule, the weight average).
 
-    Returns the sum over images of the weighted loss, and the number of images.
+    The loss: the weighted per-sample loss, or an in-training ``method``'s objective
+    (``method.loss``, given each row's group g). Returns the sum over images of the loss, and
+    the number of images.
     """
     net.train()
     use_amp = config.amp and device.type == "cuda"
     total, n_seen = 0.0, 0
-    for x, y, w in loader:
+    for x, y, w, g in loader:
         if config.augment:
             x = augment(x, gen)
         if device.type == "cuda" and config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # forward / backward: bf16 autocast on CUDA, full precision on the CPU
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = (loss_fn(net(x).float(), y) * w).mean()
+            if method is None:
+                loss = (loss_fn(net(x).float(), y) * w).mean()
+            else:  # biaslab.model.mitigation
+                loss = method.loss(net, x, y, w, g, loss_fn)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -243,6 +250,7 @@ def fit(
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    method=None,
 ) -> Fitted:
     """Train ``config.model`` on ``train``; keep the epoch with the lowest validation loss.
 
@@ -261,6 +269,9 @@ def fit(
     log, on_epoch, on_batch : callbacks, called on every process: ``log(message)`` (resuming,
         early stop), ``on_epoch(row)`` with each epoch's curves row, ``on_batch(epoch,
         n_images)`` after each training batch of the epoch under way (1-based).
+    method : an in-training method's hooks (:mod:`biaslab.model.mitigation`): the module it
+        trains, its loss given ``train.groups``, the plain model it exports; None: plain
+        training.
 
     Returns
     -------
@@ -287,7 +298,7 @@ def fit(
     shard = -(-len(train.rows) // ddp.world_size)  # ceil: epoch_order pads the shuffle
     steps = -(-shard // config.batch_size)
     run = setup(config, train.in_channels(bias), device, seed, steps,
-                outputs=len(train.findings) or 1)
+                outputs=len(train.findings) or 1, method=method)
     if checkpoint is not None and (message := run.resume(checkpoint, config, fingerprint)):
         log(message)
     net = _wrap(run.model, config, device, ddp)
@@ -318,7 +329,7 @@ def fit(
                          cache)
         total, n_seen = train_one_epoch(net, loss_fn, run.optimizer, loader, config, run.gen,
                                         device, lambda n: on_batch(run.epoch + 1, n),
-                                        after_step)
+                                        after_step, method)
         speed = n_seen * ddp.world_size / (time.perf_counter() - t0)
         if run.scheduler and not per_batch:
             run.scheduler.step()
@@ -355,7 +366,8 @@ def fit(
     curves = pd.DataFrame(run.history)
     flag = (degenerate_findings(val_logits, val.labels, val.findings, degenerate)
             if val.findings else degenerate(val_logits, val.labels, curves["val_acc"].tolist()))
-    return Fitted(run.model.cpu().eval(), curves, flag)
+    model = run.model if method is None else method.export(run.model)
+    return Fitted(model.cpu().eval(), curves, flag)
 
 
 def evaluated_model(run: RunState, pixels: np.ndarray, train: TrainData, bias: BiasSpec,
@@ -409,11 +421,14 @@ def _loss_weights(data: TrainData) -> np.ndarray:
 
 def _loader(pixels, data: TrainData, order: np.ndarray, weights: np.ndarray, bias: BiasSpec,
             size: int, device: torch.device, cache: torch.Tensor | None):
-    """The (x, y, w) batches of ``order``: inputs, 0/1 labels as floats, loss weights."""
+    """The (x, y, w, g) batches of ``order``: inputs, 0/1 labels as floats, loss weights, and
+    group codes (None without ``data.groups``)."""
     for idx, x in batches(pixels, data, bias, size, order, device, cache):
         y = torch.from_numpy(data.labels[idx].astype(np.float32)).to(device)
         w = torch.from_numpy(weights[idx].astype(np.float32)).to(device)
-        yield x, y, w
+        g = None if data.groups is None else torch.from_numpy(
+            data.groups[idx].astype(np.int64)).to(device)
+        yield x, y, w, g
 
 
 def _sync(model: nn.Module, total: float, n_seen: int, device: torch.device,
