@@ -64,6 +64,7 @@ def ece_from_bins(n: np.ndarray, pos: np.ndarray, score_sum: np.ndarray) -> np.n
 def binned_resamples(
     codes: np.ndarray, cells: np.ndarray, bins: np.ndarray, scores: np.ndarray,
     n_groups: int, n_bins: int, n_boot: int, seed: int, units: np.ndarray | None = None,
+    draws: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Resampled sufficient statistics, rows (or whole patients) resampled within strata.
 
@@ -75,6 +76,12 @@ def binned_resamples(
     scores : float array, each row's score (for the calibration error).
     units : array, optional
         The patient of each row (any ids): whole patients are resampled. None: rows are.
+    draws : int array (patients, n_boot), optional
+        How many times each patient is drawn in each resample (:func:`patient_draws`, the
+        same for every model scored on these images and groups); ``units`` are then the
+        patients' codes 0..patients-1 and ``seed`` is not read. None: the patients are drawn
+        here, merged into types (:func:`patient_types`). Without repeated patients the rows
+        are resampled either way.
 
     Returns
     -------
@@ -87,7 +94,9 @@ def binned_resamples(
     occupied, inverse, count = np.unique(fine, return_inverse=True, return_counts=True)
     mapping = _mapping(occupied, np.bincount(inverse, weights=scores) / count, n_bins)
     o_group = occupied // (8 * n_bins)
-    if units is None or len(np.unique(units)) == len(units):
+    if draws is not None and units is not None and len(np.unique(units)) < len(units):
+        stats = _drawn_stats(units, inverse, o_group, mapping, n_groups, draws, n_boot)
+    elif units is None or len(np.unique(units)) == len(units):
         stats = np.zeros((n_boot, n_groups, mapping.shape[1]))
         for g in range(n_groups):
             mine = np.flatnonzero(o_group == g)
@@ -183,4 +192,96 @@ def _patient_stats(units, inverse, o_group, mapping, n_groups, n_boot, rng) -> n
             resampled = to_stats @ (to_cells @ times)  # (groups * statistics, b)
             stats[lo:lo + b, groups] += resampled.reshape(len(groups), n_stats, b).transpose(
                 2, 0, 1)
+    return stats
+
+
+def patient_draws(units: np.ndarray, codes: np.ndarray, n_groups: int, n_boot: int,
+                  seed: int) -> np.ndarray:
+    """How many times each patient is drawn in each resample, within strata: (patients, n_boot).
+
+    ``units`` are the patients' codes 0..patients-1 of each row, ``codes`` the rows' groups.
+    The stratum of a patient is the set of groups its images fall in (as in
+    :func:`binned_resamples`); a resample draws as many patients of each stratum as it has,
+    with replacement. Nothing here depends on a model: the draws serve every model scored
+    on these images (:class:`SharedDraws`). Strata in the order of their sets of groups,
+    patients of a stratum in the order of their codes; resamples in chunks of at most
+    ``CHUNK`` draws, and uniform draws (one 64-bit word each, ``floor(u * n)``) that do not
+    depend on the chunk size. Stored as the smallest unsigned integer type that holds them:
+    patients x n_boot bytes (9 MB for 9,000 patients and 1,000 resamples).
+    """
+    units = np.asarray(units, dtype=np.int64)
+    n_pat = int(units.max()) + 1 if len(units) else 0
+    in_group = np.zeros((n_pat, n_groups), bool)
+    in_group[units, codes] = True
+    signatures, stratum = np.unique(in_group, axis=0, return_inverse=True)
+    stratum = stratum.ravel()  # numpy 2.0.0 gave it a trailing axis
+    rng = np.random.default_rng(seed)
+    times = np.zeros((n_pat, n_boot), np.uint8)
+    for s in range(len(signatures)):
+        mine = np.flatnonzero(stratum == s)
+        n_s = len(mine)
+        step = max(1, CHUNK // n_s)
+        for lo in range(0, n_boot, step):
+            b = min(step, n_boot - lo)
+            drawn = np.minimum((rng.random((b, n_s)) * n_s).astype(np.int64), n_s - 1)
+            counts = np.bincount((drawn + n_s * np.arange(b)[:, None]).ravel(),
+                                 minlength=b * n_s).reshape(b, n_s)
+            if counts.max(initial=0) > np.iinfo(times.dtype).max:  # a patient drawn > 255 times
+                times = times.astype(np.uint32)
+            times[mine, lo:lo + b] = counts.T
+    return times
+
+
+class SharedDraws:
+    """The patient draws of :func:`patient_draws`, made once for every model scored on the
+    same images and groups (a cache: same patients, groups, resamples and seed, same draws).
+
+    Several models evaluated on one test set (seeds, threshold methods, schemes) then differ
+    only in what each patient brings, a sparse product with the draws
+    (:func:`binned_resamples` with ``draws``). At most ``max_bytes`` of draws are kept, the
+    oldest dropped first.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 28):
+        self.max_bytes = max_bytes
+        self._draws: dict[tuple, np.ndarray] = {}
+
+    def get(self, units: np.ndarray, codes: np.ndarray, n_groups: int, n_boot: int,
+            seed: int) -> np.ndarray:
+        """The draws of these patients (codes 0..), groups, resamples and seed."""
+        units, codes = np.asarray(units, np.int64), np.asarray(codes, np.int64)
+        key = (units.tobytes(), codes.tobytes(), n_groups, n_boot, seed)
+        if key not in self._draws:
+            draws = patient_draws(units, codes, n_groups, n_boot, seed)
+            while self._draws and sum(d.nbytes for d in self._draws.values()) + \
+                    draws.nbytes > self.max_bytes:
+                self._draws.pop(next(iter(self._draws)))
+            self._draws[key] = draws
+        return self._draws[key]
+
+
+def _drawn_stats(units, inverse, o_group, mapping, n_groups, draws, n_boot) -> np.ndarray:
+    """Statistics of the resamples of ``draws``, (n_boot, n_groups, statistics).
+
+    A patient adds its images' cells (``to_cells``, cells x patients), a cell its statistics
+    to its group (``to_stats``): resampled statistics = to_stats @ to_cells @ draws, in chunks
+    of resamples.
+    """
+    units = np.asarray(units, dtype=np.int64)
+    n_pat, n_cells, n_stats = draws.shape[0], len(o_group), mapping.shape[1]
+    if draws.shape[1] != n_boot or n_pat <= units.max(initial=-1):
+        raise ValueError(f"draws: expected (at least {units.max(initial=-1) + 1} patients, "
+                         f"{n_boot} resamples), got shape {draws.shape}")
+    to_cells = sparse.csr_matrix((np.ones(len(units)), (inverse, units)),
+                                 shape=(n_cells, n_pat))  # images of each (cell, patient)
+    per_cell = mapping.tocoo()
+    to_stats = sparse.csr_matrix(
+        (per_cell.data, (o_group[per_cell.row] * n_stats + per_cell.col, per_cell.row)),
+        shape=(n_groups * n_stats, n_cells))
+    stats = np.empty((n_boot, n_groups, n_stats))
+    step = max(1, CHUNK // max(n_pat, n_cells, n_groups * n_stats))
+    for lo in range(0, n_boot, step):
+        b = min(step, n_boot - lo)
+        resampled = to_stats @ (to_cells @ draws[:, lo:lo + b].astype(float))
+        stats[lo:lo + b] = resampled.reshape(n_groups, n_stats, b).transpose(2, 0, 1)
     return stats

@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from biaslab.fairness.bootstrap import (
     ECE_BINS,
+    SharedDraws,
     auc_from_bins,
     binned_resamples,
     ece_from_bins,
@@ -258,6 +259,7 @@ def group_report(
     labels, decisions, groups, *, flip=None, scores=None, patients=None,
     resample: str = "patient", n_boot: int = 1000, level: float = 0.95, seed: int = 0,
     name: str = "group", bins: int = 256, labelled: bool = False, min_cell: int = 5,
+    shared: SharedDraws | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics and between-group gaps, with percentile bootstrap intervals.
 
@@ -288,6 +290,13 @@ def group_report(
     min_cell : int
         A metric whose group has fewer of the rows it is a share of (:data:`NEEDS`) is
         missing (NaN, interval too), and so is a gap needing it in any group (:data:`GAP_NEEDS`).
+    shared : SharedDraws, optional
+        With repeated patients resampled, take the patient draws from it: every call on the
+        same patients (in the same order), groups, ``n_boot`` and ``seed`` (several models
+        on one test set) shares them, made once
+        (:class:`biaslab.fairness.bootstrap.SharedDraws`). None: each call draws its own,
+        patients merged into types by their cells. The same bootstrap either way; the draws,
+        hence the intervals, differ by Monte-Carlo error.
 
     Returns
     -------
@@ -321,9 +330,12 @@ def group_report(
                                                                                       bins)
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
     counts = np.vstack([counts, counts.sum(0)])  # each group, then all
+    draws = None
+    if shared is not None and resample == "patient" and len(units) > units.max(initial=-1) + 1:
+        draws = shared.get(units, codes, len(values), n_boot, seed)  # repeated patients
     res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
                            else score_arr, len(values), n_bins, n_boot, seed,
-                           units=units if resample == "patient" else None)
+                           units=units if resample == "patient" else None, draws=draws)
     labels_g = [str(v) if labelled else f"{name}={v}" for v in values]
     point = {**rates(counts), **_score_point(y, score_arr, codes, len(values), n_bins, bin_of)}
     _warn_undefined({m: v[:-1] for m, v in point.items()}, labels_g)
