@@ -10,6 +10,7 @@ from biaslab.fairness import bootstrap, evaluate
 from biaslab.fairness.bootstrap import (
     ECE_BINS,
     SharedDraws,
+    auc_from_bins,
     binned_resamples,
     patient_draws,
     score_bins,
@@ -55,16 +56,23 @@ def _weighted_reference(codes, cells, bins, scores, n_groups, n_bins, weights):
     return out
 
 
-def _flat(res):
-    return np.concatenate(list(res.values()), axis=-1)
-
-
-def test_shared_resamples_are_the_rows_weighted_by_their_patients_draws():
+def test_shared_resamples_are_the_rows_weighted_by_their_patients_draws(monkeypatch):
     data, units = _clustered()
+    n_bins = data["n_bins"]
     draws = patient_draws(units, data["codes"], data["n_groups"], 60, seed=1)
-    ours = _flat(binned_resamples(**data, n_boot=60, seed=99, units=units, draws=draws))
+    monkeypatch.setattr(bootstrap, "CHUNK", 5000)  # several chunks of resamples
+    ours = binned_resamples(**data, n_boot=60, seed=99, units=units, draws=draws)
     reference = _weighted_reference(**data, weights=draws[units].astype(float))
-    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-9)
+    assert set(ours) == {"counts", "auc", "ece_n", "ece_pos", "ece_score"}
+    np.testing.assert_array_equal(ours["counts"], reference[..., :8])
+    ece = np.concatenate([ours[k] for k in ("ece_n", "ece_pos", "ece_score")], axis=-1)
+    np.testing.assert_allclose(ece, reference[..., 8 + 2 * n_bins:], rtol=1e-12)
+    # the AUC of each group, then of all rows, from the positives and negatives per bin
+    pos, neg = reference[..., 8:8 + n_bins], reference[..., 8 + n_bins:8 + 2 * n_bins]
+    auc = auc_from_bins(np.concatenate([pos, pos.sum(1, keepdims=True)], 1),
+                        np.concatenate([neg, neg.sum(1, keepdims=True)], 1))
+    np.testing.assert_allclose(ours["auc"], auc, rtol=1e-12)
+    assert ours["auc"].shape == (60, data["n_groups"] + 1) and np.isfinite(auc).all()
 
 
 def test_draws_keep_every_stratum_and_every_group():
@@ -93,8 +101,9 @@ def test_draws_do_not_depend_on_the_chunk_size_and_follow_the_seed(monkeypatch):
     np.testing.assert_array_equal(whole, patient_draws(units, data["codes"], 3, 90, seed=2))
     res = binned_resamples(**data, n_boot=90, seed=0, units=units, draws=whole)
     monkeypatch.setattr(bootstrap, "CHUNK", 1 << 20)
-    np.testing.assert_array_equal(_flat(res), _flat(binned_resamples(
-        **data, n_boot=90, seed=0, units=units, draws=whole)))
+    again = binned_resamples(**data, n_boot=90, seed=0, units=units, draws=whole)
+    for key, value in res.items():
+        np.testing.assert_array_equal(value, again[key])
     assert not np.array_equal(whole, patient_draws(units, data["codes"], 3, 90, seed=3))
 
 
@@ -214,3 +223,12 @@ def test_evaluate_draws_the_patients_once_per_attribute(monkeypatch):
     pd.testing.assert_frame_equal(alone.per_seed[cols],
                                   both.per_seed[both.per_seed["scheme"] == "none"][cols])
     assert evaluate.SharedDraws is SharedDraws
+
+
+def test_no_resamples_with_shared_draws():
+    y, g, patient, models = _models(n_models=1)
+    shared = SharedDraws()
+    per_group, between = group_report(y, models[0][0], g, scores=models[0][1],
+                                      patients=patient, n_boot=0, shared=shared)
+    assert per_group["accuracy_lo"].isna().all() and between["lo"].isna().all()
+    assert not shared._draws

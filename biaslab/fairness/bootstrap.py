@@ -48,11 +48,11 @@ def score_bins(scores: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
     return np.searchsorted(edges, scores, side="right"), len(edges) + 1
 
 
-def auc_from_bins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUC from per-bin positive and negative counts (last axis = bins, ascending scores)."""
-    below = np.cumsum(neg, -1) - neg
+def auc_from_bins(pos: np.ndarray, neg: np.ndarray, axis: int = -1) -> np.ndarray:
+    """AUC from per-bin positive and negative counts (``axis`` = bins, ascending scores)."""
+    below = np.cumsum(neg, axis) - neg
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (pos * (below + neg / 2)).sum(-1) / (pos.sum(-1) * neg.sum(-1))
+        return (pos * (below + neg / 2)).sum(axis) / (pos.sum(axis) * neg.sum(axis))
 
 
 def ece_from_bins(n: np.ndarray, pos: np.ndarray, score_sum: np.ndarray) -> np.ndarray:
@@ -88,6 +88,9 @@ def binned_resamples(
     dict of arrays with leading shape (n_boot, n_groups): ``counts`` (..., 8) cell counts,
     ``pos`` / ``neg`` (..., n_bins) positives / negatives per score bin, and ``ece_n``,
     ``ece_pos``, ``ece_score`` (..., ECE_BINS) rows, positives and score sums per coarse bin.
+    With ``draws`` (and repeated patients), ``auc`` (n_boot, n_groups + 1), the binned AUC
+    of each group then of all rows (:func:`auc_from_bins`), in place of ``pos`` and ``neg``:
+    the score bins are reduced chunk by chunk, never a resamples x groups x bins array.
     """
     rng = np.random.default_rng(seed)
     fine = (codes * n_bins + bins) * 8 + cells  # one code per (group, bin, cell)
@@ -95,8 +98,9 @@ def binned_resamples(
     mapping = _mapping(occupied, np.bincount(inverse, weights=scores) / count, n_bins)
     o_group = occupied // (8 * n_bins)
     if draws is not None and units is not None and len(np.unique(units)) < len(units):
-        stats = _drawn_stats(units, inverse, o_group, mapping, n_groups, draws, n_boot)
-    elif units is None or len(np.unique(units)) == len(units):
+        return _drawn_resamples(units, inverse, o_group, mapping, n_groups, n_bins, draws,
+                                n_boot)
+    if units is None or len(np.unique(units)) == len(units):
         stats = np.zeros((n_boot, n_groups, mapping.shape[1]))
         for g in range(n_groups):
             mine = np.flatnonzero(o_group == g)
@@ -260,28 +264,42 @@ class SharedDraws:
         return self._draws[key]
 
 
-def _drawn_stats(units, inverse, o_group, mapping, n_groups, draws, n_boot) -> np.ndarray:
-    """Statistics of the resamples of ``draws``, (n_boot, n_groups, statistics).
+def _drawn_resamples(units, inverse, o_group, mapping, n_groups, n_bins, draws,
+                     n_boot) -> dict[str, np.ndarray]:
+    """The resamples of ``draws`` (:func:`binned_resamples`' dict with ``auc``).
 
     A patient adds its images' cells (``to_cells``, cells x patients), a cell its statistics
     to its group (``to_stats``): resampled statistics = to_stats @ to_cells @ draws, in chunks
-    of resamples.
+    of resamples. Each chunk's positives and negatives per score bin are turned into AUCs at
+    once: the arrays kept are a few numbers per resample and group.
     """
     units = np.asarray(units, dtype=np.int64)
     n_pat, n_cells, n_stats = draws.shape[0], len(o_group), mapping.shape[1]
     if draws.shape[1] != n_boot or n_pat <= units.max(initial=-1):
         raise ValueError(f"draws: expected (at least {units.max(initial=-1) + 1} patients, "
                          f"{n_boot} resamples), got shape {draws.shape}")
-    to_cells = sparse.csr_matrix((np.ones(len(units)), (inverse, units)),
-                                 shape=(n_cells, n_pat))  # images of each (cell, patient)
+    # images of each (cell, patient): whole numbers, exact in float32 (below 2 ** 24), which
+    # halves the memory the first product reads
+    to_cells = sparse.csr_matrix((np.ones(len(units), np.float32), (inverse, units)),
+                                 shape=(n_cells, n_pat))
     per_cell = mapping.tocoo()
     to_stats = sparse.csr_matrix(
         (per_cell.data, (o_group[per_cell.row] * n_stats + per_cell.col, per_cell.row)),
         shape=(n_groups * n_stats, n_cells))
-    stats = np.empty((n_boot, n_groups, n_stats))
+    counts, auc = np.empty((n_boot, n_groups, 8)), np.empty((n_boot, n_groups + 1))
+    ece = np.empty((n_boot, n_groups, 3 * ECE_BINS))
     step = max(1, CHUNK // max(n_pat, n_cells, n_groups * n_stats))
     for lo in range(0, n_boot, step):
         b = min(step, n_boot - lo)
-        resampled = to_stats @ (to_cells @ draws[:, lo:lo + b].astype(float))
-        stats[lo:lo + b] = resampled.reshape(n_groups, n_stats, b).transpose(2, 0, 1)
-    return stats
+        cells = (to_cells @ draws[:, lo:lo + b].astype(np.float32)).astype(float)
+        stats = (to_stats @ cells).reshape(
+            n_groups, n_stats, b)  # (groups, statistics, resamples of the chunk)
+        counts[lo:lo + b] = stats[:, :8].transpose(2, 0, 1)
+        ece[lo:lo + b] = stats[:, 8 + 2 * n_bins:].transpose(2, 0, 1)
+        # bins along axis 1, the chunk's resamples contiguous: all rows' AUC last
+        pos, neg = (np.concatenate([part, part.sum(0, keepdims=True)])
+                    for part in (stats[:, 8:8 + n_bins], stats[:, 8 + n_bins:8 + 2 * n_bins]))
+        auc[lo:lo + b] = auc_from_bins(pos, neg, axis=1).T
+    ece_n, ece_pos, ece_score = np.split(ece, 3, axis=-1)
+    return {"counts": counts, "auc": auc, "ece_n": ece_n, "ece_pos": ece_pos,
+            "ece_score": ece_score}

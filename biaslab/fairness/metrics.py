@@ -197,11 +197,17 @@ def _score_point(y, scores, codes, n_groups, n_bins, bins) -> dict[str, np.ndarr
 
 
 def _boot_rates(res: dict, with_scores: bool) -> dict[str, np.ndarray]:
-    """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum)."""
-    res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()}
+    """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum);
+    the AUCs already reduced when ``res`` has them (patients drawn once for several models,
+    see :func:`biaslab.fairness.bootstrap.binned_resamples`)."""
+    auc = res.get("auc")
+    res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()
+           if k != "auc"}
     out = rates(res["counts"])
     nan = np.full(out["n"].shape, np.nan)
-    out["auc"] = auc_from_bins(res["pos"], res["neg"]) if with_scores else nan
+    if auc is None and with_scores:
+        auc = auc_from_bins(res["pos"], res["neg"])
+    out["auc"] = auc if with_scores else nan
     out["calibration_error"] = (ece_from_bins(res["ece_n"], res["ece_pos"], res["ece_score"])
                                 if with_scores else nan)
     return out
@@ -331,7 +337,8 @@ def group_report(
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
     counts = np.vstack([counts, counts.sum(0)])  # each group, then all
     draws = None
-    if shared is not None and resample == "patient" and len(units) > units.max(initial=-1) + 1:
+    if (shared is not None and resample == "patient" and n_boot > 0
+            and len(units) > units.max(initial=-1) + 1):
         draws = shared.get(units, codes, len(values), n_boot, seed)  # repeated patients
     res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
                            else score_arr, len(values), n_bins, n_boot, seed,
