@@ -273,12 +273,13 @@ def evaluate_seeds(
     parameters are those of :func:`evaluate_decisions`. Each (scheme, method, seed) is evaluated
     on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
     that adds the variance between seeds to the sampling variance
-    (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). Each gap's p-value tests the
-    seed-averaged gap: one relabelling of the groups serves every seed, and every pair tested on
-    the same images (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
-    together. The Pareto front and the recommended pair are chosen on the seed-averaged
-    validation figures
-    (:func:`biaslab.fairness.recommend.choose`).
+    (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). With patients resampled, every
+    (scheme, method, seed) on the same test images takes its resamples from one draw of the
+    patients per attribute (:class:`biaslab.fairness.bootstrap.SharedDraws`). Each gap's
+    p-value tests the seed-averaged gap: one relabelling of the groups serves every seed, and
+    every pair tested on the same images (:func:`_pvalues`); the p-values of all gaps of
+    ``grid`` are corrected together. The Pareto front and the recommended pair are chosen on
+    the seed-averaged validation figures (:func:`biaslab.fairness.recommend.choose`).
     """
     require_columns(attributes, groups, what="evaluate.groups")
     unit = resample_unit(attributes, resample)

@@ -198,8 +198,7 @@ def _score_point(y, scores, codes, n_groups, n_bins, bins) -> dict[str, np.ndarr
 
 def _boot_rates(res: dict, with_scores: bool) -> dict[str, np.ndarray]:
     """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum);
-    the AUCs already reduced when ``res`` has them (patients drawn once for several models,
-    see :func:`biaslab.fairness.bootstrap.binned_resamples`)."""
+    ``res``'s own ``auc`` when it has one (:func:`~biaslab.fairness.bootstrap.binned_resamples`)."""
     auc = res.get("auc")
     res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()
            if k != "auc"}
@@ -297,12 +296,10 @@ def group_report(
         A metric whose group has fewer of the rows it is a share of (:data:`NEEDS`) is
         missing (NaN, interval too), and so is a gap needing it in any group (:data:`GAP_NEEDS`).
     shared : SharedDraws, optional
-        With repeated patients resampled, take the patient draws from it: every call on the
-        same patients (in the same order), groups, ``n_boot`` and ``seed`` (several models
-        on one test set) shares them, made once
-        (:class:`biaslab.fairness.bootstrap.SharedDraws`). None: each call draws its own,
-        patients merged into types by their cells. The same bootstrap either way; the draws,
-        hence the intervals, differ by Monte-Carlo error.
+        Patients resampled: the draws of every call on the same patients (same order),
+        groups, ``n_boot`` and ``seed`` (several models on one test set), made once
+        (:class:`biaslab.fairness.bootstrap.SharedDraws`). None: this call draws its own. The
+        same bootstrap; intervals differ by Monte-Carlo error.
 
     Returns
     -------
