@@ -122,6 +122,16 @@ def test_shared_draws_are_made_once_and_bounded(monkeypatch):
     assert len(made) == 4
 
 
+def test_counts_too_large_for_float32_are_counted_in_float64(monkeypatch):
+    data, units = _clustered()
+    draws = patient_draws(units, data["codes"], 3, 40, seed=0)
+    single = binned_resamples(**data, n_boot=40, seed=0, units=units, draws=draws)
+    monkeypatch.setattr(bootstrap, "FLOAT32_WHOLE", 100)  # as if patients were millions
+    double = binned_resamples(**data, n_boot=40, seed=0, units=units, draws=draws)
+    for key, value in single.items():
+        np.testing.assert_array_equal(value, double[key])
+
+
 def test_draws_of_the_wrong_shape_are_refused():
     data, units = _clustered()
     draws = patient_draws(units, data["codes"], 3, 20, seed=0)

@@ -50,6 +50,7 @@ ECE_BINS = 10
 # the largest array one chunk of patient resamples holds, in elements (8 MiB of float64):
 # memory stays bounded whatever the number of patients and resamples
 CHUNK = 1 << 20
+FLOAT32_WHOLE = 1 << 24  # float32 holds every whole number below this one
 
 
 def score_bins(scores: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
@@ -220,8 +221,8 @@ def patient_draws(units: np.ndarray, codes: np.ndarray, n_groups: int, n_boot: i
     on these images (:class:`SharedDraws`). Strata in the order of their sets of groups,
     patients of a stratum in the order of their codes; resamples in chunks of at most
     ``CHUNK`` draws, and uniform draws (one 64-bit word each, ``floor(u * n)``) that do not
-    depend on the chunk size. Stored as the smallest unsigned integer type that holds them:
-    patients x n_boot bytes (9 MB for 9,000 patients and 1,000 resamples).
+    depend on the chunk size. Stored as uint8 (uint32 should a patient be drawn more than 255
+    times): patients x n_boot bytes (9 MB for 9,000 patients and 1,000 resamples).
     """
     units = np.asarray(units, dtype=np.int64)
     n_pat = int(units.max()) + 1 if len(units) else 0
@@ -288,9 +289,12 @@ def _drawn_resamples(units, inverse, o_group, mapping, n_groups, n_bins, draws,
     if draws.shape[1] != n_boot or n_pat <= units.max(initial=-1):
         raise ValueError(f"draws: expected (at least {units.max(initial=-1) + 1} patients, "
                          f"{n_boot} resamples), got shape {draws.shape}")
-    # images of each (cell, patient): whole numbers, exact in float32 (below 2 ** 24), which
-    # halves the memory the first product reads
-    to_cells = sparse.csr_matrix((np.ones(len(units), np.float32), (inverse, units)),
+    # images of each (cell, patient). A resample holds as many patients as there are, so a
+    # cell counts at most patients x (most images of one) of them: whole numbers, exact in
+    # float32 below 2 ** 24, which halves the memory the first product reads
+    exact = n_pat * np.bincount(units).max(initial=0) < FLOAT32_WHOLE
+    real = np.float32 if exact else np.float64
+    to_cells = sparse.csr_matrix((np.ones(len(units), real), (inverse, units)),
                                  shape=(n_cells, n_pat))
     per_cell = mapping.tocoo()
     to_stats = sparse.csr_matrix(
@@ -301,7 +305,7 @@ def _drawn_resamples(units, inverse, o_group, mapping, n_groups, n_bins, draws,
     step = max(1, CHUNK // max(n_pat, n_cells, n_groups * n_stats))
     for lo in range(0, n_boot, step):
         b = min(step, n_boot - lo)
-        cells = (to_cells @ draws[:, lo:lo + b].astype(np.float32)).astype(float)
+        cells = (to_cells @ draws[:, lo:lo + b].astype(real)).astype(float)
         stats = (to_stats @ cells).reshape(
             n_groups, n_stats, b)  # (groups, statistics, resamples of the chunk)
         counts[lo:lo + b] = stats[:, :8].transpose(2, 0, 1)
