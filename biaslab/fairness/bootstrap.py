@@ -27,8 +27,8 @@ its counts, never its rows. Two designs:
   (:class:`SharedDraws`, ``draws`` of :func:`binned_resamples`). The types above are then of
   no use: a type's draws would be the sum of its members'. The same bootstrap on other random
   draws: intervals differ from the per-call draws by Monte-Carlo error (tested). At NIH test
-  scale (9,000 patients, 8 pairs x 3 seeds, 3 attributes) it cut the bootstrap 3.7x
-  (``benchmarks/audit.py --baseline``).
+  scale (9,000 patients, 8 pairs x 3 seeds, 3 attributes) the bootstrap took 2.5 to 3.7 times
+  less (two runs of ``benchmarks/audit.py --baseline`` on a busy machine).
 
 The counting metrics (accuracy, TPR, ...) are exact functions of the counts; AUC and
 calibration error are computed from the binned scores:
