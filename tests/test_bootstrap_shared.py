@@ -1,6 +1,8 @@
 """biaslab.fairness.bootstrap's shared patient draws: one draw of every patient's multiplicity
 per resample serves every model scored on the same images and groups."""
 
+import tracemalloc
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -130,6 +132,23 @@ def test_counts_too_large_for_float32_are_counted_in_float64(monkeypatch):
     double = binned_resamples(**data, n_boot=40, seed=0, units=units, draws=draws)
     for key, value in single.items():
         np.testing.assert_array_equal(value, double[key])
+
+
+def test_shared_resamples_memory_is_bounded(monkeypatch):
+    """Never a resamples x groups x bins array: 2,000 x 2 x 512 float64 would be 16 MiB."""
+    rng = np.random.default_rng(0)
+    units = np.repeat(np.arange(20_000), 2)
+    codes, cells = rng.integers(0, 2, 20_000)[units], rng.integers(0, 8, 40_000)
+    scores = rng.random(40_000)
+    bins, n_bins = score_bins(scores, 256)
+    draws = patient_draws(units, codes, 2, 2000, seed=0)  # 40 MB, made once, outside
+    monkeypatch.setattr(bootstrap, "CHUNK", 1 << 16)
+    tracemalloc.start()
+    res = binned_resamples(codes, cells, bins, scores, 2, n_bins, 2000, 0, units=units,
+                           draws=draws)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert res["auc"].shape == (2000, 3) and peak < 8 * 2**20
 
 
 def test_draws_of_the_wrong_shape_are_refused():
