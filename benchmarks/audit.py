@@ -19,7 +19,7 @@ permutations are drawn in chunks, never a permutations x images matrix at once).
 permutations within 60 s on the 2-core machine.
 
     .venv/bin/python -m benchmarks.audit [--n 22000] [--patients 9000] [--models 8]
-        [--seeds 3] [--boot 1000] [--perm 10000]
+        [--seeds 3] [--boot 1000] [--perm 10000] [--baseline]
 """
 
 import argparse
@@ -100,6 +100,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--perm", type=int, default=10_000)
+    parser.add_argument("--baseline", action="store_true",
+                        help="time the bootstrap again with every call drawing its own "
+                             "patients (the design before the shared draws), for the ratio")
     args = parser.parse_args()
     groups = ["sex", "age_group"]
     table = predictions_table(args.n, args.patients, args.models, args.seeds)
@@ -143,6 +146,31 @@ def main() -> None:
     tracemalloc.stop()
     print(f"  peak memory of the permutation tests ({n_perm:,} permutations, every pair, "
           f"tracemalloc): {peak:,.0f} MiB")
+    if args.baseline:
+        _baseline(predictions, decisions, fitted, groups, options, boot.seconds / pairs)
+
+
+class _EachCallDraws:
+    """Stands for :class:`biaslab.fairness.bootstrap.SharedDraws` and shares nothing: every
+    (pair, seed, attribute) draws its own patients, merged into types (the design before)."""
+
+    def get(self, *args):
+        return None
+
+
+def _baseline(predictions, decisions, fitted, groups, options, shared_per_pair: float) -> None:
+    """The bootstrap again, every call drawing its own patients, in the same run: the ratio."""
+    shared = evaluate_module.SharedDraws
+    evaluate_module.SharedDraws = _EachCallDraws
+    try:
+        with Timed("group_report") as boot:
+            _, grid = evaluate(predictions, decisions, fitted, groups,
+                               **{**options, "n_perm": 0})
+    finally:
+        evaluate_module.SharedDraws = shared
+    per_pair = boot.seconds / len(grid)
+    print(f"  bootstrap per pair, every call drawing its own patients (before): "
+          f"{per_pair:7.2f} s, {per_pair / shared_per_pair:.1f}x the shared draws'")
 
 
 if __name__ == "__main__":

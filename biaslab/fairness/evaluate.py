@@ -24,6 +24,7 @@ import pandas as pd
 from biaslab.data.columns import require_columns
 from biaslab.data.group_keys import SEP, group_keys, patient_units
 from biaslab.fairness.across_seeds import combine
+from biaslab.fairness.bootstrap import SharedDraws
 from biaslab.fairness.corrections import adjust
 from biaslab.fairness.costs import DEFAULT_GAP, ERROR_RATE_GAPS, fairness_cost
 from biaslab.fairness.flags import degenerate_reasons
@@ -56,8 +57,11 @@ def attribute_sets(groups: list[str], intersect: bool) -> list[list[str]]:
 
 
 def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, seed, prefix: str,
-                  bins: int = 256, resample: str = "image", min_cell: int = 5):
-    """Metrics of one set of test decisions: a flat dict for the grid and a per-group table."""
+                  bins: int = 256, resample: str = "image", min_cell: int = 5,
+                  shared: SharedDraws | None = None):
+    """Metrics of one set of test decisions: a flat dict for the grid and a per-group table;
+    ``shared``: the patient draws of the sets on the same images (see
+    :func:`biaslab.fairness.metrics.group_report`)."""
     flip = None
     if "decision_s0" in test.columns:
         flip = (test["decision_s0"] != test["decision_s1"]).to_numpy()
@@ -71,6 +75,7 @@ def _evaluate_one(test: pd.DataFrame, groups: list[list[str]], n_boot, level, se
             test["label"], test["decision"], keys,
             flip=flip, scores=scores, patients=patients, resample=resample, n_boot=n_boot,
             level=level, seed=seed, name=attr, bins=bins, labelled=True, min_cell=min_cell,
+            shared=shared,
         )
         if i == 0:  # overall figures do not depend on the attribute: take them once
             overall = per_group.iloc[-1]
@@ -268,17 +273,19 @@ def evaluate_seeds(
     parameters are those of :func:`evaluate_decisions`. Each (scheme, method, seed) is evaluated
     on its own (``per_seed``), then its figures are averaged over the seeds, with an interval
     that adds the variance between seeds to the sampling variance
-    (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). Each gap's p-value tests the
-    seed-averaged gap: one relabelling of the groups serves every seed, and every pair tested on
-    the same images (:func:`_pvalues`); the p-values of all gaps of ``grid`` are corrected
-    together. The Pareto front and the recommended pair are chosen on the seed-averaged
-    validation figures
-    (:func:`biaslab.fairness.recommend.choose`).
+    (:func:`biaslab.fairness.across_seeds.combine`, ``grid``). With patients resampled, every
+    (scheme, method, seed) on the same test images takes its resamples from one draw of the
+    patients per attribute (:class:`biaslab.fairness.bootstrap.SharedDraws`). Each gap's
+    p-value tests the seed-averaged gap: one relabelling of the groups serves every seed, and
+    every pair tested on the same images (:func:`_pvalues`); the p-values of all gaps of
+    ``grid`` are corrected together. The Pareto front and the recommended pair are chosen on
+    the seed-averaged validation figures (:func:`biaslab.fairness.recommend.choose`).
     """
     require_columns(attributes, groups, what="evaluate.groups")
     unit = resample_unit(attributes, resample)
+    # every (scheme, method, seed) tested on the same images shares the patient draws
     options = dict(n_boot=n_boot, level=level, seed=seed, bins=bins, resample=unit,
-                   min_cell=min_cell)
+                   min_cell=min_cell, shared=SharedDraws())
     rows, group_tables, tested = [], [], {}
     for scheme, by_seed in decisions.items():
         for train_seed, table in by_seed.items():

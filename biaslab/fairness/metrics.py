@@ -25,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 
 from biaslab.fairness.bootstrap import (
     ECE_BINS,
+    SharedDraws,
     auc_from_bins,
     binned_resamples,
     ece_from_bins,
@@ -196,11 +197,16 @@ def _score_point(y, scores, codes, n_groups, n_bins, bins) -> dict[str, np.ndarr
 
 
 def _boot_rates(res: dict, with_scores: bool) -> dict[str, np.ndarray]:
-    """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum)."""
-    res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()}
+    """Metrics of every resample, (n_boot, groups + 1): each group, then all (their sum);
+    ``res``'s own ``auc`` when it has one (:func:`~biaslab.fairness.bootstrap.binned_resamples`)."""
+    auc = res.get("auc")
+    res = {k: np.concatenate([v, v.sum(1, keepdims=True)], axis=1) for k, v in res.items()
+           if k != "auc"}
     out = rates(res["counts"])
     nan = np.full(out["n"].shape, np.nan)
-    out["auc"] = auc_from_bins(res["pos"], res["neg"]) if with_scores else nan
+    if auc is None and with_scores:
+        auc = auc_from_bins(res["pos"], res["neg"])
+    out["auc"] = auc if with_scores else nan
     out["calibration_error"] = (ece_from_bins(res["ece_n"], res["ece_pos"], res["ece_score"])
                                 if with_scores else nan)
     return out
@@ -258,6 +264,7 @@ def group_report(
     labels, decisions, groups, *, flip=None, scores=None, patients=None,
     resample: str = "patient", n_boot: int = 1000, level: float = 0.95, seed: int = 0,
     name: str = "group", bins: int = 256, labelled: bool = False, min_cell: int = 5,
+    shared: SharedDraws | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-group metrics and between-group gaps, with percentile bootstrap intervals.
 
@@ -288,6 +295,11 @@ def group_report(
     min_cell : int
         A metric whose group has fewer of the rows it is a share of (:data:`NEEDS`) is
         missing (NaN, interval too), and so is a gap needing it in any group (:data:`GAP_NEEDS`).
+    shared : SharedDraws, optional
+        Patients resampled: the draws of every call on the same patients (same order),
+        groups, ``n_boot`` and ``seed`` (several models on one test set), made once
+        (:class:`biaslab.fairness.bootstrap.SharedDraws`). None: this call draws its own. The
+        same bootstrap; intervals differ by Monte-Carlo error.
 
     Returns
     -------
@@ -321,9 +333,13 @@ def group_report(
                                                                                       bins)
     counts = np.bincount(codes * 8 + cells, minlength=8 * len(values)).reshape(len(values), 8)
     counts = np.vstack([counts, counts.sum(0)])  # each group, then all
+    draws = None
+    if (shared is not None and resample == "patient" and n_boot > 0
+            and len(units) > units.max(initial=-1) + 1):
+        draws = shared.get(units, codes, len(values), n_boot, seed)  # repeated patients
     res = binned_resamples(codes, cells, bin_of, np.zeros(len(y)) if score_arr is None
                            else score_arr, len(values), n_bins, n_boot, seed,
-                           units=units if resample == "patient" else None)
+                           units=units if resample == "patient" else None, draws=draws)
     labels_g = [str(v) if labelled else f"{name}={v}" for v in values]
     point = {**rates(counts), **_score_point(y, score_arr, codes, len(values), n_bins, bin_of)}
     _warn_undefined({m: v[:-1] for m, v in point.items()}, labels_g)
