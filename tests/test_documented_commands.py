@@ -385,6 +385,18 @@ def test_block_real_xrays(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason=NO_SHARED)
+def test_block_findings_nih(tmp_path):
+    repo = fresh_copy(tmp_path)
+    assert_ran(run_block(the_block("findings-nih"), repo))
+    # what the page says of it: every finding evaluated, the Findings section in the report
+    grid = pd.read_csv(repo / "metrics/grid.csv")
+    assert grid.columns[0] == "finding" and grid["finding"].nunique() >= 14
+    page = (repo / "reports/index.html").read_text()
+    assert 'id="findings"' in page and "underdiagnosis" in page.lower()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason=NO_SHARED)
 def test_block_train_predict(tmp_path):
     repo = fresh_copy(tmp_path)
     assert_ran(run_block(the_block("train-predict"), repo))
