@@ -292,13 +292,21 @@ def shortcut_task():
                              val["s"].to_numpy())}
 
 
+# the recipe the methods were measured with (docs/training.md): the plain one, constant lr 0.002,
+# no weight average, running BatchNorm statistics. Under the default stable recipe plain
+# training leans on this patch less (worst-group balanced accuracy 0.90 over the 3 seeds, seen
+# 2026-12-08), and the comparison would need a stronger shortcut
+PLAIN = TrainConfig(epochs=10, width=16, lr=0.002, scheduler="none", ema=0.0,
+                    bn_recompute=False)
+
+
 def _worst_group_balanced_accuracy(task, scheme: str, seed: int) -> float:
     """Of the model trained under ``scheme``, on the shifted test set (S independent of y)."""
     from biaslab.fairness.evaluate import shifted_view
     from biaslab.model.predict import predict_scores
 
-    fitted = fit_scheme(scheme, task["pixels"], task["train"], task["val"],
-                        TrainConfig(epochs=10, width=16), task["bias"], seed=seed)
+    fitted = fit_scheme(scheme, task["pixels"], task["train"], task["val"], PLAIN,
+                        task["bias"], seed=seed)
     test = task["test"]
     scores = predict_scores(fitted.model, task["pixels"], test, task["bias"])
     shifted = shifted_view(test.assign(
