@@ -62,11 +62,15 @@ class _PerGroupCalibration:
             self.params_by_group_[key] = self._fit_group(scores[m], labels[m])
         return self
 
-    def calibrate(self, scores, groups=None) -> np.ndarray:
-        """Each row's recalibrated probability, by its group's map."""
+    def _checked(self, scores, groups) -> tuple[np.ndarray, np.ndarray]:
+        """The scores and groups, checked against what ``fit`` saw."""
         check_fitted(self, "params_by_group_")
         scores, _ = check_scores(scores)
-        groups = check_groups(groups, len(scores), self.params_by_group_)
+        return scores, check_groups(groups, len(scores), self.params_by_group_)
+
+    def calibrate(self, scores, groups=None) -> np.ndarray:
+        """Each row's recalibrated probability, by its group's map."""
+        scores, groups = self._checked(scores, groups)
         out = np.empty(len(scores))
         for key, params in self.params_by_group_.items():
             m = groups == key
@@ -79,9 +83,7 @@ class _PerGroupCalibration:
     def threshold_of(self, scores, groups=None) -> np.ndarray:
         """Each row's threshold on the model's score scale: where its group's map reaches
         ``threshold``."""
-        check_fitted(self, "params_by_group_")
-        scores, _ = check_scores(scores)
-        groups = check_groups(groups, len(scores), self.params_by_group_)
+        scores, groups = self._checked(scores, groups)
         cut = {key: self._raw_threshold(p) for key, p in self.params_by_group_.items()}
         return np.array([cut[g] for g in groups], dtype=float)
 
