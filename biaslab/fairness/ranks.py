@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from biaslab.config.report import ReportConfig
 from biaslab.fairness.corrections import adjust
 from biaslab.fairness.costs import cost_text, fairness_cost
 
@@ -122,7 +123,6 @@ def rank_test(table: pd.DataFrame, *, figure: str, methods: Sequence[str],
 
 CONTROL = "none/fixed"  # plain training (no weighting), no threshold method: ERM
 SCORE = "rank_score"  # the column :func:`rank_figure` adds
-WHOLE_SET = ("accuracy", "balanced_accuracy", "auc")  # higher is better
 
 
 def rank_figure(table: pd.DataFrame, figure: str) -> tuple[pd.DataFrame, str, bool]:
@@ -137,16 +137,28 @@ def rank_figure(table: pd.DataFrame, figure: str) -> tuple[pd.DataFrame, str, bo
         known = [c for c in table.columns if c.rpartition("_")[2] not in ("lo", "hi", "sd")]
         raise ValueError(f"rank test: no figure {figure!r} in the table; figures: "
                          f"{', '.join(map(str, known))}")
-    metric = figure.rpartition(".")[2]
     out = table.copy()
-    if metric in WHOLE_SET or metric == "flip_rate":  # also shifted.*: the shifted test set's
-        out[SCORE] = pd.to_numeric(out[figure], errors="coerce")
-        return out, figure, metric != "flip_rate"
-    if "." not in figure or metric in ("groups", "insufficient", "undefined", "n", "patients"):
-        raise ValueError(f"rank test: {figure!r} is not a figure to rank on: a figure of the "
-                         f"test set ({', '.join(WHOLE_SET)}, flip_rate) or a gap (ATTR.GAP)")
-    out[SCORE] = fairness_cost(out[figure], metric)
-    return out, cost_text(figure), False
+    if ranked_by(figure, f"rank test: {figure!r} is not a figure to rank on") == "cost":
+        out[SCORE] = fairness_cost(out[figure], figure.rpartition(".")[2])
+        return out, cost_text(figure), False
+    out[SCORE] = pd.to_numeric(out[figure], errors="coerce")
+    return out, figure, figure != "flip_rate"
+
+
+def ranked_by(figure: str, lead: str) -> str:
+    """How ``figure`` is ranked: ``higher`` is better (a figure of the test set), ``lower``
+    (``flip_rate``), or ``cost`` (a gap ``ATTR.GAP``: its distance from its ideal); the
+    figures are those a criterion may judge (:meth:`ReportConfig.figures`). Otherwise a
+    ValueError, ``lead`` then the figures there are."""
+    overall, gaps = ReportConfig.figures()
+    attribute, _, metric = figure.rpartition(".")
+    if figure in overall:
+        return "lower" if figure == "flip_rate" else "higher"
+    if attribute and metric in gaps:
+        return "cost"
+    raise ValueError(f"{lead}: expected a figure of the test set ({', '.join(overall)}) or a "
+                     f"gap ATTR.GAP, GAP one of {', '.join(gaps)} (e.g. "
+                     "s.equalized_odds_difference)")
 
 
 def rank_methods(table: pd.DataFrame, figure: str, *, blocks: Sequence[str],
